@@ -1,0 +1,33 @@
+"""Model zoo: CIFAR-style ResNets, TAKD plain CNNs and MobileNetV2, user models, and safe checkpoints.
+
+One registry (:data:`MODELS`) filled by a decorator where each model is defined, one factory (:func:`create`) as the
+only way in, as in timm::
+
+    from edgekd.models import create
+    model = create("resnet8", num_classes=10, in_channels=1)
+    user = create("my_package.nets:build", num_classes=10)   # a user model, imported by path
+
+Every zoo model takes ``num_classes`` and ``in_channels``, is built from plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` /
+activation modules (each activation module used once, so torch.fx and ONNX export see every layer), works on 8×8,
+28×28 and 32×32 inputs, and lists in its registry entry the module paths of its stage outputs (``default_taps``)
+for feature distillation.
+"""
+
+from __future__ import annotations
+
+from edgekd.models import mobilenetv2, plain, resnet  # noqa: F401  (registration side effect)
+from edgekd.models.checkpoint import FORMAT, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
+from edgekd.models.factory import MODELS, count_parameters, create, model_info, model_size_bytes
+
+__all__ = [
+    "FORMAT",
+    "MODELS",
+    "count_parameters",
+    "create",
+    "load_checkpoint",
+    "load_weights",
+    "model_from_checkpoint",
+    "model_info",
+    "model_size_bytes",
+    "save_checkpoint",
+]
