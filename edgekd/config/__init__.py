@@ -1,0 +1,31 @@
+"""Typed schemas of recipes and device profiles; loading, overrides and friendly errors."""
+
+from edgekd.config.device import Budgets, Device, RuntimeTarget
+from edgekd.config.loader import available_devices, load_device, load_recipe
+from edgekd.config.recipe import (
+    BenchConfig,
+    DataConfig,
+    DistillConfig,
+    ExportConfig,
+    LossTerm,
+    ModelRef,
+    Recipe,
+    TrainConfig,
+)
+
+__all__ = [
+    "BenchConfig",
+    "Budgets",
+    "DataConfig",
+    "Device",
+    "DistillConfig",
+    "ExportConfig",
+    "LossTerm",
+    "ModelRef",
+    "Recipe",
+    "RuntimeTarget",
+    "TrainConfig",
+    "available_devices",
+    "load_device",
+    "load_recipe",
+]

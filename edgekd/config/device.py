@@ -1,0 +1,70 @@
+"""Device profiles (`devices/*.yaml`): where a model must run, which runtimes it offers, and its budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgekd.config._base import Strict
+
+Precision = Literal["fp32", "fp16", "int8"]
+RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+
+
+class Access(Strict):
+    """How to reach the device. ssh uses keys and host-key checking only; passwords are not accepted."""
+
+    kind: Literal["local", "ssh", "adb"] = Field("local", description="local host, ssh host, or Android over adb")
+    host: str | None = Field(None, description="ssh host name (kind: ssh)")
+    user: str | None = Field(None, description="ssh user (kind: ssh)")
+    port: int = Field(22, ge=1, le=65535, description="ssh port")
+    identity_file: Path | None = Field(None, description="ssh private key file (never a password)")
+    known_hosts: Path | None = Field(None, description="known_hosts file used with StrictHostKeyChecking=yes")
+    serial: str | None = Field(None, description="adb device serial (kind: adb)")
+    workdir: str = Field("/tmp/edgekd", description="scratch folder on the device")
+    python: str = Field("python3", description="Python interpreter on the device")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Access:
+        if self.kind == "ssh" and not self.host:
+            raise ValueError("access.kind 'ssh' needs access.host")
+        return self
+
+
+class RuntimeTarget(Strict):
+    """One runtime the device offers, with the precisions to build for it."""
+
+    runtime: RuntimeName = Field(description="runtime that runs the artifact on the device")
+    precisions: list[Precision] = Field(["fp32"], min_length=1, description="precisions to build and measure")
+    providers: list[str] = Field(
+        default_factory=list, description="ONNX Runtime execution providers in priority order (default: CPU)"
+    )
+    device: str = Field("CPU", description="OpenVINO device (CPU, GPU, NPU) or CUDA device for torch/TensorRT")
+
+
+class Budgets(Strict):
+    """What an artifact must meet to be selected. Unset budgets are not checked."""
+
+    max_size_mb: float | None = Field(None, gt=0, description="largest artifact file size, MB (10^6 bytes)")
+    max_latency_ms: float | None = Field(None, gt=0, description="largest latency at `latency_stat`, milliseconds")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest test accuracy (0-1)")
+    latency_stat: Literal["p50", "p90", "p99", "mean"] = Field("p90", description="latency statistic budgeted")
+
+
+class Device(Strict):
+    """A device profile."""
+
+    name: str = Field(description="profile name, e.g. x86-cpu")
+    description: str = Field("", description="one line for `edgekd devices`")
+    arch: str = Field("x86_64", description="CPU architecture of the device")
+    accelerator: str | None = Field(None, description="GPU/NPU of the device, if any")
+    threads: int | None = Field(None, ge=1, description="intra-op threads for every runtime (None: runtime default)")
+    access: Access = Field(default_factory=Access, description="how to reach the device")
+    runtimes: list[RuntimeTarget] = Field(min_length=1, description="runtimes and precisions to build for")
+    budgets: Budgets = Field(default_factory=Budgets, description="selection budgets")
+
+    def runtime(self, name: str) -> RuntimeTarget | None:
+        """The target entry for runtime ``name``, if the device offers it."""
+        return next((r for r in self.runtimes if r.runtime == name), None)
