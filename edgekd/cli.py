@@ -1,0 +1,140 @@
+"""The `edgekd` command line: run, validate, devices, zoo, report.
+
+Exit codes (DESIGN.md): 0 success; 1 a budget, parity or regression check failed; 2 bad input (one line naming the
+file, the key and what is expected; a traceback only with --debug); 3 an unexpected internal error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from edgekd.errors import BudgetError, EdgekdError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distil, prune, quantize, export and measure a PyTorch classifier for one edge device.")
+# piped or captured output gets a fixed width so tables stay readable in logs and CI
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+out = Console(width=None if sys.stdout.isatty() else 140)
+
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="device profile name (see `edgekd devices`) or YAML")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: key.path=value")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="pipeline recipe (pipelines/*.yaml)")],
+    device: DeviceOpt,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="run directory (default runs/<recipe>-<device>-<time>)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
+    overrides: SetOpt = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="every stage for real, with tiny budgets")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
+    from edgekd.cli_views import print_summary
+    from edgekd.config import load_device, load_recipe
+    from edgekd.pipeline.runner import PipelineRunner
+
+    import edgekd.stages  # noqa: F401  (registers the stages)
+
+    spec = load_recipe(recipe, overrides or [])
+    target = load_device(device)
+    run_dir = out_dir or Path("runs") / f"{spec.name}-{target.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    console.print(f"[bold]edgekd run[/bold] {recipe} on [bold]{target.name}[/bold] → {run_dir}"
+                  + (" [yellow](smoke)[/yellow]" if smoke else ""))
+    runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
+                            recipe_file=str(recipe), overrides=overrides or [])
+    try:
+        manifest = runner.run()
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: run the same command with --out {run_dir} to resume")
+        raise typer.Exit(130) from None
+    print_summary(out, manifest, run_dir)
+    budgets = {k: v for k, v in target.budgets.model_dump().items() if k != "latency_stat" and v is not None}
+    if spec.evaluate is not None and budgets and manifest.get("selected") is None:
+        if smoke:
+            console.print("[yellow]smoke run: budgets are reported, not enforced[/yellow]")
+            return
+        raise BudgetError(f"no artifact meets the budgets of device {target.name} ({budgets}); see {run_dir}/report.md")
+
+
+@app.command()
+def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], device: DeviceOpt,
+             overrides: SetOpt = None, debug: DebugOpt = False) -> None:
+    """Check RECIPE and DEVICE and print the resolved plan, without running anything."""
+    from edgekd.cli_views import print_plan
+    from edgekd.config import load_device, load_recipe
+
+    import edgekd.stages  # noqa: F401
+
+    print_plan(out, load_recipe(recipe, overrides or []), load_device(device))
+
+
+@app.command()
+def devices(debug: DebugOpt = False) -> None:
+    """List the device profiles."""
+    from edgekd.cli_views import print_devices
+
+    print_devices(out)
+
+
+@app.command()
+def zoo(
+    kind: Annotated[str, typer.Argument(help="models, losses, datasets or stages")] = "all",
+    debug: DebugOpt = False,
+) -> None:
+    """List what recipes can name: models, distillation losses, data sets, stages."""
+    from edgekd.cli_views import ZOO_VIEWS
+
+    import edgekd.stages  # noqa: F401
+
+    if kind != "all" and kind not in ZOO_VIEWS:
+        raise UserError(f"zoo: unknown kind {kind!r}; choose one of all, {', '.join(ZOO_VIEWS)}")
+    for name, view in ZOO_VIEWS.items():
+        if kind in ("all", name):
+            view(out)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")], debug: DebugOpt = False) -> None:
+    """Print the summary of a finished run (the report files are in the run directory)."""
+    from edgekd.cli_views import print_summary
+    from edgekd.pipeline.manifest import load_manifest
+
+    print_summary(out, load_manifest(run_dir), run_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command, turn edgekd errors into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="edgekd")  # standalone mode: usage errors exit 2, always ends in SystemExit
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except EdgekdError as exc:
+        if debug:
+            raise
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        code = exc.exit_code
+    except Exception as exc:  # an internal error: say so in one line, with the way to see more
+        if debug:
+            raise
+        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                      highlight=False, soft_wrap=True)
+        code = 3
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""What the command line prints: run summary, resolved plan, device list, zoo tables (rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgekd.config import Device, Recipe
+from edgekd.report.tables import SUMMARY_HEADER, summary_rows
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None:
+    """Teacher vs student table, the selected artifact, and where the report is."""
+    rows = summary_rows(manifest)
+    selected = manifest.get("selected")
+    for row in rows:
+        if row[1] == selected:
+            row[1] = f"[bold green]{row[1]} ✓[/bold green]"
+    out.print(_table(f"{manifest['recipe']} on {manifest['device']}" + (" (smoke)" if manifest["smoke"] else ""),
+                     SUMMARY_HEADER, rows))
+    stages = ", ".join(f"{s['name']} {s['status']}" for s in manifest["stages"] if s["status"] != "skipped")
+    out.print(f"stages: {stages}")
+    out.print(f"selected: {selected or 'none (no artifact meets the budgets)'}")
+    report = run_dir / "report.md"
+    out.print(f"report: {report if report.exists() else '(no report stage)'}")
+
+
+def print_plan(out: Console, recipe: Recipe, device: Device) -> None:
+    """The stages that would run, with their key settings, for ``recipe`` on ``device``."""
+    from edgekd.pipeline.stage import ordered_stages
+    from edgekd.stages.export import export_plan
+
+    out.print(f"[bold]{recipe.name}[/bold] on [bold]{device.name}[/bold]: recipe and device profile are valid.")
+    out.print(f"data: {recipe.data.name} {recipe.data.params or ''} (validation {recipe.data.val_fraction:.0%} of "
+              f"train), seed {recipe.seed}")
+    if recipe.teacher:
+        epochs = recipe.teacher.train.epochs if recipe.teacher.train else "none (checkpoint)"
+        out.print(f"teacher: {recipe.teacher.model.name} {recipe.teacher.model.kwargs or ''}, epochs {epochs}")
+    if recipe.student and recipe.distill:
+        losses = ", ".join(f"{t.weight}×{t.name}" for t in recipe.distill.losses) or "none"
+        out.print(f"student: {recipe.student.model.name} {recipe.student.model.kwargs or ''}, epochs "
+                  f"{recipe.distill.train.epochs}, loss {recipe.distill.ce_weight}×CE + {losses}")
+    plan, not_here = export_plan(device)
+    out.print(f"exports: {', '.join(f'{r}/{p}' for r, p in plan) or 'none'}"
+              + (f" (not built by export: {', '.join(not_here)})" if not_here else ""))
+    rows = [[s.name, "run" if s.enabled(recipe, device) else "skip", s.description] for s in ordered_stages()]
+    out.print(_table("stages", ["stage", "plan", "what it does"], rows))
+    budgets = {k: v for k, v in device.budgets.model_dump().items() if v is not None}
+    out.print(f"budgets: {budgets}")
+
+
+def print_devices(out: Console) -> None:
+    """Every device profile found, with its runtimes and budgets."""
+    from edgekd.config import available_devices, load_device
+
+    rows = []
+    for name, path in available_devices().items():
+        device = load_device(str(path))
+        runtimes = "; ".join(f"{r.runtime} {'/'.join(r.precisions)}" for r in device.runtimes)
+        budgets = ", ".join(f"{k}={v}" for k, v in device.budgets.model_dump().items()
+                            if v is not None and k != "latency_stat")
+        rows.append([name, device.access.kind, runtimes, budgets or "—", device.description])
+    out.print(_table("device profiles", ["name", "access", "runtimes", "budgets", "description"], rows))
+
+
+def print_models(out: Console) -> None:
+    from edgekd.models import MODELS, model_info
+
+    rows = []
+    for name in MODELS.names():
+        info = model_info(name)
+        rows.append([name, info["family"], info["paper"], ", ".join(info["default_taps"])])
+    out.print(_table("models (edgekd.models.create)", ["name", "family", "paper", "default taps"], rows))
+
+
+def print_losses(out: Console) -> None:
+    from edgekd.distill.losses import LOSSES, loss_info
+
+    rows = []
+    for name in LOSSES.names():
+        info = loss_info(name)
+        defaults = ", ".join(f"{k}={v}" for k, v in info["defaults"].items())
+        rows.append([name, info["kind"], info["paper"], defaults])
+    out.print(_table("distillation losses (edgekd.distill.losses.create)", ["name", "kind", "paper", "defaults"],
+                     rows))
+
+
+def print_datasets(out: Console) -> None:
+    from edgekd.data import DATASETS, dataset_params_model
+
+    rows = []
+    for entry in DATASETS.entries():
+        params = ", ".join(f"{k}={f.default!r}" for k, f in dataset_params_model(entry.name).model_fields.items())
+        rows.append([entry.name, entry.meta.get("description", ""), params or "—"])
+    out.print(_table("data sets", ["name", "description", "params"], rows))
+
+
+def print_stages(out: Console) -> None:
+    from edgekd.pipeline.stage import ordered_stages
+
+    rows = [[s.name, ", ".join(s.needs) or "—", s.description] for s in ordered_stages()]
+    out.print(_table("stages, in order", ["stage", "reads outputs of", "what it does"], rows))
+
+
+ZOO_VIEWS: dict[str, Callable[[Console], None]] = {
+    "models": print_models,
+    "losses": print_losses,
+    "datasets": print_datasets,
+    "stages": print_stages,
+}

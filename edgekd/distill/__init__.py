@@ -1,0 +1,1 @@
+"""Distillation: the loss registry (`edgekd.distill.losses`), feature taps, and the trainer."""

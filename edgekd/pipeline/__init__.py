@@ -1,0 +1,1 @@
+"""Stage runner, run directory, manifest, content hashing, caching and resume."""

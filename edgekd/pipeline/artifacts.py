@@ -1,0 +1,46 @@
+"""The artifact record of DESIGN.md: one model file (or folder) in the run directory, with what it takes and scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgekd.pipeline.hashing import sha256_path, size_bytes
+
+Format = Literal["torch", "onnx", "openvino", "tensorrt"]
+
+
+@dataclass
+class Artifact:
+    """A model artifact. ``path`` is relative to the run directory; ``metrics`` is filled by later stages."""
+
+    name: str
+    path: str
+    format: Format
+    precision: str
+    runtime: str
+    role: str
+    input: dict[str, Any]
+    bytes: int = 0
+    sha256: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    smoke: bool = False
+
+    @classmethod
+    def from_file(cls, run_dir: Path, path: Path, **fields: Any) -> Artifact:
+        """Record ``path`` (inside ``run_dir``) with its size and hash."""
+        return cls(path=str(path.relative_to(run_dir)), bytes=size_bytes(path), sha256=sha256_path(path), **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        return cls(**data)
+
+
+def input_spec(shape: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    """The input contract of every artifact: float32 NCHW raw pixels in [0, 1] (batch dimension dynamic: -1)."""
+    return {"shape": [-1, *shape[1:]], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"}

@@ -1,0 +1,261 @@
+"""The stage runner: runs the recipe's stages in order, caches finished ones, resumes interrupted ones.
+
+Cache key of a stage (DVC/Olive style) = SHA-256 of: the stage name, its resolved config, the recipe seed and data
+config, the output digests of the stages it needs, and the edgekd version. A stage whose key is unchanged and whose
+outputs are intact is ``cached``; otherwise the reason it re-runs is logged and recorded. A stage that was
+interrupted (Ctrl-C, kill -9) keeps its folder when its key is unchanged, so a training stage resumes from its last
+epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgekd import __version__
+from edgekd.config import Device, Recipe
+from edgekd.pipeline.artifacts import Artifact
+from edgekd._atomic import atomic_write_json, atomic_write_text
+from edgekd.pipeline.context import SMOKE_SUBSET, StageContext
+from edgekd.pipeline.hashing import sha256_json, sha256_path
+from edgekd.pipeline.manifest import read_json
+from edgekd.pipeline.provenance import git_commit, host_info, library_versions
+from edgekd.pipeline.stage import Stage, StageResult, ordered_stages
+
+STAGE_RECORD = "stage.json"
+ATTEMPT_KEY = ".key"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class PipelineRunner:
+    """Runs one recipe for one device into one run directory."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        device: Device,
+        run_dir: Path,
+        *,
+        smoke: bool = False,
+        data_dir: Path | None = None,
+        console: Console | None = None,
+        recipe_file: str = "",
+        overrides: list[str] | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.run_dir = run_dir
+        self.smoke = smoke
+        self.data_dir = data_dir
+        self.console = console or Console(stderr=True)
+        self.recipe_file = recipe_file
+        self.overrides = overrides or []
+        self._bundle: Any = None
+        self.manifest: dict[str, Any] = {}
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def _load_data(self) -> Any:
+        if self._bundle is None:
+            from edgekd.data import load_dataset
+
+            cfg = self.recipe.data
+            bundle = load_dataset(
+                cfg.name, cfg.params, data_dir=self.data_dir, val_fraction=cfg.val_fraction, seed=self.recipe.seed
+            )
+            if self.smoke:
+                n_train, n_val, n_test = SMOKE_SUBSET
+                seed = self.recipe.seed
+                bundle = replace(
+                    bundle,
+                    train=bundle.train.subset(n_train, seed),
+                    val=bundle.val.subset(n_val, seed),
+                    test=bundle.test.subset(n_test, seed),
+                )
+            self._bundle = bundle
+        return self._bundle
+
+    # -- keys and records -----------------------------------------------------------------------------------------
+    def _key_parts(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "stage": stage.name,
+            "config": sha256_json(stage.config(self.recipe, self.device, self.smoke)),
+            "common": sha256_json(
+                {"seed": self.recipe.seed, "data": self.recipe.data.model_dump(mode="json"), "smoke": self.smoke}
+            ),
+            "inputs": {need: records[need]["outputs_digest"] for need in stage.needs if need in records},
+            "version": __version__,
+        }
+
+    def _stale_reason(self, previous: dict[str, Any] | None, parts: dict[str, Any]) -> str | None:
+        """Why a stage must run (None: it is cached). Cheapest checks first."""
+        if previous is None:
+            return "never ran"
+        if previous.get("status") != "done":
+            return "did not finish last time"
+        old = previous["key_parts"]
+        if old["version"] != parts["version"]:
+            return f"edgekd version changed ({old['version']} -> {parts['version']})"
+        if old["config"] != parts["config"]:
+            return "stage config changed"
+        if old["common"] != parts["common"]:
+            return "seed, data or smoke setting changed"
+        changed = sorted(k for k in parts["inputs"].keys() | old["inputs"].keys()
+                         if parts["inputs"].get(k) != old["inputs"].get(k))
+        if changed:
+            return f"input changed: {', '.join(changed)}"
+        for output in [*previous["artifacts"], *previous["files"]]:
+            path = self.run_dir / output["path"]
+            if not path.exists():
+                return f"output missing: {output['path']}"
+            if sha256_path(path) != output["sha256"]:
+                return f"output modified: {output['path']}"
+        return None
+
+    # -- manifest -------------------------------------------------------------------------------------------------
+    def _start_manifest(self) -> None:
+        self.manifest = {
+            "recipe": self.recipe.name,
+            "recipe_file": self.recipe_file,
+            "device": self.device.name,
+            "edgekd_version": __version__,
+            "created": _now(),
+            "updated": _now(),
+            "smoke": self.smoke,
+            "seed": self.recipe.seed,
+            "overrides": self.overrides,
+            "provenance": {"libraries": library_versions(), "host": host_info(), "git_commit": git_commit()},
+            "budgets": self.device.budgets.model_dump(mode="json"),
+            "current_stage": None,
+            "stages": [],
+            "artifacts": [],
+            "selected": None,
+        }
+
+    def _write_manifest(self) -> None:
+        self.manifest["updated"] = _now()
+        atomic_write_json(self.run_dir / "manifest.json", self.manifest)
+
+    def _merge(self, record: dict[str, Any]) -> None:
+        """Add a finished stage's artifacts, metrics and top-level fields to the manifest."""
+        artifacts = {a["name"]: a for a in self.manifest["artifacts"]}
+        for art in record["artifacts"]:
+            artifacts[art["name"]] = dict(art)
+        for name, metrics in record["metrics"].items():
+            if name in artifacts:
+                artifacts[name]["metrics"] = {**artifacts[name]["metrics"], **metrics}
+        self.manifest["artifacts"] = list(artifacts.values())
+        self.manifest.update(record.get("manifest", {}))
+
+    # -- running --------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run every enabled stage; return the final manifest. Stage exceptions propagate after being recorded."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        atomic_write_json(self.run_dir / "recipe.json", self.recipe.model_dump(mode="json"))
+        atomic_write_json(self.run_dir / "device.json", self.device.model_dump(mode="json"))
+        self._start_manifest()
+        records: dict[str, dict[str, Any]] = {}
+        for stage in ordered_stages():
+            if not stage.enabled(self.recipe, self.device):
+                self.manifest["stages"].append(
+                    {"name": stage.name, "status": "skipped", "seconds": 0.0, "reason": "not in the recipe"}
+                )
+                continue
+            records[stage.name] = self._run_stage(stage, records)
+        self.manifest["current_stage"] = None
+        self._write_manifest()
+        return self.manifest
+
+    def _run_stage(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        stage_dir = self.run_dir / stage.name
+        parts = self._key_parts(stage, records)
+        key = sha256_json(parts)
+        previous = read_json(stage_dir / STAGE_RECORD)
+        reason = self._stale_reason(previous, parts)
+        if reason is None and previous is not None:
+            self.console.print(f"[green]✓[/green] {stage.name} [dim](cached)[/dim]")
+            self._merge(previous)
+            self.manifest["stages"].append({"name": stage.name, "status": "cached", "seconds": 0.0,
+                                            "reason": "inputs and config unchanged", "info": previous["info"]})
+            self._write_manifest()
+            return previous
+
+        attempt = stage_dir / ATTEMPT_KEY
+        resuming = attempt.is_file() and attempt.read_text().strip() == key
+        if not resuming and stage_dir.exists():
+            shutil.rmtree(stage_dir)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / STAGE_RECORD).unlink(missing_ok=True)
+        atomic_write_text(attempt, key + "\n")
+        if resuming:
+            reason = f"{reason}; resuming the interrupted attempt"
+        self.console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] [dim]({reason})[/dim]")
+        self.manifest["current_stage"] = stage.name
+        self._write_manifest()
+
+        ctx = StageContext(
+            run_dir=self.run_dir,
+            stage_dir=stage_dir,
+            recipe=self.recipe,
+            device=self.device,
+            smoke=self.smoke,
+            data_dir=self.data_dir,
+            console=self.console,
+            artifacts=[Artifact.from_dict(a) for a in self.manifest["artifacts"]],
+            load_data=self._load_data,
+            log_file=self.run_dir / "logs" / "run.log",
+        )
+        start = time.perf_counter()
+        try:
+            result = stage.run(ctx)
+        except BaseException as exc:
+            seconds = round(time.perf_counter() - start, 3)
+            error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            self.manifest["stages"].append(
+                {"name": stage.name, "status": "failed", "seconds": seconds, "reason": reason, "error": error}
+            )
+            self.manifest["current_stage"] = None
+            self._write_manifest()
+            raise
+        seconds = round(time.perf_counter() - start, 3)
+        record = self._record(stage, result, parts, key, seconds)
+        atomic_write_json(stage_dir / STAGE_RECORD, record)
+        self._merge(record)
+        self.manifest["stages"].append(
+            {"name": stage.name, "status": "done", "seconds": seconds, "reason": reason, "info": record["info"]}
+        )
+        self._write_manifest()
+        self.console.print(f"[green]✓[/green] {stage.name} [dim]({seconds:.1f} s)[/dim]")
+        return record
+
+    def _record(
+        self, stage: Stage, result: StageResult, parts: dict[str, Any], key: str, seconds: float
+    ) -> dict[str, Any]:
+        for art in result.artifacts:
+            art.smoke = self.smoke
+        outputs = {
+            "artifacts": [a.to_dict() for a in result.artifacts],
+            "metrics": result.metrics,
+            "manifest": result.manifest,
+            "files": [{"path": str(f.relative_to(self.run_dir)), "sha256": sha256_path(f)} for f in result.files],
+        }
+        return {
+            "name": stage.name,
+            "status": "done",
+            "key": key,
+            "key_parts": parts,
+            "seconds": seconds,
+            "finished": _now(),
+            "info": result.info,
+            "outputs_digest": sha256_json(outputs),
+            **outputs,
+        }

@@ -1,0 +1,122 @@
+"""report.md and report.html of a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd._atomic import atomic_write_text
+from edgekd.report.plots import accuracy_latency_plot, training_plot
+from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
+
+HTML_STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #1d2330; line-height: 1.45; }
+h1 { border-bottom: 2px solid #2b6cb0; padding-bottom: .3em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #cbd5e0; padding: 4px 8px; text-align: left; }
+th { background: #edf2f7; }
+tr:nth-child(even) td { background: #f7fafc; }
+img { max-width: 100%; border: 1px solid #e2e8f0; }
+code { background: #edf2f7; padding: 1px 4px; border-radius: 3px; }
+"""
+
+
+def _verdict(manifest: dict[str, Any]) -> str:
+    budgets = {k: v for k, v in manifest.get("budgets", {}).items() if v is not None and k != "latency_stat"}
+    selected = manifest.get("selected")
+    budget_text = ", ".join(f"{k} = {v}" for k, v in budgets.items()) or "none"
+    if selected:
+        return f"**Selected: `{selected}`** (budgets: {budget_text}; latency budget on {manifest['budgets']['latency_stat']})."
+    return f"**No artifact meets the budgets** of `{manifest['device']}` ({budget_text})."
+
+
+def _stages_table(manifest: dict[str, Any]) -> str:
+    rows = [[s["name"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in manifest["stages"]]
+    return markdown_table(["stage", "status", "seconds", "why"], rows)
+
+
+def _training_lines(records: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for stage in ("train-teacher", "distill"):
+        info = records.get(stage, {}).get("info", {})
+        if "best_epoch" in info:
+            extra = f", losses {', '.join(info['losses']) or 'none (CE only)'}" if "losses" in info else ""
+            lines.append(f"- `{stage}`: best epoch {info['best_epoch']} of {info['epochs']} on validation "
+                         f"(val accuracy {info['val_accuracy']:.4f}){extra}.")
+    return lines
+
+
+def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path]) -> str:
+    """The markdown report."""
+    prov = manifest["provenance"]
+    libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())
+    parts = [
+        f"# edgekd report — `{manifest['recipe']}` on `{manifest['device']}`",
+        "",
+        f"Run created {manifest['created']}, edgekd {manifest['edgekd_version']}, seed {manifest['seed']}"
+        + (" — **smoke run: tiny budgets, numbers are not meaningful**." if manifest["smoke"] else "."),
+        "",
+        _verdict(manifest),
+        "",
+        "## Teacher vs student",
+        "",
+        markdown_table(SUMMARY_HEADER, summary_rows(manifest)),
+        "",
+        "## Every artifact, measured in its own runtime",
+        "",
+        "Accuracy on the test split; latency with batch 1 on the device (milliseconds); parity against the torch model "
+        "on real test images.",
+        "",
+        markdown_table(ARTIFACT_HEADER, artifact_rows(manifest)),
+        "",
+    ]
+    if "accuracy_latency" in plots:
+        parts += ["![accuracy vs latency](plots/accuracy_latency.png)", ""]
+    training = _training_lines(records)
+    if training or "training" in plots:
+        parts += ["## Training", "", *training, ""]
+        if "training" in plots:
+            parts += ["![training curves](plots/training.png)", ""]
+    not_built = records.get("export", {}).get("info", {}).get("not_built", {})
+    if not_built:
+        parts += ["## Not built", "", *[f"- `{k}`: {v}" for k, v in not_built.items()], ""]
+    parts += [
+        "## Stages", "", _stages_table(manifest), "",
+        "## Provenance", "",
+        f"- host: {prov['host']['platform']} ({prov['host']['cpu_count']} CPUs), Python {prov['host']['python']}",
+        f"- libraries: {libs}",
+        f"- edgekd commit: {prov['git_commit'] or 'n/a (installed package)'}",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def build_html(markdown: str, title: str) -> str:
+    """The markdown report rendered to a standalone HTML page (markdown-it-py, tables enabled)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n{body}</body></html>\n")
+
+
+def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str, Any]], *,
+                 html: bool = True) -> list[Path]:
+    """Write plots, report.md (and report.html) into ``run_dir``; return the written files."""
+    plots: dict[str, Path] = {}
+    if (p := accuracy_latency_plot(manifest, run_dir / "plots" / "accuracy_latency.png")) is not None:
+        plots["accuracy_latency"] = p
+    histories = {
+        label: records.get(stage, {}).get("info", {}).get("history", [])
+        for stage, label in (("train-teacher", "teacher"), ("distill", "student"))
+    }
+    if (p := training_plot(histories, run_dir / "plots" / "training.png")) is not None:
+        plots["training"] = p
+    markdown = build_markdown(manifest, records, plots)
+    files = [*plots.values(), run_dir / "report.md"]
+    atomic_write_text(run_dir / "report.md", markdown)
+    if html:
+        atomic_write_text(run_dir / "report.html", build_html(markdown, f"edgekd — {manifest['recipe']}"))
+        files.append(run_dir / "report.html")
+    return files

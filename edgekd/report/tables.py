@@ -1,0 +1,66 @@
+"""Rows of the report's tables, computed from a manifest (shared by the markdown report and the CLI summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt_latency(artifact: dict[str, Any], stat: str = "p50") -> str:
+    value = artifact.get("metrics", {}).get("latency_ms", {}).get(stat)
+    return f"{value:.3f}" if value is not None else "—"
+
+
+def fmt_accuracy(artifact: dict[str, Any]) -> str:
+    value = artifact.get("metrics", {}).get("accuracy")
+    return f"{value:.4f}" if value is not None else "—"
+
+
+def fmt_params(artifact: dict[str, Any]) -> str:
+    value = artifact.get("info", {}).get("parameters")
+    return f"{value:,}" if value is not None else "—"
+
+
+def fmt_size(artifact: dict[str, Any]) -> str:
+    return f"{artifact['bytes'] / 1e6:.3f}"
+
+
+def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
+    """Teacher vs student: one row per role, the torch model and its best deployed artifact."""
+    rows = []
+    for art in manifest["artifacts"]:
+        rows.append([
+            art["role"], art["name"], f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_size(art),
+            fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
+        ])
+    return rows
+
+
+SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "size MB", "test accuracy", "p50 ms", "p90 ms"]
+
+
+def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
+    """Every artifact with parity, latency percentiles and budget verdict."""
+    rows = []
+    for art in manifest["artifacts"]:
+        metrics = art.get("metrics", {})
+        parity = art.get("info", {}).get("parity", {})
+        agreement = f"{parity['top1_agreement']:.4f}" if parity else "—"
+        diff = f"{parity['max_abs_diff']:.1e}" if parity else "—"
+        verdict = metrics.get("meets_budgets")
+        verdict_text = "—" if verdict is None else ("yes" if verdict else "no: " + "; ".join(metrics["budget_failures"]))
+        rows.append([
+            art["name"], art["format"], art["precision"], art["runtime"], fmt_size(art), fmt_accuracy(art),
+            agreement, diff, fmt_latency(art, "p50"), fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
+        ])
+    return rows
+
+
+ARTIFACT_HEADER = ["artifact", "format", "precision", "runtime", "size MB", "test accuracy", "top-1 agreement",
+                   "max |Δlogit|", "p50 ms", "p90 ms", "p99 ms", "meets budgets"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Stage `export`: build the device's full-precision artifacts from the final model, each checked against torch.
+
+Every artifact takes raw [0, 1] pixels and carries its normalisation inside the graph. Parity check on real test
+images: the stage fails if the largest |logit difference| exceeds ``export.parity_atol`` or top-1 agreement with the
+torch model falls below ``export.min_top1_agreement``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.config import Device, ExportConfig, Recipe
+from edgekd.errors import ParityError
+from edgekd.pipeline.artifacts import Artifact
+from edgekd.pipeline.context import StageContext
+from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._models import load_plain_net
+from edgekd.stages._runtime import open_artifact
+
+Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
+
+
+def _onnx_fp32(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig) -> Path:
+    from edgekd.export.onnx import export_onnx
+
+    return export_onnx(net, mean, std, example, out / "model.onnx", opset=cfg.opset, dynamic_batch=cfg.dynamic_batch)
+
+
+#: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization
+BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
+    ("onnxruntime", "fp32"): ("onnx", _onnx_fp32),
+}
+
+
+def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The (runtime, precision) pairs this stage builds for ``device``, and why any other pair is not built here."""
+    plan, not_here = [], {}
+    for target in device.runtimes:
+        for precision in target.precisions:
+            pair = (target.runtime, precision)
+            if target.runtime == "torch":
+                continue
+            if pair in BUILDERS:
+                plan.append(pair)
+            elif precision == "int8":
+                not_here[f"{target.runtime}/{precision}"] = "int8 artifacts come from a quantize stage"
+            else:
+                not_here[f"{target.runtime}/{precision}"] = "no exporter for this pair yet"
+    return plan, not_here
+
+
+@register_stage
+class Export(Stage):
+    name = "export"
+    order = 50
+    needs = ("train-teacher", "distill")
+    description = "export the final model for each runtime of the device, with a parity check against torch"
+
+    def enabled(self, recipe: Recipe, device: Device) -> bool:
+        return recipe.export is not None
+
+    def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
+        assert recipe.export is not None
+        return {"export": recipe.export.model_dump(mode="json"), "plan": export_plan(device)[0]}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        cfg = ctx.recipe.export
+        assert cfg is not None
+        source = ctx.artifact("student") or ctx.artifact("teacher")
+        if source is None:
+            raise ValueError("export needs a teacher or a student from an earlier stage")
+        data = ctx.data()
+        net = load_plain_net(ctx, source).eval()
+        torch_runner = open_artifact(ctx, source)
+        probe = data.test.x[: cfg.parity_samples].numpy()
+        plan, not_here = export_plan(ctx.device)
+        artifacts = []
+        for runtime, precision in plan:
+            fmt, builder = BUILDERS[(runtime, precision)]
+            name = f"{source.name}-{fmt}-{precision}"
+            out = ctx.stage_dir / name
+            out.mkdir(parents=True, exist_ok=True)
+            path = builder(net, data.mean, data.std, data.test.x[:1], out, cfg)
+            artifact = Artifact.from_file(ctx.run_dir, path, name=name, format=fmt, precision=precision,
+                                          runtime=runtime, role=source.role, input=source.input,
+                                          info={"source": source.name, "parameters": source.info["parameters"]})
+            parity = _parity(ctx, torch_runner, artifact, probe, cfg)
+            artifact.info["parity"] = parity
+            ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
+                    f"top-1 agreement {parity['top1_agreement']:.4f}")
+            artifacts.append(artifact)
+        return StageResult(artifacts=artifacts, info={"source": source.name, "not_built": not_here})
+
+
+def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig) -> dict:
+    from edgekd.export.onnx import check_parity
+
+    candidate = open_artifact(ctx, artifact)
+    try:
+        parity = check_parity(reference, candidate, x, atol=cfg.parity_atol,
+                              min_top1_agreement=cfg.min_top1_agreement)
+    finally:
+        candidate.close()
+    if not parity["passed"]:
+        raise ParityError(
+            f"{artifact.name}: parity check failed against torch on {len(x)} test images: max |Δlogit| "
+            f"{parity['max_abs_diff']:.3g} (allowed {cfg.parity_atol}), top-1 agreement "
+            f"{parity['top1_agreement']:.4f} (needed {cfg.min_top1_agreement})"
+        )
+    return parity

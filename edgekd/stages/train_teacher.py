@@ -1,0 +1,46 @@
+"""Stage `train-teacher`: train the teacher with cross-entropy (or take it from a checkpoint as is)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.config import Device, Recipe
+from edgekd.distill.trainer import Trainer, accuracy
+from edgekd.pipeline.context import StageContext
+from edgekd.runtime import Normalize
+from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._models import build_net, write_torch_artifact
+from edgekd.stages._training import smoke_config
+
+
+@register_stage
+class TrainTeacher(Stage):
+    name = "train-teacher"
+    order = 10
+    description = "train the teacher with cross-entropy; best epoch on validation"
+
+    def enabled(self, recipe: Recipe, device: Device) -> bool:
+        return recipe.teacher is not None
+
+    def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
+        assert recipe.teacher is not None
+        return recipe.teacher.model_dump(mode="json")
+
+    def run(self, ctx: StageContext) -> StageResult:
+        teacher = ctx.recipe.teacher
+        assert teacher is not None
+        data = ctx.data()
+        net, spec = build_net(teacher.model, data)
+        info: dict[str, Any] = {}
+        if teacher.train is not None:
+            config = smoke_config(teacher.train, ctx.smoke)
+            result = Trainer(net, data, config, ctx.stage_dir / "teacher", seed=ctx.recipe.seed,
+                             console=ctx.console, label="teacher").fit()
+            info = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
+                    "history": result.history, "epochs": config.epochs}
+        else:
+            info = {"val_accuracy": accuracy(net, data.val, Normalize(data.mean, data.std)), "trained": False}
+        artifact = write_torch_artifact(ctx, net, spec, name="teacher", role="teacher", info={})
+        ctx.log(f"teacher {spec['name']}: {artifact.info['parameters']:,} parameters, "
+                f"val accuracy {info['val_accuracy']:.4f}")
+        return StageResult(artifacts=[artifact], info=info)

@@ -1,0 +1,135 @@
+"""End to end through the CLI: manifest contract, caching, invalidation, and resume after kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+QUICKSTART = str(ROOT / "pipelines" / "quickstart.yaml")
+STATUSES = {"done", "cached", "failed", "skipped"}
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def statuses(run_dir: Path) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in manifest(run_dir)["stages"]}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "quickstart"
+    result = run_cli("run", QUICKSTART, "--device", "x86-cpu", "--out", str(run_dir), "--smoke")
+    assert result.returncode == 0, result.stderr  # a smoke run reports budgets without enforcing them
+    return run_dir
+
+
+@pytest.mark.slow
+def test_manifest_follows_design(smoke_run: Path) -> None:
+    m = manifest(smoke_run)
+    for key in ("recipe", "device", "edgekd_version", "stages", "artifacts", "selected"):
+        assert key in m
+    assert m["recipe"] == "quickstart" and m["device"] == "x86-cpu" and m["smoke"] is True
+    assert {s["status"] for s in m["stages"]} <= STATUSES
+    assert all(isinstance(s["seconds"], float) for s in m["stages"])
+    names = {a["name"]: a for a in m["artifacts"]}
+    assert {"teacher", "student", "student-onnx-fp32"} <= set(names)
+    for art in m["artifacts"]:
+        path = smoke_run / art["path"]
+        assert not Path(art["path"]).is_absolute()
+        assert art["bytes"] == path.stat().st_size
+        assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert art["format"] in {"torch", "onnx", "openvino", "tensorrt"}
+        assert art["precision"] in {"fp32", "fp16", "int8"}
+        assert art["input"] == {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"}
+        assert art["smoke"] is True
+        assert 0.0 <= art["metrics"]["accuracy"] <= 1.0
+        latency = art["metrics"]["latency_ms"]
+        assert set(latency) >= {"p50", "p90", "p99", "mean"}
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    onnx = names["student-onnx-fp32"]
+    assert onnx["format"] == "onnx" and onnx["runtime"] == "onnxruntime"
+    assert onnx["info"]["parity"]["top1_agreement"] >= 0.999
+    # the ONNX artifact and the torch model it came from agree on test accuracy (parity ≥ 99.9 %)
+    assert abs(onnx["metrics"]["accuracy"] - names["student"]["metrics"]["accuracy"]) <= 0.002
+    assert (smoke_run / "report.md").is_file() and (smoke_run / "report.html").is_file()
+    assert "student-onnx-fp32" in (smoke_run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_onnx_artifact_runs_without_edgekd(smoke_run: Path) -> None:
+    """The artifact is self-contained: raw [0, 1] pixels in, logits out, in plain ONNX Runtime."""
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.datasets import load_digits
+
+    art = next(a for a in manifest(smoke_run)["artifacts"] if a["name"] == "student-onnx-fp32")
+    session = ort.InferenceSession(str(smoke_run / art["path"]), providers=["CPUExecutionProvider"])
+    digits = load_digits()
+    x = (digits.images[:200] / 16.0).astype(np.float32)[:, None]
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert logits.shape == (200, 10)
+    assert (logits.argmax(1) == digits.target[:200]).mean() > 0.1  # better than nothing even after one smoke epoch
+
+
+@pytest.mark.slow
+def test_second_run_is_fully_cached(smoke_run: Path) -> None:
+    start = time.perf_counter()
+    result = run_cli("run", QUICKSTART, "--device", "x86-cpu", "--out", str(smoke_run), "--smoke")
+    assert result.returncode in (0, 1), result.stderr
+    assert set(statuses(smoke_run).values()) == {"cached"}
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.slow
+def test_changing_bench_reruns_only_what_follows(smoke_run: Path) -> None:
+    result = run_cli("run", QUICKSTART, "--device", "x86-cpu", "--out", str(smoke_run), "--smoke",
+                     "--set", "bench.warmup=2")
+    assert result.returncode in (0, 1), result.stderr
+    s = statuses(smoke_run)
+    assert [s[n] for n in ("train-teacher", "distill", "export", "evaluate")] == ["cached"] * 4
+    assert s["bench"] == "done"
+    bench = next(x for x in manifest(smoke_run)["stages"] if x["name"] == "bench")
+    assert bench["reason"] == "stage config changed"
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_mid_stage(tmp_path: Path) -> None:
+    """kill -9 during distillation; the rerun keeps the teacher cached and resumes the student's epochs."""
+    run_dir = tmp_path / "run"
+    args = ["run", QUICKSTART, "--device", "x86-cpu", "--out", str(run_dir), "--set", "teacher.model.name=resnet8",
+            "--set", "teacher.train.epochs=2", "--set", "distill.train.epochs=60", "--set", "bench.runs=5"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgekd.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = run_dir / "distill" / "student" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not checkpoint.exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run never reached the distill stage"
+    interrupted = manifest(run_dir)  # valid JSON even after kill -9
+    assert interrupted["current_stage"] == "distill"
+    teacher_sha = (run_dir / "train-teacher" / "stage.json").read_text()
+
+    result = run_cli(*args)
+    assert result.returncode in (0, 1), result.stderr
+    s = statuses(run_dir)
+    assert s["train-teacher"] == "cached" and s["distill"] == "done"
+    assert "resuming after epoch" in result.stderr
+    distill = next(x for x in manifest(run_dir)["stages"] if x["name"] == "distill")
+    assert "resuming the interrupted attempt" in distill["reason"]
+    assert [h["epoch"] for h in distill["info"]["history"]] == list(range(1, 61))
+    assert (run_dir / "train-teacher" / "stage.json").read_text() == teacher_sha
