@@ -1,0 +1,103 @@
+"""The ``onnxruntime`` runtime: an ONNX artifact in ONNX Runtime with explicitly chosen execution providers.
+
+ONNX Runtime silently falls back to the CPU provider when a requested provider is missing or fails to start; this
+runner refuses instead (a UserError naming the missing provider), so a measured number is never from the wrong EP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import UserError
+from edgekd.runtime.base import Runner, first_line, register_runtime
+
+PROVIDER_ALIASES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+"""Short provider names accepted in device profiles → ONNX Runtime provider names."""
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def resolve_providers(requested: Sequence[str]) -> list[str]:
+    """Full ONNX Runtime names of ``requested`` (short or full names), or a UserError naming a missing provider."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    resolved = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested]
+    missing = [p for p in resolved if p not in available]
+    if missing:
+        raise UserError(f"ONNX Runtime execution provider {', '.join(missing)} is not available in onnxruntime "
+                        f"{ort.__version__} (available: {', '.join(available)}); install the matching onnxruntime "
+                        f"package or change the device profile's providers")
+    return resolved
+
+
+@register_runtime("onnxruntime", formats=("onnx",), precisions=("fp32", "fp16", "int8"),
+                  devices=tuple(PROVIDER_ALIASES), options=("providers", "provider_options"))
+class OrtRunner(Runner):
+    """ONNX Runtime with ``graph_optimization_level=ORT_ENABLE_ALL`` and ``intra_op_num_threads=threads``.
+
+    Options: ``providers`` (list, priority order, short or full names; default ``["CPUExecutionProvider"]``) and
+    ``provider_options`` (provider name → its option dict, e.g. ``{"TensorrtExecutionProvider":
+    {"trt_fp16_enable": "1"}}``).
+    """
+
+    def _load(self, providers: Sequence[str] = ("CPUExecutionProvider",),
+              provider_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        import onnxruntime as ort
+
+        self._providers = resolve_providers(providers)
+        per_provider = {PROVIDER_ALIASES.get(k.lower(), k): dict(v) for k, v in (provider_options or {}).items()}
+        stray = sorted(set(per_provider) - set(self._providers))
+        if stray:
+            raise UserError(f"{self.path}: provider_options given for {', '.join(stray)}, which is not in providers")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads or 0
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers,
+                                                provider_options=[per_provider.get(p, {}) for p in self._providers])
+        except Exception as exc:  # onnxruntime raises its own pybind exception types for a bad file
+            raise UserError(f"{self.path}: ONNX Runtime cannot load this model ({first_line(exc)})") from exc
+        started = self.session.get_providers()
+        dropped = [p for p in self._providers if p not in started]
+        if dropped:
+            raise UserError(f"{self.path}: execution provider {', '.join(dropped)} failed to start "
+                            f"(ONNX Runtime fell back to {', '.join(started)})")
+        node = self.session.get_inputs()[0]
+        self._input_name = node.name
+        self._input_dtype = _ORT_TYPES.get(node.type)
+        if self._input_dtype is None:
+            raise UserError(f"{self.path}: input {node.name!r} has type {node.type}; expected a float tensor")
+        self._shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+        self._output_name = self.session.get_outputs()[0].name
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._shape
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            (out,) = self.session.run([self._output_name], {self._input_name: x.astype(self._input_dtype, copy=False)})
+        except Exception as exc:  # InvalidArgument / Fail from the native runtime
+            raise UserError(f"{self.path}: ONNX Runtime rejected input of shape {tuple(x.shape)} "
+                            f"({first_line(exc)})") from exc
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"runtime": self.name, "version": ort.__version__, "providers": self.session.get_providers(),
+                "threads": self.threads, "graph_optimization_level": "ORT_ENABLE_ALL"}
+
+    def close(self) -> None:
+        self.__dict__.pop("session", None)

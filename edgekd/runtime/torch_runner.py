@@ -1,0 +1,48 @@
+"""The ``torch`` runtime: an edgekd torch artifact run eagerly in PyTorch (the reference every export is checked
+against)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd.errors import UserError
+from edgekd.runtime.base import Runner, register_runtime
+from edgekd.runtime.torch_artifact import load_torch_artifact
+
+
+@register_runtime("torch", formats=("torch",), precisions=("fp32",), devices=("cpu", "cuda"),
+                  options=("device",))
+class TorchRunner(Runner):
+    """Eager PyTorch. Option: ``device`` (``cpu``, ``cuda``, ``cuda:N``; default ``cpu``).
+
+    ``threads`` calls ``torch.set_num_threads``, which is process-wide.
+    """
+
+    def _load(self, device: str = "cpu") -> None:
+        device = device.lower()
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"runtime 'torch': device {device!r} requested but this torch has no CUDA")
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as exc:
+            raise UserError(f"runtime 'torch': invalid device {device!r}; expected cpu, cuda or cuda:N") from exc
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        self.net = load_torch_artifact(self.path).to(self.device)
+        channels = self.net[0].mean.shape[1]
+        self._shape: tuple[int | None, ...] = (None, channels, None, None)
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._shape
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "version": torch.__version__, "device": str(self.device),
+                "threads": torch.get_num_threads()}

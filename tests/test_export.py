@@ -1,0 +1,127 @@
+"""Exporters (ONNX, OpenVINO IR, TensorRT) and the parity check of an artifact against its reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgekd.export import Normalize, check_parity, deployable, export_onnx, export_openvino
+from edgekd.models import create
+from edgekd.runtime import open_runner
+
+MEAN, STD = [0.5, 0.25], [0.2, 0.4]
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return create("plain2", num_classes=4, in_channels=2).eval()
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    return np.random.default_rng(1).random((12, 2, 8, 8), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(net: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(net, MEAN, STD, torch.rand(3, 2, 8, 8), tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def torch_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return deployable(net, MEAN, STD)(torch.from_numpy(x)).numpy()
+
+
+def test_normalize_is_per_channel_affine() -> None:
+    x = torch.rand(2, 2, 3, 3)
+    out = Normalize(MEAN, STD)(x)
+    assert torch.allclose(out[:, 0], (x[:, 0] - 0.5) / 0.2)
+    assert torch.allclose(out[:, 1], (x[:, 1] - 0.25) / 0.4)
+    with pytest.raises(ValueError):
+        Normalize([0.5], [0.0])
+
+
+def test_onnx_export_is_one_checked_file_with_the_contract_names(onnx_path: Path) -> None:
+    assert sorted(p.name for p in onnx_path.parent.iterdir()) == ["model.onnx"]  # no .onnx.data, no temp files
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [2, 8, 8]
+    assert {"Sub", "Div"} <= {n.op_type for n in model.graph.node}  # the normalisation is in the graph
+
+
+def test_onnx_export_restores_training_mode_and_matches_torch(tmp_path: Path, x: np.ndarray) -> None:
+    torch.manual_seed(2)
+    net = create("plain2", num_classes=4, in_channels=2).train()
+    path = export_onnx(net, MEAN, STD, torch.rand(1, 2, 8, 8), tmp_path / "m.onnx", opset=13, dynamic_batch=False)
+    assert net.training
+    with open_runner("onnxruntime", path) as runner:
+        assert runner.input_shape == (1, 2, 8, 8)
+        np.testing.assert_allclose(runner(x[:1]), torch_logits(net.eval(), x[:1]), atol=1e-4)
+
+
+def test_failed_export_leaves_nothing_behind(net: torch.nn.Module, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        export_onnx(net, MEAN, STD, torch.rand(1, 3, 8, 8), tmp_path / "m.onnx")  # 3 channels, mean has 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parity_passes_for_the_export_and_flags_a_perturbed_model(net, x, onnx_path: Path) -> None:
+    reference = lambda batch: torch_logits(net, batch)  # noqa: E731
+    with open_runner("onnxruntime", onnx_path) as runner:
+        same = check_parity(reference, runner, x, atol=1e-4, batch_size=5)
+    assert same["passed"] and same["max_abs_diff"] < 1e-4 and same["top1_agreement"] == 1.0
+
+    noisy = create("plain2", num_classes=4, in_channels=2).eval()
+    noisy.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    noisy_path = export_onnx(noisy, MEAN, STD, torch.rand(1, 2, 8, 8), onnx_path.parent.parent / "noisy.onnx")
+    with open_runner("onnxruntime", noisy_path) as runner:
+        result = check_parity(reference, runner, x, atol=1e-3)
+    expected_diff = float(np.abs(torch_logits(noisy, x) - torch_logits(net, x)).max())
+    assert not result["passed"]
+    assert result["max_abs_diff"] == pytest.approx(expected_diff, rel=1e-3)
+
+
+def test_parity_judges_agreement_separately_from_tolerance(net, x) -> None:
+    reference = lambda batch: torch_logits(net, batch)  # noqa: E731
+    shifted = lambda batch: torch_logits(net, batch) + 10.0  # noqa: E731  (same argmax, far logits)
+    result = check_parity(reference, shifted, x, atol=1e-3)
+    assert result == {"max_abs_diff": pytest.approx(10.0, abs=1e-4), "top1_agreement": 1.0, "passed": False}
+    assert check_parity(reference, shifted, x, atol=11.0)["passed"]
+
+
+def test_openvino_ir_from_onnx_runs_and_fp16_halves_the_weights(net, x, onnx_path: Path, tmp_path: Path) -> None:
+    xmls = {fp16: export_openvino(onnx_path, tmp_path / str(fp16) / "model.xml", compress_to_fp16=fp16)
+            for fp16 in (False, True)}
+    for fp16, xml in xmls.items():
+        assert sorted(p.name for p in xml.parent.iterdir()) == ["model.bin", "model.xml"]  # no staging folder left
+        with open_runner("openvino", xml, threads=1) as runner:
+            assert runner.input_shape == (None, 2, 8, 8)
+            np.testing.assert_allclose(runner(x), torch_logits(net, x), atol=1e-2 if fp16 else 1e-4)
+    sizes = {fp16: xml.with_suffix(".bin").stat().st_size for fp16, xml in xmls.items()}
+    assert sizes[True] / sizes[False] == pytest.approx(0.5, abs=0.05)
+
+
+def test_openvino_ir_from_torch_carries_the_normalisation(net, x, tmp_path: Path) -> None:
+    xml = export_openvino(net, tmp_path / "model.xml", compress_to_fp16=False, mean=MEAN, std=STD,
+                          example=torch.rand(1, 2, 8, 8))
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    assert model.inputs[0].get_any_name() == "input" and model.outputs[0].get_any_name() == "logits"
+    with open_runner("openvino", xml) as runner:
+        assert runner.input_shape[0] is None
+        np.testing.assert_allclose(runner(x[:5]), torch_logits(net, x[:5]), atol=1e-4)
+    with pytest.raises(ValueError, match="mean, std and example"):
+        export_openvino(net, tmp_path / "m2.xml", compress_to_fp16=False)
