@@ -44,12 +44,19 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
     assert {s["status"] for s in m["stages"]} <= STATUSES
     assert all(isinstance(s["seconds"], float) for s in m["stages"])
     names = {a["name"]: a for a in m["artifacts"]}
-    assert {"teacher", "student", "student-onnx-fp32"} <= set(names)
+    assert {"teacher", "student", "student-onnx-fp32", "student-openvino-fp32", "student-openvino-fp16"} <= set(names)
+    fp16, fp32 = names["student-openvino-fp16"], names["student-openvino-fp32"]
+    assert (smoke_run / fp16["path"]).with_suffix(".bin").stat().st_size < 0.6 * (
+        smoke_run / fp32["path"]).with_suffix(".bin").stat().st_size  # FP16 weights: about half the bytes
     for art in m["artifacts"]:
         path = smoke_run / art["path"]
         assert not Path(art["path"]).is_absolute()
-        assert art["bytes"] == path.stat().st_size
-        assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        if art["format"] == "openvino":  # IR = model.xml + model.bin, both counted
+            assert path.suffix == ".xml"
+            assert art["bytes"] == path.stat().st_size + path.with_suffix(".bin").stat().st_size
+        else:
+            assert art["bytes"] == path.stat().st_size
+            assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert art["format"] in {"torch", "onnx", "openvino", "tensorrt"}
         assert art["precision"] in {"fp32", "fp16", "int8"}
         assert art["input"] == {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"}

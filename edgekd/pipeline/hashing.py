@@ -17,22 +17,30 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def artifact_files(path: Path) -> list[Path]:
+    """The files an artifact consists of: an OpenVINO IR ``.xml`` brings its ``.bin``; a folder, all its files."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        return [path, path.with_suffix(".bin")]
+    return [path]
+
+
 def sha256_path(path: Path) -> str:
-    """Digest of a file, or of a folder (sorted relative names and their contents: OpenVINO IR is two files)."""
-    if path.is_file():
+    """Digest of an artifact: of its one file, or of every file it consists of (names and contents)."""
+    files = artifact_files(path)
+    if len(files) == 1 and files[0] == path:
         return sha256_file(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
+    for file in files:
+        digest.update(file.name.encode())
         digest.update(sha256_file(file).encode())
     return digest.hexdigest()
 
 
 def size_bytes(path: Path) -> int:
-    """Bytes of a file, or of all files in a folder."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes of an artifact, all its files together."""
+    return sum(p.stat().st_size for p in artifact_files(path))
 
 
 def canonical_json(obj: Any) -> str:

@@ -32,9 +32,22 @@ def _onnx_fp32(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: 
     return export_onnx(net, mean, std, example, out / "model.onnx", opset=cfg.opset, dynamic_batch=cfg.dynamic_batch)
 
 
-#: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization
+def _openvino(compress_to_fp16: bool) -> Builder:
+    def build(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig) -> Path:
+        from edgekd.export.openvino import export_openvino
+
+        return export_openvino(net, out / "model.xml", compress_to_fp16=compress_to_fp16, mean=mean, std=std,
+                               example=example, dynamic_batch=cfg.dynamic_batch)
+
+    return build
+
+
+#: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization.
+#: OpenVINO "fp16" is FP16 weights (compute precision is the device plugin's choice).
 BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
     ("onnxruntime", "fp32"): ("onnx", _onnx_fp32),
+    ("openvino", "fp32"): ("openvino", _openvino(compress_to_fp16=False)),
+    ("openvino", "fp16"): ("openvino", _openvino(compress_to_fp16=True)),
 }
 
 
