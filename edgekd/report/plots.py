@@ -25,17 +25,18 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
         return None
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name, latency, acc in points:
+    for i, (name, latency, acc) in enumerate(sorted(points, key=lambda p: p[1])):
         chosen = name == manifest.get("selected")
-        ax.scatter(latency, acc, s=90 if chosen else 45, marker="*" if chosen else "o", zorder=3)
+        ax.scatter(latency, acc, s=140 if chosen else 45, marker="*" if chosen else "o", zorder=3)
         ax.annotate(name + (" (selected)" if chosen else ""), (latency, acc), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+                    xytext=(6, 10 - 14 * (i % 3)), fontsize=8, fontweight="bold" if chosen else "normal")
+    ax.set_xscale("log")
     budgets = manifest.get("budgets", {})
     if budgets.get("max_latency_ms"):
         ax.axvline(budgets["max_latency_ms"], linestyle="--", color="grey", label="latency budget")
     if budgets.get("min_accuracy"):
         ax.axhline(budgets["min_accuracy"], linestyle=":", color="grey", label="accuracy floor")
-    ax.set_xlabel("latency p50 (ms, batch 1)")
+    ax.set_xlabel("latency p50 (ms, batch 1, log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{manifest['recipe']} on {manifest['device']}")
     ax.grid(alpha=0.3)
@@ -60,7 +61,7 @@ def training_plot(histories: dict[str, list[dict[str, float]]], path: Path) -> P
         ax_acc.plot(epochs, [h["val_accuracy"] for h in history], marker="o", markersize=3, label=label)
         ax_loss.plot(epochs, [h["loss"] for h in history], marker="o", markersize=3, label=label)
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss (CE + weighted distillation terms)")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
