@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,18 @@ import onnx
 import pytest
 import torch
 
-from edgekd.export import Normalize, check_parity, deployable, export_onnx, export_openvino
+from edgekd.errors import UserError
+from edgekd.export import (
+    Normalize,
+    build_engine,
+    check_parity,
+    deployable,
+    export_onnx,
+    export_openvino,
+    inspect_onnx_precision,
+)
 from edgekd.models import create
+from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
@@ -125,3 +136,64 @@ def test_openvino_ir_from_torch_carries_the_normalisation(net, x, tmp_path: Path
         np.testing.assert_allclose(runner(x[:5]), torch_logits(net, x[:5]), atol=1e-4)
     with pytest.raises(ValueError, match="mean, std and example"):
         export_openvino(net, tmp_path / "m2.xml", compress_to_fp16=False)
+
+
+@pytest.fixture(scope="module")
+def qdq(onnx_path: Path, x: np.ndarray) -> dict[str, Path]:
+    """Symmetric and asymmetric QDQ versions of the ONNX export."""
+    return {sym: ort_static_quantize(onnx_path, onnx_path.with_name(f"qdq_{sym}.onnx"), x, symmetric_activations=sym)
+            for sym in (True, False)}
+
+
+def test_onnx_precision_facts(onnx_path: Path, qdq: dict[bool, Path]) -> None:
+    assert inspect_onnx_precision(onnx_path) == {"qdq": False, "symmetric": True, "fp16": False}
+    assert inspect_onnx_precision(qdq[True]) == {"qdq": True, "symmetric": True, "fp16": False}
+    assert inspect_onnx_precision(qdq[False])["symmetric"] is False
+
+
+@pytest.mark.parametrize("which, precision, message", [
+    ("fp32", "int8", "needs a Q/DQ graph"),
+    ("asymmetric", "int8", "symmetric quantization only"),
+    ("symmetric", "fp32", "engine is int8, not fp32"),
+    ("symmetric", "fp16", "engine is int8, not fp16"),
+    ("fp32", "bf16", "must be fp32, fp16 or int8"),
+])
+def test_tensorrt_precision_mismatch_is_refused_before_building(onnx_path, qdq, tmp_path: Path, which: str,
+                                                                precision: str, message: str) -> None:
+    source = {"fp32": onnx_path, "symmetric": qdq[True], "asymmetric": qdq[False]}[which]
+    with pytest.raises(UserError, match=message):
+        build_engine(source, tmp_path / "m.engine", precision=precision)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_missing_tensorrt_is_a_user_error(onnx_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="TensorRT is not installed"):
+        build_engine(onnx_path, tmp_path / "m.engine")
+    fake = tmp_path / "m.engine"
+    fake.write_bytes(b"not an engine")
+    with pytest.raises(UserError, match="TensorRT is not installed"):
+        open_runner("tensorrt", fake)
+
+
+@pytest.mark.parametrize("precision, atol, agreement", [("fp32", 1e-3, 1.0), ("fp16", 5e-2, 0.9), ("int8", 0.25, 0.75)])
+def test_tensorrt_engine_matches_onnxruntime(onnx_path, qdq, x, tmp_path: Path, precision: str, atol: float,
+                                             agreement: float) -> None:
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU and NVIDIA's "
+                                                 "package index)")
+    source = qdq[True] if precision == "int8" else onnx_path
+    strongly_typed_only = int(trt.__version__.split(".")[0]) >= 11
+    if precision == "fp16" and strongly_typed_only and importlib.util.find_spec("onnxconverter_common") is None:
+        with pytest.raises(UserError, match="install onnxconverter-common"):
+            build_engine(source, tmp_path / "m.engine", precision=precision)
+        return
+    cache = tmp_path / "timing.cache"
+    engine = build_engine(source, tmp_path / "m.engine", precision=precision, timing_cache=cache, max_batch=16)
+    assert cache.stat().st_size > 0
+    with open_runner("onnxruntime", source) as reference, open_runner("tensorrt", engine) as runner:
+        assert runner.input_shape == (None, 2, 8, 8)
+        assert runner.describe()["max_batch"] == 16
+        result = check_parity(reference, runner, x, atol=atol, min_top1_agreement=agreement, batch_size=5)
+        with pytest.raises(UserError, match="largest batch"):
+            runner(np.zeros((17, 2, 8, 8), dtype=np.float32))
+    assert result["passed"], result

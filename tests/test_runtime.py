@@ -52,7 +52,7 @@ def reference_logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def test_capability_table_lists_each_runtime_with_its_formats() -> None:
-    assert {"torch", "onnxruntime", "openvino"} <= set(RUNTIMES.names())
+    assert set(RUNTIMES.names()) == {"torch", "onnxruntime", "openvino", "tensorrt"}
     assert RUNTIMES.entry("onnxruntime").meta["formats"] == ("onnx",)
     assert "openvino" in RUNTIMES.entry("openvino").meta["formats"]
     for entry in RUNTIMES.entries():

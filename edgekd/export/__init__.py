@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from edgekd.export.onnx import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
 from edgekd.export.openvino import export_openvino, save_openvino_ir
-from edgekd.runtime.torch_artifact import Normalize, deployable, save_torch_artifact
+from edgekd.export.tensorrt import build_engine, inspect_onnx_precision
+from edgekd.runtime.torch_artifact import Deployable, Normalize, deployable, save_torch_artifact
 
 __all__ = [
+    "Deployable",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "Normalize",
+    "build_engine",
     "check_parity",
     "deployable",
     "export_onnx",
     "export_openvino",
+    "inspect_onnx_precision",
     "save_openvino_ir",
     "save_torch_artifact",
 ]

@@ -47,7 +47,8 @@ def export_openvino(source: Path | nn.Module, path: Path, *, compress_to_fp16: b
 
     Args:
         source: an ONNX artifact (already deployable: its input shape and normalisation are kept as they are) or a
-            plain torch network fed normalised input, exported as ``deployable(source, mean, std)``.
+            plain torch network fed normalised input, exported as ``deployable(source, mean, std)``; a network from
+            :func:`~edgekd.quantize.nncf_qat_prepare` gives an INT8 IR (FakeQuantize, int8 weights).
         path: the ``.xml`` file to write.
         compress_to_fp16: store the weights as FP16 (``True``) or FP32 (``False``). No default on purpose.
         mean, std, example: for a torch ``source`` only: the normalisation and an input batch in [0, 1].
@@ -60,7 +61,9 @@ def export_openvino(source: Path | nn.Module, path: Path, *, compress_to_fp16: b
             raise ValueError("exporting a torch network to OpenVINO needs mean, std and example")
         shape = [-1 if dynamic_batch in (None, True) else example.shape[0], *example.shape[1:]]
         with preserved_mode(source), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # OpenVINO's torch frontend traces with torch.jit
+            # OpenVINO's torch frontend traces with torch.jit, which warns about itself and about NNCF's quantizers
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             model = ov.convert_model(deployable(source, mean, std), example_input=example,
                                      input=[ov.PartialShape(shape)])
     else:

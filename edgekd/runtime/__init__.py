@@ -11,7 +11,7 @@ imported only when a runner of theirs is opened.
 
 from __future__ import annotations
 
-from edgekd.runtime import openvino_runner, ort_runner, torch_runner  # noqa: F401  (fill RUNTIMES)
+from edgekd.runtime import openvino_runner, ort_runner, tensorrt_runner, torch_runner  # noqa: F401  (fill RUNTIMES)
 from edgekd.runtime.base import (
     FORMAT_SUFFIXES,
     RUNTIMES,
@@ -23,6 +23,7 @@ from edgekd.runtime.base import (
     predict,
 )
 from edgekd.runtime.torch_artifact import (
+    Deployable,
     Normalize,
     deployable,
     load_torch_artifact,
@@ -30,6 +31,7 @@ from edgekd.runtime.torch_artifact import (
 )
 
 __all__ = [
+    "Deployable",
     "FORMAT_SUFFIXES",
     "RUNTIMES",
     "Normalize",

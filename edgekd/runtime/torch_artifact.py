@@ -42,12 +42,28 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def deployable(net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
-    """``nn.Sequential(Normalize(mean, std), net)`` in eval mode: the network as every artifact exposes it.
+class Deployable(nn.Module):
+    """``net(normalize(x))``: a plain network behind its :class:`Normalize`.
+
+    An explicit ``forward`` rather than ``nn.Sequential``: NNCF's torch backend attaches a hook-storage submodule to
+    the model it quantizes, which a ``Sequential`` would call as one more layer.
+    """
+
+    def __init__(self, normalize: Normalize, net: nn.Module) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def deployable(net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> Deployable:
+    """``net`` behind ``Normalize(mean, std)``, in eval mode: the network as every artifact exposes it.
 
     ``net`` is shared, not copied, so it is put in eval mode too.
     """
-    return nn.Sequential(Normalize(mean, std), net).eval()
+    return Deployable(Normalize(mean, std), net).eval()
 
 
 def save_torch_artifact(net: nn.Module, spec: Mapping[str, Any], mean: Sequence[float], std: Sequence[float],

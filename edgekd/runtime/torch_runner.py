@@ -32,7 +32,7 @@ class TorchRunner(Runner):
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self.net = load_torch_artifact(self.path).to(self.device)
-        channels = self.net[0].mean.shape[1]
+        channels = self.net.normalize.mean.shape[1]
         self._shape: tuple[int | None, ...] = (None, channels, None, None)
 
     @property

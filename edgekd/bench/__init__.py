@@ -1,0 +1,1 @@
+"""Latency measurement: warm-up, timed runs, percentile statistics."""

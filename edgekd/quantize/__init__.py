@@ -1,0 +1,20 @@
+"""INT8 quantization: ONNX Runtime static PTQ, NNCF PTQ (plain or under an accuracy budget) and NNCF QAT.
+
+Every function takes and writes deployable artifacts (normalisation inside, input in [0, 1]); calibration samples
+come from the train split and are passed by the caller as a float32 NCHW array.
+"""
+
+from __future__ import annotations
+
+from edgekd.quantize.nncf_quantize import nncf_ptq, nncf_ptq_with_accuracy_control, top1_validation
+from edgekd.quantize.ort import ort_static_quantize
+from edgekd.quantize.qat import nncf_qat_prepare, strip_qat_to_onnx
+
+__all__ = [
+    "nncf_ptq",
+    "nncf_ptq_with_accuracy_control",
+    "nncf_qat_prepare",
+    "ort_static_quantize",
+    "strip_qat_to_onnx",
+    "top1_validation",
+]
