@@ -6,6 +6,7 @@ file, the key and what is expected; a traceback only with --debug); 3 an unexpec
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,10 @@ def run(
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/yellow]: run the same command with --out {run_dir} to resume")
         raise typer.Exit(130) from None
+    from edgekd._distributed import is_main
+
+    if not is_main():  # under torchrun, rank 0 reports for all
+        return
     print_summary(out, manifest, run_dir)
     budgets = {k: v for k, v in target.budgets.model_dump().items() if k != "latency_stat" and v is not None}
     if spec.evaluate is not None and budgets and manifest.get("selected") is None:
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, turn edgekd errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    # torchao (pulled in by NNCF) registers enums that torch 2.13 reports as deprecated on every run: not actionable
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     try:
         app(args=args, prog_name="edgekd")  # standalone mode: usage errors exit 2, always ends in SystemExit
         code = 0

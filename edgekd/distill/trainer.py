@@ -1,18 +1,33 @@
 """Training loop for teachers and students: cross-entropy plus weighted distillation terms.
 
 Total loss per batch: ``ce_weight * CE(student(x), y) + sum_i weight_i * loss_i``, where a logit loss gets
-``(student_logits, teacher_logits, target)`` and a feature loss gets the tapped features of both nets. The data are
-raw [0, 1] pixels; the trainer normalises them with the training split's mean/std (exports carry the same
-normalisation inside their graph). Batch order and augmentation come from generators seeded by ``(seed, epoch)``, so
-an epoch is the same whether or not the run was interrupted before it. A checkpoint is written atomically after every
-epoch; :meth:`Trainer.fit` resumes from it. The best epoch is chosen on the validation split, never on test.
+``(student_logits, teacher_logits, target)`` and a feature loss gets the tapped features of both nets plus the extras
+it declares in ``needs`` (labels, teacher class means, classifier heads; see :mod:`edgekd.distill.objective`). The data
+are raw [0, 1] pixels; the trainer normalises them with the training split's mean/std (exports carry the same
+normalisation inside their graph). The best epoch is chosen on the validation split, never on test.
+
+Determinism: batch order, augmentation and mixing of epoch ``e`` come from a generator seeded by ``(data_seed, e)``
+and the global RNG (dropout) is reseeded by ``(seed, e)``, so an epoch is the same whether or not the run was
+interrupted before it. A checkpoint is written atomically after every epoch; :meth:`Trainer.fit` resumes from it.
+
+Consistent teaching (Beyer et al., CVPR 2022): teacher and student see the same augmented and mixed batch; with
+mixup/CutMix the cross-entropy uses the mixed targets (:mod:`edgekd.distill.mixing`). With logit-only losses the
+teacher's logits are cached per epoch (:mod:`edgekd.distill.teacher_cache`) and the teacher is not run again.
+
+Multi-process (``torchrun``, :mod:`edgekd._distributed`): the student is wrapped in DistributedDataParallel; every
+rank draws the same seeded global batch of ``batch_size`` samples and trains on its contiguous slice, with its loss
+weighted by ``slice_size * world_size / batch_size`` so the averaged gradient is the single-process one. Metrics are
+summed over ranks; only rank 0 writes checkpoints and cache files. On CUDA, BatchNorm becomes SyncBatchNorm (batch
+statistics over the global batch). On CPU (gloo) SyncBatchNorm does not exist in torch, so each rank normalises with
+its own slice's statistics and the trajectory differs from one process by that much; running statistics are rank
+0's (DDP broadcasts them), also before each validation.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +35,22 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from edgekd import _distributed as dist
+from edgekd._atomic import atomic_path
 from edgekd.config import TrainConfig
 from edgekd.data import DataBundle, Split, augment_batch
+from edgekd.distill._precision import Precision, check_channels_last
+from edgekd.distill.mixing import MixedBatch, mix_batch
+from edgekd.distill.objective import DistillTerm, Objective
 from edgekd.distill.schedule import make_scheduler
+from edgekd.distill.teacher_cache import TeacherCache, cache_key, module_digest, split_digest
+from edgekd.errors import UserError
 from edgekd.runtime.torch_artifact import Normalize
-from edgekd._atomic import atomic_path
 
 CHECKPOINT = "last.pt"
-
-
-@dataclass
-class DistillTerm:
-    """One weighted distillation loss with the module paths it taps (feature losses only)."""
-
-    weight: float
-    loss: nn.Module
-    kind: str
-    student_taps: list[str] = field(default_factory=list)
-    teacher_taps: list[str] = field(default_factory=list)
+__all__ = ["CHECKPOINT", "DistillTerm", "TrainResult", "Trainer", "accuracy", "correct_count"]
 
 
 @dataclass
@@ -52,8 +64,8 @@ class TrainResult:
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, split: Split, normalize: nn.Module, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``net`` on ``split`` (eval mode restored to the previous mode afterwards)."""
+def correct_count(net: nn.Module, split: Split, normalize: nn.Module, batch_size: int = 512) -> int:
+    """Number of samples of ``split`` whose top-1 prediction is right (eval mode restored afterwards)."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -63,11 +75,23 @@ def accuracy(net: nn.Module, split: Split, normalize: nn.Module, batch_size: int
         y = split.y[start : start + batch_size].to(device)
         correct += int((net(normalize(x)).argmax(1) == y).sum())
     net.train(was_training)
-    return correct / max(1, len(split))
+    return correct
+
+
+def accuracy(net: nn.Module, split: Split, normalize: nn.Module, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``net`` on ``split`` (eval mode restored to the previous mode afterwards)."""
+    return correct_count(net, split, normalize, batch_size) / max(1, len(split))
 
 
 class Trainer:
-    """Trains ``net`` on ``data`` (optionally distilling from ``teacher``), checkpointing into ``workdir``."""
+    """Trains ``net`` on ``data`` (optionally distilling from ``teacher``), checkpointing into ``workdir``.
+
+    Args:
+        seed: model-side seed (global RNG: lazily built loss parts, dropout); also the data seed unless
+            ``config.data_seed`` is set.
+        teacher_cache_dir: root of the teacher-output cache (e.g. ``run_dir/cache/teacher-logits``), shared by every
+            training of a run; default ``workdir/teacher-logits``. Used when ``config.teacher_cache`` resolves to on.
+    """
 
     def __init__(
         self,
@@ -82,40 +106,60 @@ class Trainer:
         ce_weight: float = 1.0,
         console: Console | None = None,
         label: str = "train",
+        teacher_cache_dir: Path | None = None,
     ) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.net = net.to(self.device)
-        self.data = data
+        self.world = dist.world() if dist.active() else dist.World()
+        self.device = dist.device() if self.world.distributed else _default_device()
         self.config = config
+        self.precision = Precision(self.device, config.amp)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        if config.channels_last:
+            check_channels_last(net, self.device)
+        net = self._place(net)
+        if self.world.distributed and self.device.type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.net = net
+        self.model: nn.Module = net  # the DistributedDataParallel wrapper while fit() runs on several ranks
+        self.data = data
         self.workdir = workdir
         self.seed = seed
-        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        self.data_seed = seed if config.data_seed is None else config.data_seed
+        self.teacher = self._place(teacher).eval() if teacher is not None else None
         self.terms = list(terms or [])
-        self.ce_weight = ce_weight
-        self.console = console or Console(stderr=True)
+        self.objective = Objective(net, self.teacher, self.terms, ce_weight=ce_weight,
+                                   label_smoothing=config.label_smoothing)
+        self.console = console or Console(stderr=True, quiet=not self.world.is_main)
         self.label = label
         self.normalize = Normalize(data.mean, data.std).to(self.device)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        if self.terms and self.teacher is None:
-            raise ValueError("distillation terms need a teacher")
-        self._taps = self._open_taps()
+        self.cache = self._teacher_cache(teacher_cache_dir)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
-    def _open_taps(self) -> list[tuple[Any, Any]]:
-        taps = []
-        for term in self.terms:
-            if term.kind != "feature":
-                taps.append((None, None))
-                continue
-            from edgekd.distill.taps import FeatureTaps
+    def _place(self, net: nn.Module) -> nn.Module:
+        if self.config.channels_last:
+            return net.to(self.device, memory_format=torch.channels_last)
+        return net.to(self.device)
 
-            taps.append((FeatureTaps(self.net, term.student_taps), FeatureTaps(self.teacher, term.teacher_taps)))
-        return taps
+    def _teacher_cache(self, root: Path | None) -> TeacherCache | None:
+        """The cache of this run's teacher logits, or None when off (see ``TrainConfig.teacher_cache``)."""
+        logit_only = self.objective.logit_only
+        wanted = self.config.teacher_cache
+        if wanted and not logit_only:
+            raise UserError("train.teacher_cache: true needs a teacher and logit-only distillation losses (feature "
+                            "losses need the live teacher); set it to null or false")
+        if not (logit_only if wanted is None else wanted):
+            return None
+        assert self.teacher is not None
+        cfg = self.config
+        key = cache_key(
+            teacher=module_digest(self.teacher), data=split_digest(self.data.train),
+            normalization=[list(self.data.mean), list(self.data.std)], data_seed=self.data_seed,
+            batch_size=cfg.batch_size, augment=cfg.augment.model_dump(mode="json"),
+            numerics={"precision": self.precision.describe(), "channels_last": cfg.channels_last},
+        )
+        return TeacherCache(root or self.workdir / "teacher-logits", key, len(self.data.train), self.data.num_classes)
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        params = list(self.net.parameters())
-        for term in self.terms:
-            params += [p for p in term.loss.parameters() if p.requires_grad]
+        params = list(self.net.parameters()) + self.objective.parameters()
         cfg = self.config
         if cfg.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -123,36 +167,18 @@ class Trainer:
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
         )
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Total loss and student logits for one normalised batch."""
-        logits = self.net(x)
-        total = self.ce_weight * self.criterion(logits, y)
-        if self.teacher is not None and self.terms:
-            with torch.no_grad():
-                teacher_logits = self.teacher(x)
-            for term, (s_taps, t_taps) in zip(self.terms, self._taps):
-                if term.weight == 0:
-                    continue
-                if term.kind == "feature":
-                    value = term.loss(s_taps.features(), t_taps.features())
-                else:
-                    value = term.loss(logits, teacher_logits, y)
-                total = total + term.weight * value
-        return total, logits
-
     def _probe(self) -> None:
-        """One forward pass so losses with lazily built parts (e.g. FitNets connectors) create their parameters."""
-        if not self.terms:
-            return
-        x = self.normalize(self.data.train.x[:2].to(self.device))
-        y = self.data.train.y[:2].to(self.device)
-        with torch.no_grad():
-            self._loss(x, y)
+        """Let losses with lazily built parts create them, identically on every rank."""
+        x, y = self.data.train.x[:2].to(self.device), self.data.train.y[:2].to(self.device)
+        self.objective.probe(self.normalize(x), y)
+        for term in self.terms:
+            dist.broadcast_state(term.loss)
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _save(self, state: dict[str, Any]) -> None:
-        with atomic_path(self.workdir / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        if self.world.is_main:
+            with atomic_path(self.workdir / CHECKPOINT) as tmp:
+                torch.save(state, tmp)
 
     def _load(self) -> dict[str, Any] | None:
         path = self.workdir / CHECKPOINT
@@ -163,13 +189,14 @@ class Trainer:
     # -- training -------------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Train for ``config.epochs`` epochs (resuming from the last checkpoint if any); return the best epoch."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.world.is_main:
+            self.workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.seed)
+        self.objective.prepare(self.data, self.normalize)
         self._probe()
         optimizer = self._optimizer()
-        train = self.data.train
         bs = self.config.batch_size
-        steps = max(1, (len(train) + bs - 1) // bs)
+        steps = max(1, (len(self.data.train) + bs - 1) // bs)
         scheduler = make_scheduler(optimizer, self.config, steps)
         start_epoch, best_acc, best_epoch = 0, -1.0, -1
         history: list[dict[str, float]] = []
@@ -180,15 +207,19 @@ class Trainer:
                 term.loss.load_state_dict(term_state)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            self.precision.load_state_dict(state.get("scaler", {}))
             start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
             history, best_state = state["history"], state["best_state"]
             self.console.print(f"  [dim]{self.label}: resuming after epoch {start_epoch}[/dim]")
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=ids)
 
         with self._progress() as progress:
             task = progress.add_task(self.label, total=self.config.epochs, completed=start_epoch, info="")
             for epoch in range(start_epoch, self.config.epochs):
                 record = self._epoch(epoch, optimizer, scheduler, steps)
-                record["val_accuracy"] = accuracy(self.net, self.data.val, self.normalize)
+                record["val_accuracy"] = self._val_accuracy()
                 history.append(record)
                 if record["val_accuracy"] > best_acc:
                     best_acc, best_epoch = record["val_accuracy"], epoch
@@ -196,55 +227,111 @@ class Trainer:
                 self._save({
                     "epoch": epoch, "net": self.net.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "terms": [t.loss.state_dict() for t in self.terms],
-                    "best_acc": best_acc, "best_epoch": best_epoch, "history": history, "best_state": best_state,
+                    "scaler": self.precision.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
+                    "history": history, "best_state": best_state,
                 })
                 progress.update(task, advance=1, info=(
                     f"loss {record['loss']:.3f}  val {record['val_accuracy']:.4f}  best {best_acc:.4f}"))
-        for s_taps, t_taps in self._taps:
-            if s_taps is not None:
-                s_taps.close()
-                t_taps.close()
+        self.objective.close()
+        self.model = self.net
         self.net.load_state_dict(best_state)
         return TrainResult(best_epoch + 1, best_acc, history, best_state)
 
+    def _global_batch(self, index: torch.Tensor, generator: torch.Generator) -> MixedBatch:
+        """The seeded global batch at ``index``: augmented, then mixed (identical on every rank)."""
+        aug = self.config.augment
+        x, y = self.data.train.x[index], self.data.train.y[index]
+        if aug.crop_padding or aug.hflip:
+            x = augment_batch(x, generator=generator, crop_padding=aug.crop_padding, hflip=aug.hflip)
+        return mix_batch(x, y, generator=generator, mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha)
+
     def _epoch(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> dict[str, float]:
-        """One pass over the training split in a seeded order."""
-        cfg = self.config
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        """One pass over the training split in a seeded order; this rank trains on its slice of every batch."""
+        bs, n = self.config.batch_size, len(self.data.train)
+        generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + epoch)
+        torch.manual_seed(self.seed * 1_000_003 + epoch)
         for term in self.terms:
             if hasattr(term.loss, "set_epoch"):
                 term.loss.set_epoch(epoch)
-        order = torch.randperm(len(self.data.train), generator=generator)
-        self.net.train()
-        start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
+        order = torch.randperm(n, generator=generator)
+        cached = self.cache.load(epoch) if self.cache is not None else None
+        if not dist.broadcast_flag(cached is not None):  # rank 0 decides, so that all ranks agree
+            cached = None
+        fresh = None
+        if self.cache is not None and cached is None:  # cold: record the live teacher's logits of this epoch
+            fresh = torch.zeros(n, self.data.num_classes, device=self.device)
+        self.model.train()
+        start_time = time.perf_counter()
+        loss_sum = correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
         for step in range(steps):
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x, y = self.data.train.x[idx], self.data.train.y[idx]
-            if cfg.augment.crop_padding or cfg.augment.hflip:
-                x = augment_batch(x, generator=generator, crop_padding=cfg.augment.crop_padding,
-                                  hflip=cfg.augment.hflip)
-            x, y = self.normalize(x.to(self.device)), y.to(self.device)
-            loss, logits = self._loss(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-            optimizer.step()
+            offset = step * bs
+            batch = self._global_batch(order[offset : offset + bs], generator)
+            size = len(batch.y_a)
+            lo, hi = dist.shard(size, self.world)
+            weight = (hi - lo) * self.world.world_size / size
+            if hi == lo:  # fewer samples than ranks: join the gradient all-reduce with a zero-weighted sample
+                lo, hi = size - 1, size
+            part = batch.rows(lo, hi).to(self.device)
+            part = MixedBatch(self.normalize(part.x).contiguous(memory_format=self.memory_format), part.y_a,
+                              part.y_b, part.lam)
+            teacher_logits = cached[offset + lo : offset + hi].to(self.device) if cached is not None else None
+            loss, logits, teacher_logits = self._step(part, teacher_logits, weight, optimizer)
             scheduler.step()
-            loss_sum += float(loss) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+            if weight:
+                if fresh is not None:
+                    fresh[offset + lo : offset + hi] = teacher_logits.detach().float()
+                loss_sum = loss_sum + loss.detach() * (hi - lo)
+                correct = correct + (logits.argmax(1) == part.target).sum()
+                seen += hi - lo
+        if fresh is not None and self.cache is not None:
+            dist.all_reduce_sum(fresh)
+            if self.world.is_main:
+                self.cache.save(epoch, fresh)
+        totals = dist.all_reduce_sum(torch.stack([loss_sum, correct.double(), torch.tensor(
+            float(seen), dtype=torch.float64, device=self.device)]))
+        loss_total, correct_total, seen_total = totals.tolist()
         return {
             "epoch": epoch + 1,
-            "loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
+            "loss": loss_total / seen_total,
+            "train_accuracy": correct_total / seen_total,
             "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - start, 3),
+            "seconds": round(time.perf_counter() - start_time, 3),
         }
+
+    def _step(
+        self, part: MixedBatch, teacher_logits: torch.Tensor | None, weight: float, optimizer: torch.optim.Optimizer
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Forward, backward and optimiser step on this rank's part of a batch, its loss scaled by ``weight``."""
+        with self.precision.autocast():
+            loss, logits, teacher_logits = self.objective(self.model, part, teacher_logits)
+        optimizer.zero_grad(set_to_none=True)
+        self.precision.backward(loss * weight if weight != 1.0 else loss)
+        dist.average_gradients(self.objective.parameters())
+        if self.config.grad_clip is not None:
+            self.precision.unscale(optimizer)
+            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], self.config.grad_clip)
+        self.precision.step(optimizer)
+        return loss, logits, teacher_logits
+
+    def _val_accuracy(self) -> float:
+        """Validation accuracy; with several ranks, each scores its slice with rank 0's BN statistics."""
+        if self.world.distributed:
+            dist.broadcast_state(self.net)
+        split = self.data.val
+        lo, hi = dist.shard(len(split), self.world)
+        part = Split(split.x[lo:hi], split.y[lo:hi])
+        counts = torch.tensor([correct_count(self.net, part, self.normalize), hi - lo],
+                              dtype=torch.float64, device=self.device)
+        correct, total = dist.all_reduce_sum(counts).tolist()
+        return correct / max(1.0, total)
 
     def _progress(self) -> Progress:
         return Progress(
             TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console, transient=False,
         )
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,7 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "pydantic", "scikit-learn", "tensorrt")
+LIBRARIES = (
+    "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "torchao", "pydantic", "scikit-learn", "tensorrt",
+)
 
 
 def library_versions() -> dict[str, str]:

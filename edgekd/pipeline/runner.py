@@ -1,16 +1,21 @@
 """The stage runner: runs the recipe's stages in order, caches finished ones, resumes interrupted ones.
 
 Cache key of a stage (DVC/Olive style) = SHA-256 of: the stage name, its resolved config, the recipe seed and data
-config, the output digests of the stages it needs, and the edgekd version. A stage whose key is unchanged and whose
+config, the output digests of the stages it needs, the edgekd version and the versions of the libraries it drives. A stage whose key is unchanged and whose
 outputs are intact is ``cached``; otherwise the reason it re-runs is logged and recorded. A stage that was
 interrupted (Ctrl-C, kill -9) keeps its folder when its key is unchanged, so a training stage resumes from its last
 epoch checkpoint.
+
+Under ``torchrun`` (several ranks) rank 0 decides, runs and records every stage and alone writes files; stages that
+declare ``distributed = True`` (the training stages) are run by every rank together, the others by rank 0 while the
+rest wait at a barrier. After each stage the other ranks read the record rank 0 wrote, so they see its artifacts.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from edgekd import __version__
+from edgekd import _distributed as dist
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd._atomic import atomic_write_json, atomic_write_text
@@ -26,7 +32,7 @@ from edgekd.pipeline.context import SMOKE_SUBSET, StageContext
 from edgekd.pipeline.hashing import sha256_json, sha256_path
 from edgekd.pipeline.manifest import read_json
 from edgekd.pipeline.provenance import git_commit, host_info, library_versions
-from edgekd.pipeline.stage import Stage, StageResult, ordered_stages
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, ordered_stages
 
 STAGE_RECORD = "stage.json"
 ATTEMPT_KEY = ".key"
@@ -60,6 +66,7 @@ class PipelineRunner:
         self.recipe_file = recipe_file
         self.overrides = overrides or []
         self._bundle: Any = None
+        self._libraries = library_versions()
         self.manifest: dict[str, Any] = {}
 
     # -- data ---------------------------------------------------------------------------------------------------
@@ -91,9 +98,17 @@ class PipelineRunner:
             "common": sha256_json(
                 {"seed": self.recipe.seed, "data": self.recipe.data.model_dump(mode="json"), "smoke": self.smoke}
             ),
-            "inputs": {need: records[need]["outputs_digest"] for need in stage.needs if need in records},
+            "inputs": {need: records[need]["outputs_digest"] for need in self._needs(stage, records)},
             "version": __version__,
+            "libraries": self._libraries,
         }
+
+    @staticmethod
+    def _needs(stage: Stage, records: dict[str, dict[str, Any]]) -> list[str]:
+        """The earlier stages whose outputs ``stage`` reads (and that ran)."""
+        if stage.needs == EVERY_EARLIER_STAGE:
+            return list(records)
+        return [need for need in stage.needs if need in records]
 
     def _stale_reason(self, previous: dict[str, Any] | None, parts: dict[str, Any]) -> str | None:
         """Why a stage must run (None: it is cached). Cheapest checks first."""
@@ -104,6 +119,10 @@ class PipelineRunner:
         old = previous["key_parts"]
         if old["version"] != parts["version"]:
             return f"edgekd version changed ({old['version']} -> {parts['version']})"
+        if old.get("libraries") != parts["libraries"]:
+            changed = sorted(k for k in parts["libraries"].keys() | (old.get("libraries") or {}).keys()
+                             if parts["libraries"].get(k) != (old.get("libraries") or {}).get(k))
+            return f"libraries changed: {', '.join(changed)}"
         if old["config"] != parts["config"]:
             return "stage config changed"
         if old["common"] != parts["common"]:
@@ -132,7 +151,8 @@ class PipelineRunner:
             "smoke": self.smoke,
             "seed": self.recipe.seed,
             "overrides": self.overrides,
-            "provenance": {"libraries": library_versions(), "host": host_info(), "git_commit": git_commit()},
+            "provenance": {"libraries": self._libraries, "host": host_info(), "git_commit": git_commit(),
+                           "processes": dist.world().world_size},
             "budgets": self.device.budgets.model_dump(mode="json"),
             "current_stage": None,
             "stages": [],
@@ -158,10 +178,20 @@ class PipelineRunner:
     # -- running --------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every enabled stage; return the final manifest. Stage exceptions propagate after being recorded."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "logs").mkdir(exist_ok=True)
-        atomic_write_json(self.run_dir / "recipe.json", self.recipe.model_dump(mode="json"))
-        atomic_write_json(self.run_dir / "device.json", self.device.model_dump(mode="json"))
+        created = dist.init_process_group()  # under torchrun: join the other ranks (no-op otherwise)
+        try:
+            return self._run_all()
+        finally:
+            if created:
+                dist.destroy_process_group()
+
+    def _run_all(self) -> dict[str, Any]:
+        main = dist.is_main()
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "logs").mkdir(exist_ok=True)
+            atomic_write_json(self.run_dir / "recipe.json", self.recipe.model_dump(mode="json"))
+            atomic_write_json(self.run_dir / "device.json", self.device.model_dump(mode="json"))
         self._start_manifest()
         records: dict[str, dict[str, Any]] = {}
         for stage in ordered_stages():
@@ -170,10 +200,39 @@ class PipelineRunner:
                     {"name": stage.name, "status": "skipped", "seconds": 0.0, "reason": "not in the recipe"}
                 )
                 continue
-            records[stage.name] = self._run_stage(stage, records)
+            records[stage.name] = self._run_stage(stage, records) if main else self._follow_stage(stage)
         self.manifest["current_stage"] = None
-        self._write_manifest()
-        return self.manifest
+        if main:
+            self._write_manifest()
+        dist.barrier()
+        return self.manifest if main else read_json(self.run_dir / "manifest.json") or self.manifest
+
+    def _context(self, stage_dir: Path, *, follower: bool = False) -> StageContext:
+        """What a stage sees; a follower rank (not rank 0) gets a silent console and no log file."""
+        return StageContext(
+            run_dir=self.run_dir,
+            stage_dir=stage_dir,
+            recipe=self.recipe,
+            device=self.device,
+            smoke=self.smoke,
+            data_dir=self.data_dir,
+            console=Console(quiet=True) if follower else self.console,
+            artifacts=[Artifact.from_dict(a) for a in self.manifest["artifacts"]],
+            load_data=self._load_data,
+            log_file=None if follower else self.run_dir / "logs" / "run.log",
+        )
+
+    def _follow_stage(self, stage: Stage) -> dict[str, Any]:
+        """A non-main rank: join the stage if rank 0 runs it and it is distributed, then take rank 0's record."""
+        stage_dir = self.run_dir / stage.name
+        if dist.broadcast_flag(False):
+            stage.run(self._context(stage_dir, follower=True))
+        dist.barrier()
+        record = read_json(stage_dir / STAGE_RECORD)
+        if record is None:
+            raise RuntimeError(f"rank {dist.world().rank}: rank 0 left no record of stage {stage.name}")
+        self._merge(record)
+        return record
 
     def _run_stage(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         stage_dir = self.run_dir / stage.name
@@ -182,11 +241,13 @@ class PipelineRunner:
         previous = read_json(stage_dir / STAGE_RECORD)
         reason = self._stale_reason(previous, parts)
         if reason is None and previous is not None:
+            dist.broadcast_flag(False)  # the other ranks do not run it ...
             self.console.print(f"[green]✓[/green] {stage.name} [dim](cached)[/dim]")
             self._merge(previous)
             self.manifest["stages"].append({"name": stage.name, "status": "cached", "seconds": 0.0,
                                             "reason": "inputs and config unchanged", "info": previous["info"]})
             self._write_manifest()
+            dist.barrier()  # ... and read its record once we get here
             return previous
 
         attempt = stage_dir / ATTEMPT_KEY
@@ -201,22 +262,13 @@ class PipelineRunner:
         self.console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] [dim]({reason})[/dim]")
         self.manifest["current_stage"] = stage.name
         self._write_manifest()
+        dist.broadcast_flag(stage.distributed)  # the stage folder is ready: distributed stages start on every rank
 
-        ctx = StageContext(
-            run_dir=self.run_dir,
-            stage_dir=stage_dir,
-            recipe=self.recipe,
-            device=self.device,
-            smoke=self.smoke,
-            data_dir=self.data_dir,
-            console=self.console,
-            artifacts=[Artifact.from_dict(a) for a in self.manifest["artifacts"]],
-            load_data=self._load_data,
-            log_file=self.run_dir / "logs" / "run.log",
-        )
+        ctx = self._context(stage_dir)
         start = time.perf_counter()
         try:
-            result = stage.run(ctx)
+            with nullcontext() if stage.distributed else dist.solo():  # rank 0 alone: no collectives inside
+                result = stage.run(ctx)
         except BaseException as exc:
             seconds = round(time.perf_counter() - start, 3)
             error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
@@ -235,6 +287,7 @@ class PipelineRunner:
         )
         self._write_manifest()
         self.console.print(f"[green]✓[/green] {stage.name} [dim]({seconds:.1f} s)[/dim]")
+        dist.barrier()  # the record is on disk: the other ranks read it
         return record
 
     def _record(

@@ -28,13 +28,16 @@ class Stage(ABC):
     """One step of the pipeline. A stage reads earlier artifacts through its context and writes in its own folder.
 
     Subclasses declare ``name``, ``order`` (position in the pipeline), ``needs`` (names of the stages whose outputs it
-    reads: their output digests enter its cache key) and implement :meth:`enabled`, :meth:`config` and :meth:`run`.
+    reads: their output digests enter its cache key; :data:`EVERY_EARLIER_STAGE` for all of them) and implement :meth:`enabled`, :meth:`config` and :meth:`run`.
+    A stage that trains with several processes under ``torchrun`` sets ``distributed = True``: every rank then calls
+    :meth:`run` (only rank 0 may write files); other stages run on rank 0 alone.
     """
 
     name: ClassVar[str]
     order: ClassVar[int]
     needs: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    distributed: ClassVar[bool] = False
 
     @abstractmethod
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -50,6 +53,9 @@ class Stage(ABC):
 
 
 STAGES: Registry[type[Stage]] = Registry("stage")
+
+#: ``needs`` of a stage that reads every artifact made before it (evaluate, bench, select, report)
+EVERY_EARLIER_STAGE: tuple[str, ...] = ("*",)
 
 
 def register_stage(cls: type[Stage]) -> type[Stage]:

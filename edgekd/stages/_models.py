@@ -6,10 +6,12 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from edgekd.config import ModelRef
 from edgekd.data import DataBundle
+from edgekd.errors import UserError
 from edgekd.models import MODELS, count_parameters, create, load_checkpoint, load_weights, model_from_checkpoint
 from edgekd.runtime import save_torch_artifact
 from edgekd.pipeline.artifacts import Artifact, input_spec
@@ -26,10 +28,17 @@ def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:
     return {"name": ref.name, "kwargs": kwargs}
 
 
-def build_net(ref: ModelRef, data: DataBundle) -> tuple[nn.Module, dict[str, Any]]:
-    """Create the model of ``ref`` (loading ``ref.checkpoint`` if set) and return it with its spec."""
+def build_net(ref: ModelRef, data: DataBundle, *, seed: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Create the model of ``ref`` (loading ``ref.checkpoint`` if set) and return it with its spec.
+
+    ``seed`` seeds the random initial weights (without touching the caller's global RNG state); every rank of a
+    multi-process run then builds the same net.
+    """
     spec = model_spec(ref, data)
-    net = create(spec["name"], **spec["kwargs"])
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = create(spec["name"], **spec["kwargs"])
     if ref.checkpoint is not None:
         load_weights(net, ref.checkpoint)
     return net, spec
@@ -51,3 +60,11 @@ def write_torch_artifact(
 def load_plain_net(ctx: StageContext, artifact: Artifact) -> nn.Module:
     """The plain net (fed normalised input) stored in a torch artifact."""
     return model_from_checkpoint(load_checkpoint(Path(ctx.path(artifact))))
+
+
+def deployed_model(ctx: StageContext, stage: str) -> Artifact:
+    """The torch model later stages deploy: the student, or the teacher when the recipe has no student."""
+    source = ctx.artifact("student") or ctx.artifact("teacher")
+    if source is None:
+        raise UserError(f"{stage}: needs a teacher or a student section in the recipe")
+    return source

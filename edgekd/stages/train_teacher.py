@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekd import _distributed as dist
 from edgekd.config import Device, Recipe
 from edgekd.distill.trainer import Trainer, accuracy
 from edgekd.pipeline.context import StageContext
@@ -18,6 +19,7 @@ class TrainTeacher(Stage):
     name = "train-teacher"
     order = 10
     description = "train the teacher with cross-entropy; best epoch on validation"
+    distributed = True
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.teacher is not None
@@ -30,7 +32,7 @@ class TrainTeacher(Stage):
         teacher = ctx.recipe.teacher
         assert teacher is not None
         data = ctx.data()
-        net, spec = build_net(teacher.model, data)
+        net, spec = build_net(teacher.model, data, seed=ctx.recipe.seed)
         info: dict[str, Any] = {}
         if teacher.train is not None:
             config = smoke_config(teacher.train, ctx.smoke)
@@ -40,6 +42,8 @@ class TrainTeacher(Stage):
                     "history": result.history, "epochs": config.epochs}
         else:
             info = {"val_accuracy": accuracy(net, data.val, Normalize(data.mean, data.std)), "trained": False}
+        if not dist.is_main():  # under torchrun, rank 0 alone writes the artifact
+            return StageResult(info=info)
         artifact = write_torch_artifact(ctx, net, spec, name="teacher", role="teacher", info={})
         ctx.log(f"teacher {spec['name']}: {artifact.info['parameters']:,} parameters, "
                 f"val accuracy {info['val_accuracy']:.4f}")
