@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,10 +45,18 @@ class DataConfig(Strict):
 
 
 class Augment(Strict):
-    """Batch augmentation on tensors, seeded."""
+    """Batch augmentation on tensors, seeded. When distilling, teacher and student see the same augmented, mixed view
+    ("consistent teaching", Beyer et al., CVPR 2022)."""
 
     crop_padding: int = Field(0, ge=0, description="random crop after zero padding by this many pixels")
     hflip: bool = Field(False, description="random horizontal flip")
+    mixup_alpha: float = Field(
+        0.0, ge=0, description="mixup with lam ~ Beta(alpha, alpha) (Zhang et al., ICLR 2018); 0 = off"
+    )
+    cutmix_alpha: float = Field(
+        0.0, ge=0, description="CutMix with lam ~ Beta(alpha, alpha) (Yun et al., ICCV 2019); 0 = off; with mixup "
+        "also on, each batch uses one of the two (CutMix with probability 1/2)"
+    )
 
 
 class TrainConfig(Strict):
@@ -67,7 +75,19 @@ class TrainConfig(Strict):
     warmup_epochs: int = Field(0, ge=0, description="linear learning-rate warm-up epochs")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
-    augment: Augment = Field(default_factory=Augment, description="batch augmentation")
+    augment: Augment = Field(default_factory=Augment, description="batch augmentation and mixing")
+    amp: bool = Field(
+        False, description="mixed precision: bfloat16 autocast on CPU, float16 autocast with loss scaling on CUDA"
+    )
+    channels_last: bool = Field(False, description="NHWC memory format for weights and batches")
+    data_seed: int | None = Field(
+        None, description="seed of batch order, augmentation and mixing (null = the recipe seed, which also seeds "
+        "model init); fix it to share the teacher-output cache across an ablation over init seeds"
+    )
+    teacher_cache: bool | None = Field(
+        None, description="compute the teacher's logits of each epoch once and reuse them (null = on when every "
+        "distillation loss is a logit loss; feature losses need the live teacher)"
+    )
 
 
 class TeacherConfig(Strict):
@@ -109,15 +129,86 @@ class LossTerm(Strict):
         return self
 
 
+class AutoAssistantConfig(Strict):
+    """Automatic teacher-assistant selection (stage `select-assistant`, AMD-style; see `edgekd.distill.assistants`).
+
+    Candidates are trained cheaply with KD from the teacher and scored by how their validation accuracy bends with
+    their scale (parameters / teacher parameters); the best one becomes the TA of the `auto` chain.
+    """
+
+    candidates: list[ModelRef] = Field(
+        default_factory=list,
+        description="candidate TAs; empty = a grid of the teacher's zoo family: every depth variant × `widths` whose "
+        "parameter count lies strictly between student and teacher",
+    )
+    widths: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [1.0], min_length=1, description="width multipliers of the grid"
+    )
+    max_candidates: int = Field(4, ge=1, description="at most this many grid candidates, spread evenly in log-scale")
+    limit_train: int | None = Field(
+        None, ge=1, description="train every candidate on a seeded random subset of this many training images"
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=2), description="cheap training budget of each candidate"
+    )
+
+
 class DistillConfig(Strict):
-    """Distillation of the student from the teacher: `ce_weight * CE + sum(weight_i * loss_i)`."""
+    """Distillation of the student from the teacher: `ce_weight * CE + sum(weight_i * loss_i)`.
+
+    With `assistants` (TAKD, Mirzadeh et al., AAAI 2020) the student ends a chain `teacher → assistants[0] → … →
+    student`: each model is distilled from the one before it with the same losses and budget.
+    """
 
     ce_weight: float = Field(1.0, ge=0, description="weight of the cross-entropy term")
     losses: list[LossTerm] = Field(
         default_factory=lambda: [LossTerm(name="kd", params={"temperature": 4.0})],
         description="distillation terms",
     )
-    train: TrainConfig = Field(default_factory=TrainConfig, description="student training")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="student training (and each assistant's)")
+    assistants: list[ModelRef] = Field(
+        default_factory=list, description="teacher-assistant chain, largest first: teacher → assistants → student"
+    )
+    auto_assistant: AutoAssistantConfig | None = Field(
+        None, description="choose one teacher assistant automatically (stage select-assistant)"
+    )
+    chain: Literal["manual", "auto"] | None = Field(
+        None,
+        description="chain of the deployed student: `manual` (the `assistants`) or `auto` (the selected TA); "
+        "default: auto when auto_assistant is set, else manual",
+    )
+
+    @model_validator(mode="after")
+    def _resolve_chain(self) -> DistillConfig:
+        if self.chain is None:
+            self.__dict__["chain"] = "auto" if self.auto_assistant is not None else "manual"
+        if self.chain == "auto" and self.auto_assistant is None:
+            raise ValueError("chain: auto needs an auto_assistant section")
+        return self
+
+
+AblationVariant = Literal["no-kd", "kd", "takd", "auto-ta"]
+
+
+class AblationConfig(Strict):
+    """Stage `ablation`: the student trained per variant and seed with one budget, test accuracy mean ± std.
+
+    Variants: `no-kd` (cross-entropy only), `kd` (teacher → student), `takd` (teacher → distill.assistants →
+    student), `auto-ta` (teacher → the TA chosen by select-assistant → student).
+    """
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of every variant")
+    variants: list[AblationVariant] | None = Field(
+        None, description="variants to train; default: no-kd, kd, plus takd / auto-ta when the recipe defines them"
+    )
+    train: TrainConfig | None = Field(None, description="budget of every model trained; default: distill.train")
+
+    @field_validator("seeds", "variants")
+    @classmethod
+    def _unique(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"repeated entries in {values}")
+        return values
 
 
 class ExportConfig(Strict):
@@ -127,6 +218,8 @@ class ExportConfig(Strict):
     dynamic_batch: bool = Field(True, description="dynamic batch dimension")
     parity_atol: float = Field(1e-3, gt=0, description="largest allowed |logit difference| vs torch")
     min_top1_agreement: float = Field(0.999, ge=0, le=1, description="lowest top-1 agreement with torch")
+    fp16_parity_atol: float = Field(0.05, gt=0, description="largest |logit difference| for fp16 artifacts")
+    fp16_min_top1_agreement: float = Field(0.99, ge=0, le=1, description="lowest top-1 agreement for fp16 artifacts")
     parity_samples: int = Field(512, ge=1, description="test images used for the parity check")
 
 
@@ -161,10 +254,12 @@ class Recipe(Strict):
     teacher: TeacherConfig | None = None
     student: StudentConfig | None = None
     distill: DistillConfig | None = None
+    quantize: QuantizeConfig | None = None
     export: ExportConfig | None = None
     evaluate: EvaluateConfig | None = None
     bench: BenchConfig | None = None
     report: ReportConfig | None = None
+    ablation: AblationConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -174,4 +269,34 @@ class Recipe(Strict):
             raise ValueError("distill needs a student section")
         if self.distill is not None and self.distill.losses and self.teacher is None:
             raise ValueError("distill.losses need a teacher section (or set `losses: []`)")
+        if self.distill is not None and (self.distill.assistants or self.distill.auto_assistant is not None):
+            if not self.distill.losses:
+                raise ValueError("distill.assistants / auto_assistant need distillation losses to learn from")
+        if self.ablation is not None:
+            self._check_ablation()
         return self
+
+    def _check_ablation(self) -> None:
+        """Resolve the default variants; each variant needs the sections it trains from."""
+        assert self.ablation is not None
+        if self.distill is None:
+            raise ValueError("ablation needs a student and a distill section")
+        distill = self.distill
+        if self.ablation.variants is None:
+            variants = ["no-kd"] + (["kd"] if distill.losses else [])
+            variants += ["takd"] if distill.assistants else []
+            variants += ["auto-ta"] if distill.auto_assistant is not None else []
+            self.ablation.__dict__["variants"] = variants
+        for variant in self.ablation.variants or []:
+            if variant != "no-kd" and not distill.losses:
+                raise ValueError(f"ablation variant {variant!r} needs distill.losses (and a teacher)")
+            if variant == "takd" and not distill.assistants:
+                raise ValueError("ablation variant 'takd' needs distill.assistants (the manual chain)")
+            if variant == "auto-ta" and distill.auto_assistant is None:
+                raise ValueError("ablation variant 'auto-ta' needs distill.auto_assistant")
+
+
+# The quantize section reuses LossTerm and TrainConfig from this module, so it is resolved after them.
+from edgekd.config.quantize import QuantizeConfig  # noqa: E402
+
+Recipe.model_rebuild()

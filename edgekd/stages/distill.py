@@ -1,75 +1,87 @@
-"""Stage `distill`: train the student from the teacher with the recipe's weighted losses (Hinton KD by default)."""
+"""Stage `distill`: train the student from the teacher with the recipe's weighted losses (Hinton KD by default).
+
+With a teacher-assistant chain (TAKD) the student ends ``teacher → ta_1 → … → student``: the manual
+``distill.assistants``, or (``distill.chain: auto``) the TA chosen by stage `select-assistant`. Each assistant is
+trained in ``distill/step-<i>-<model>/``, the student in ``distill/student/``; a finished step is not redone when an
+interrupted stage resumes. Assistants become torch artifacts of role ``assistant``, so later stages measure their
+test accuracy and latency beside teacher and student (a TA costs one evaluation pass and one short benchmark, small
+next to its training); only the student is exported.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgekd import _distributed as dist
 from edgekd.config import Device, ModelRef, Recipe
-from edgekd.distill.trainer import DistillTerm, Trainer
-from edgekd.errors import UserError
-from edgekd.models import MODELS
+from edgekd.distill.assistants import ref_label
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
-from edgekd.stages._models import build_net, load_plain_net, write_torch_artifact
+from edgekd.stages._chain import selected_assistant, train_refs
+from edgekd.stages._models import load_plain_net, model_spec, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
 
-def _default_taps(ref: ModelRef, role: str, index: int) -> list[str]:
-    """The zoo's stage outputs of a model, for feature losses whose taps the recipe leaves out."""
-    if ref.name not in MODELS:
-        raise UserError(f"distill.losses.{index}: {role} {ref.name!r} is a user model: set {role}_taps explicitly")
-    return list(MODELS.entry(ref.name).meta.get("default_taps", []))
-
-
-def build_terms(recipe: Recipe) -> list[DistillTerm]:
-    """The recipe's distillation losses, created from the registry, with paired feature taps."""
-    from edgekd.distill.losses import LOSSES, create
-
-    assert recipe.distill is not None and recipe.student is not None and recipe.teacher is not None
-    terms: list[DistillTerm] = []
-    for i, term in enumerate(recipe.distill.losses):
-        kind = LOSSES.entry(term.name).meta["kind"]
-        s_taps, t_taps = term.student_taps, term.teacher_taps
-        if kind == "feature" and not s_taps:
-            s_all = _default_taps(recipe.student.model, "student", i)
-            t_all = _default_taps(recipe.teacher.model, "teacher", i)
-            n = min(len(s_all), len(t_all))
-            s_taps, t_taps = s_all[len(s_all) - n :], t_all[len(t_all) - n :]
-        terms.append(DistillTerm(term.weight, create(term.name, **term.params), kind, s_taps, t_taps))
-    return terms
+def chain_models(ctx: StageContext) -> list[tuple[str, ModelRef]]:
+    """The models the deployed student's chain trains, with their folder names (the student's is `student`)."""
+    recipe = ctx.recipe
+    assert recipe.distill is not None and recipe.student is not None
+    assistants = [selected_assistant(ctx)] if recipe.distill.chain == "auto" else recipe.distill.assistants
+    chain = [(f"step-{i}-{ref_label(ref)}", ref) for i, ref in enumerate(assistants, start=1)]
+    return [*chain, ("student", recipe.student.model)]
 
 
 @register_stage
 class Distill(Stage):
     name = "distill"
     order = 20
-    needs = ("train-teacher",)
-    description = "train the student: cross-entropy plus distillation losses from the teacher"
+    needs = ("train-teacher", "select-assistant")
+    description = "train the student (through teacher assistants, if any): cross-entropy plus distillation losses"
+    distributed = True
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.distill is not None
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.distill is not None and recipe.student is not None
-        return {"student": recipe.student.model_dump(mode="json"), "distill": recipe.distill.model_dump(mode="json")}
+        # the auto chain's TA enters the key through select-assistant's output digest, not its search settings
+        distill = recipe.distill.model_dump(mode="json", exclude={"auto_assistant", "assistants"})
+        if recipe.distill.chain == "manual":
+            distill["assistants"] = [ref.model_dump(mode="json") for ref in recipe.distill.assistants]
+        return {"student": recipe.student.model_dump(mode="json"), "distill": distill}
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe
         assert recipe.distill is not None and recipe.student is not None
         data = ctx.data()
         teacher_artifact = ctx.artifact("teacher")
-        teacher = load_plain_net(ctx, teacher_artifact) if teacher_artifact is not None else None
-        student, spec = build_net(recipe.student.model, data)
-        terms = build_terms(recipe) if recipe.distill.losses else []
+        teacher = None
+        if teacher_artifact is not None and recipe.teacher is not None:
+            teacher = (load_plain_net(ctx, teacher_artifact), recipe.teacher.model)
+        chain = chain_models(ctx)
         config = smoke_config(recipe.distill.train, ctx.smoke)
-        result = Trainer(student, data, config, ctx.stage_dir / "student", seed=recipe.seed, teacher=teacher,
-                         terms=terms, ce_weight=recipe.distill.ce_weight, console=ctx.console,
-                         label="student").fit()
-        artifact = write_torch_artifact(ctx, student, spec, name="student", role="student", info={})
-        ctx.log(f"student {spec['name']}: {artifact.info['parameters']:,} parameters, "
-                f"val accuracy {result.best_val_accuracy:.4f}")
-        losses = [term.name for term in recipe.distill.losses]
-        return StageResult(artifacts=[artifact], info={
-            "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy, "history": result.history,
-            "epochs": config.epochs, "losses": losses, "ce_weight": recipe.distill.ce_weight,
-        })
+        steps = train_refs(ctx, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses, config=config,
+                           seed=recipe.seed, ce_weight=recipe.distill.ce_weight)
+        student = steps[-1].record
+        names = ["teacher" if teacher is not None else None, *(ref_label(ref) for _, ref in chain[:-1]), "student"]
+        info = {
+            "best_epoch": student["best_epoch"], "val_accuracy": student["val_accuracy"],
+            "history": student["history"], "epochs": config.epochs,
+            "losses": [term.name for term in recipe.distill.losses], "ce_weight": recipe.distill.ce_weight,
+            "chain": [n for n in names if n is not None], "chain_source": recipe.distill.chain,
+            "steps": [step.record for step in steps],
+        }
+        if not dist.is_main():  # under torchrun, rank 0 alone writes the artifacts
+            return StageResult(info=info)
+        artifacts = []
+        for index, ((folder, ref), step) in enumerate(zip(chain, steps), start=1):
+            spec = model_spec(ref, data)
+            is_student = index == len(chain)
+            name = "student" if is_student else f"assistant-{index}-{ref_label(ref)}"
+            extra = {} if is_student else {"chain_step": index, "val_accuracy": step.record["val_accuracy"]}
+            artifact = write_torch_artifact(ctx, step.net, spec, name=name, role=name if is_student else "assistant",
+                                            info=extra)
+            ctx.log(f"{folder} {spec['name']}: {artifact.info['parameters']:,} parameters, val accuracy "
+                    f"{step.record['val_accuracy']:.4f}" + (" (finished earlier)" if step.record["reused"] else ""))
+            artifacts.append(artifact)
+        return StageResult(artifacts=artifacts, info=info)

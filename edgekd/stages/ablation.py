@@ -1,0 +1,149 @@
+"""Stage `ablation`: the student per variant (no-kd, kd, takd, auto-ta) and seed, one budget, test accuracy mean ± std.
+
+Each (variant, seed) is a resumable sub-run in ``ablation/<variant>/seed-<s>/``: the chain's step folders, then
+``result.json`` once the student's test accuracy is measured; a finished sub-run is read back, a half-finished one
+continues at its first unfinished step. Chains are trained by the same function as stage `distill`; with the same
+seed every variant's student starts from the same weights, so a variant whose chain equals an earlier variant's
+(the selected TA is the manual one) has the same numbers: they are taken over and marked ``same_chain_as``. Test
+accuracy is measured in torch on the test split (the best epoch of every model was chosen on validation). A smoke
+run trains one epoch per model and only the first two seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from torch import nn
+
+from edgekd._atomic import atomic_write_json
+from edgekd.config import Device, ModelRef, Recipe, TrainConfig
+from edgekd.distill.ablation import VARIANTS, summarize
+from edgekd.distill.assistants import ref_label
+from edgekd.pipeline.context import StageContext
+from edgekd.pipeline.manifest import read_json
+from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._chain import selected_assistant, split_accuracy, train_refs
+from edgekd.stages._models import load_plain_net
+from edgekd.stages._training import smoke_config
+
+RESULT = "result.json"
+SMOKE_SEEDS = 2
+
+
+def _budget(recipe: Recipe, smoke: bool) -> TrainConfig:
+    assert recipe.ablation is not None and recipe.distill is not None
+    return smoke_config(recipe.ablation.train or recipe.distill.train, smoke)
+
+
+def _seeds(recipe: Recipe, smoke: bool) -> list[int]:
+    """The seeds to train: in a smoke run only the first two (still enough for a standard deviation)."""
+    assert recipe.ablation is not None
+    return recipe.ablation.seeds[:SMOKE_SEEDS] if smoke else recipe.ablation.seeds
+
+
+def _assistants(ctx: StageContext, variant: str) -> list[ModelRef]:
+    assert ctx.recipe.distill is not None
+    if variant == "takd":
+        return ctx.recipe.distill.assistants
+    if variant == "auto-ta":
+        return [selected_assistant(ctx)]
+    return []
+
+
+@register_stage
+class Ablation(Stage):
+    name = "ablation"
+    order = 85
+    needs = ("train-teacher", "select-assistant")
+    description = "student without KD, with KD, through the manual and the selected TA: test accuracy over seeds"
+
+    def enabled(self, recipe: Recipe, device: Device) -> bool:
+        return recipe.ablation is not None
+
+    def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
+        assert recipe.ablation is not None and recipe.distill is not None and recipe.student is not None
+        variants = recipe.ablation.variants or []
+        return {
+            "seeds": _seeds(recipe, smoke), "variants": variants,
+            "train": _budget(recipe, smoke).model_dump(mode="json"),
+            "student": recipe.student.model.model_dump(mode="json"),
+            "losses": [term.model_dump(mode="json") for term in recipe.distill.losses],
+            "ce_weight": recipe.distill.ce_weight,
+            "assistants": [r.model_dump(mode="json") for r in recipe.distill.assistants] if "takd" in variants else [],
+        }
+
+    def run(self, ctx: StageContext) -> StageResult:
+        recipe = ctx.recipe
+        assert recipe.ablation is not None and recipe.distill is not None and recipe.student is not None
+        data = ctx.data()
+        config = _budget(recipe, ctx.smoke)
+        teacher_artifact = ctx.artifact("teacher")
+        teacher_net = load_plain_net(ctx, teacher_artifact) if teacher_artifact is not None else None
+        variants = recipe.ablation.variants or []
+        seeds = _seeds(recipe, ctx.smoke)
+        runs: list[dict[str, Any]] = []
+        first_with: dict[str, str] = {}  # chain identity -> the first variant that trains it
+        for variant in variants:
+            assistants = _assistants(ctx, variant)
+            chain = [(f"step-{i}-{ref_label(ref)}", ref) for i, ref in enumerate(assistants, start=1)]
+            chain.append(("student", recipe.student.model))
+            names = ([] if variant == "no-kd" else ["teacher"]) + [ref_label(r) for r in assistants] + ["student"]
+            identity = json.dumps([names[0], [ref.model_dump(mode="json") for _, ref in chain]])
+            twin = first_with.setdefault(identity, variant)
+            for seed in seeds:
+                if twin != variant:  # e.g. the selected TA is the manual one: same training, same numbers
+                    earlier = next(r for r in runs if r["variant"] == twin and r["seed"] == seed)
+                    result = {**earlier, "variant": variant, "same_chain_as": twin}
+                else:
+                    result = _result(ctx, variant, seed, chain, names, teacher_net, config)
+                note = f" (same chain as {twin})" if twin != variant else ""
+                note = note or (" (finished earlier)" if result["reused"] else "")
+                ctx.log(f"{variant} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
+                runs.append(result)
+        table = summarize(runs, variants)
+        for row in table:
+            std = "n/a" if row["std"] is None else f"{row['std']:.4f}"
+            ctx.log(f"{row['variant']:>8}: {row['mean']:.4f} ± {std} over seeds {row['seeds']}")
+        return StageResult(info={
+            "seeds": seeds, "variants": variants, "epochs": config.epochs,
+            "train_images": len(data.train), "test_images": len(data.test), "table": table, "runs": runs,
+            "descriptions": {v: VARIANTS[v] for v in variants},
+            "statistic": "mean ± sample standard deviation (ddof = 1) of test accuracy over seeds",
+        })
+
+
+def _result(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]], names: list[str],
+            teacher_net: nn.Module | None, config: TrainConfig) -> dict[str, Any]:
+    """The finished result of one (variant, seed) sub-run, training (or finishing) it first when needed."""
+    folder = ctx.stage_dir / variant / f"seed-{seed}"
+    result = read_json(folder / RESULT)
+    if result is not None:
+        return {**result, "reused": True}
+    result = {**_train_variant(ctx, variant, seed, chain, teacher_net, config), "chain": names}
+    atomic_write_json(folder / RESULT, result)
+    return {**result, "reused": False}
+
+
+def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]],
+                   teacher_net: nn.Module | None, config: TrainConfig) -> dict[str, Any]:
+    """Train one variant's chain with one seed; the student's test accuracy and every step's metrics."""
+    recipe = ctx.recipe
+    assert recipe.distill is not None
+    data = ctx.data()
+    distilled = variant != "no-kd"
+    teacher = None
+    if distilled:
+        assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
+        teacher = (teacher_net, recipe.teacher.model)
+    steps = train_refs(ctx, chain, ctx.stage_dir / variant / f"seed-{seed}", teacher=teacher,
+                       losses=recipe.distill.losses if distilled else [], config=config, seed=seed,
+                       ce_weight=recipe.distill.ce_weight if distilled else 1.0)
+    student = steps[-1]
+    return {
+        "variant": variant, "seed": seed,
+        "test_accuracy": split_accuracy(student.net, data.test, data),
+        "val_accuracy": student.record["val_accuracy"],
+        "steps": [{k: r[k] for k in ("name", "teacher", "parameters", "best_epoch", "val_accuracy", "reused")}
+                  for r in (s.record for s in steps)],
+    }
