@@ -92,7 +92,7 @@ def print_losses(out: Console) -> None:
     rows = []
     for name in LOSSES.names():
         info = loss_info(name)
-        defaults = ", ".join(f"{k}={v}" for k, v in info["defaults"].items())
+        defaults = ", ".join(f"{h['name']}={h['default']}" for h in info["hparams"])
         rows.append([name, info["kind"], info["paper"], defaults])
     out.print(_table("distillation losses (edgekd.distill.losses.create)", ["name", "kind", "paper", "defaults"],
                      rows))
@@ -103,15 +103,17 @@ def print_datasets(out: Console) -> None:
 
     rows = []
     for entry in DATASETS.entries():
-        params = ", ".join(f"{k}={f.default!r}" for k, f in dataset_params_model(entry.name).model_fields.items())
+        params = ", ".join(f"{k} (required)" if f.is_required() else f"{k}={f.default!r}"
+                           for k, f in dataset_params_model(entry.name).model_fields.items())
         rows.append([entry.name, entry.meta.get("description", ""), params or "—"])
     out.print(_table("data sets", ["name", "description", "params"], rows))
 
 
 def print_stages(out: Console) -> None:
-    from edgekd.pipeline.stage import ordered_stages
+    from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ordered_stages
 
-    rows = [[s.name, ", ".join(s.needs) or "—", s.description] for s in ordered_stages()]
+    rows = [[s.name, "every earlier stage" if s.needs == EVERY_EARLIER_STAGE else ", ".join(s.needs) or "—",
+             s.description] for s in ordered_stages()]
     out.print(_table("stages, in order", ["stage", "reads outputs of", "what it does"], rows))
 
 

@@ -115,3 +115,35 @@ def test_cli_validate_prints_plan() -> None:
     assert result.returncode == 0, result.stderr
     assert "recipe and device profile are valid" in result.stdout
     assert "onnxruntime/fp32" in result.stdout
+
+
+def test_jetson_profile_selects_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Jetson profile plans TensorRT engines; where TensorRT is absent they are reported, not silently dropped."""
+    import edgekd.stages.export as export_stage
+
+    device = load_device("jetson-orin-nano")
+    monkeypatch.setattr(export_stage, "tensorrt_available", lambda: False)
+    plan, not_here = export_stage.export_plan(device)
+    assert ("tensorrt", "fp32") not in plan
+    assert "TensorRT is not installed here" in not_here["tensorrt/fp32"]
+    monkeypatch.setattr(export_stage, "tensorrt_available", lambda: True)
+    plan, not_here = export_stage.export_plan(device)
+    assert {("tensorrt", "fp32"), ("tensorrt", "fp16")} <= set(plan)
+    assert "int8 artifacts come from a quantize stage" in not_here["tensorrt/int8"]
+
+
+def test_cli_zoo_lists_every_registered_name() -> None:
+    from edgekd.data import DATASETS
+    from edgekd.distill.losses import LOSSES
+    from edgekd.models import MODELS
+    from edgekd.pipeline.stage import STAGES
+
+    import edgekd.stages  # noqa: F401
+
+    result = run_cli("zoo", timeout=120, env={"COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    for registry in (MODELS, LOSSES, DATASETS, STAGES):
+        for name in registry.names():
+            assert name in result.stdout, f"{registry.kind} {name} missing from `edgekd zoo`"
+    assert "PydanticUndefined" not in result.stdout
+    assert run_cli("zoo", "lossses", timeout=120).returncode == 2

@@ -75,27 +75,11 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_artifact_runs_without_edgekd(smoke_run: Path) -> None:
-    """The artifact is self-contained: raw [0, 1] pixels in, logits out, in plain ONNX Runtime."""
-    import numpy as np
-    import onnxruntime as ort
-    from sklearn.datasets import load_digits
-
-    art = next(a for a in manifest(smoke_run)["artifacts"] if a["name"] == "student-onnx-fp32")
-    session = ort.InferenceSession(str(smoke_run / art["path"]), providers=["CPUExecutionProvider"])
-    digits = load_digits()
-    x = (digits.images[:200] / 16.0).astype(np.float32)[:, None]
-    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
-    assert logits.shape == (200, 10)
-    assert (logits.argmax(1) == digits.target[:200]).mean() > 0.1  # better than nothing even after one smoke epoch
-
-
-@pytest.mark.slow
 def test_second_run_is_fully_cached(smoke_run: Path) -> None:
     start = time.perf_counter()
     result = run_cli("run", QUICKSTART, "--device", "x86-cpu", "--out", str(smoke_run), "--smoke")
     assert result.returncode in (0, 1), result.stderr
-    assert set(statuses(smoke_run).values()) == {"cached"}
+    assert set(statuses(smoke_run).values()) - {"skipped"} == {"cached"}
     assert time.perf_counter() - start < 60
 
 
@@ -116,7 +100,7 @@ def test_killed_run_resumes_mid_stage(tmp_path: Path) -> None:
     """kill -9 during distillation; the rerun keeps the teacher cached and resumes the student's epochs."""
     run_dir = tmp_path / "run"
     args = ["run", QUICKSTART, "--device", "x86-cpu", "--out", str(run_dir), "--set", "teacher.model.name=resnet8",
-            "--set", "teacher.train.epochs=2", "--set", "distill.train.epochs=60", "--set", "bench.runs=5"]
+            "--set", "teacher.train.epochs=4", "--set", "distill.train.epochs=30", "--set", "bench.runs=5"]
     proc = subprocess.Popen([sys.executable, "-m", "edgekd.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = run_dir / "distill" / "student" / "last.pt"
@@ -138,5 +122,25 @@ def test_killed_run_resumes_mid_stage(tmp_path: Path) -> None:
     assert "resuming after epoch" in result.stderr
     distill = next(x for x in manifest(run_dir)["stages"] if x["name"] == "distill")
     assert "resuming the interrupted attempt" in distill["reason"]
-    assert [h["epoch"] for h in distill["info"]["history"]] == list(range(1, 61))
+    assert [h["epoch"] for h in distill["info"]["history"]] == list(range(1, 31))
     assert (run_dir / "train-teacher" / "stage.json").read_text() == teacher_sha
+    check_onnx_runs_without_edgekd(run_dir)
+
+
+def check_onnx_runs_without_edgekd(run_dir: Path) -> None:
+    """The artifact is self-contained: raw [0, 1] pixels in, logits out, in plain ONNX Runtime, on scikit-learn's own
+    copy of the data (the normalisation lives in the graph)."""
+    import numpy as np
+    import onnxruntime as ort
+    from sklearn.datasets import load_digits
+
+    art = next(a for a in manifest(run_dir)["artifacts"] if a["name"] == "student-onnx-fp32")
+    assert art["input"]["range"] == [0.0, 1.0]
+    session = ort.InferenceSession(str(run_dir / art["path"]), providers=["CPUExecutionProvider"])
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    logits = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert logits.shape == (len(x), 10)
+    accuracy = float((logits.argmax(1) == digits.target).mean())
+    assert accuracy > 0.8, accuracy  # a trained student on all 1797 images (train and test together)
+    assert abs(accuracy - art["metrics"]["accuracy"]) < 0.05

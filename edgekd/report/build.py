@@ -7,6 +7,7 @@ from typing import Any
 
 from edgekd._atomic import atomic_write_text
 from edgekd.report.plots import accuracy_latency_plot, training_plot
+from edgekd.report.sections import distillation_sections
 from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
 
 HTML_STYLE = """
@@ -47,6 +48,30 @@ def _training_lines(records: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _quantization_lines(manifest: dict[str, Any]) -> list[str]:
+    """INT8 artifacts against the fp32 artifact of the same format: accuracy drop, size ratio, agreement."""
+    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    rows = []
+    for art in manifest["artifacts"]:
+        if art["precision"] != "int8":
+            continue
+        fp32 = artifacts.get(f"{art['info'].get('source')}-{art['format']}-fp32")
+        acc, ref = art["metrics"].get("accuracy"), (fp32 or {}).get("metrics", {}).get("accuracy")
+        drop = f"{100 * (ref - acc):+.2f}" if acc is not None and ref is not None else "—"
+        ratio = f"{art['bytes'] / fp32['bytes']:.2f}" if fp32 else "—"
+        parity = art["info"].get("parity", {})
+        rows.append([art["name"], art["info"].get("method", "—"), art["runtime"],
+                     f"{ref:.4f}" if ref is not None else "—", f"{acc:.4f}" if acc is not None else "—", drop,
+                     ratio, f"{parity['top1_agreement']:.4f}" if parity else "—"])
+    if not rows:
+        return []
+    header = ["artifact", "method", "runtime", "fp32 accuracy", "int8 accuracy", "drop (points)",
+              "size vs fp32", "top-1 agreement"]
+    return ["## Quantization", "",
+            "Each INT8 artifact against the fp32 artifact of the same format, on the test split.", "",
+            markdown_table(header, rows), ""]
+
+
 def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path]) -> str:
     """The markdown report."""
     prov = manifest["provenance"]
@@ -78,7 +103,11 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         parts += ["## Training", "", *training, ""]
         if "training" in plots:
             parts += ["![training curves](plots/training.png)", ""]
-    not_built = records.get("export", {}).get("info", {}).get("not_built", {})
+    parts += distillation_sections(records)
+    parts += _quantization_lines(manifest)
+    not_built = {k: v for stage in ("export", "quantize")
+                 for k, v in records.get(stage, {}).get("info", {}).get("not_built", {}).items()
+                 if not (stage == "export" and k.endswith("/int8") and "quantize" in records)}
     if not_built:
         parts += ["## Not built", "", *[f"- `{k}`: {v}" for k, v in not_built.items()], ""]
     parts += [

@@ -17,6 +17,15 @@ def _figure() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Write ``fig`` as PNG atomically and free it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     """Scatter of test accuracy vs p50 latency, with the device's budgets as dashed lines."""
     points = [(a["name"], a["metrics"]["latency_ms"]["p50"], a["metrics"]["accuracy"]) for a in manifest["artifacts"]
@@ -42,11 +51,7 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def training_plot(histories: dict[str, list[dict[str, float]]], path: Path) -> Path | None:
@@ -65,8 +70,4 @@ def training_plot(histories: dict[str, list[dict[str, float]]], path: Path) -> P
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 from edgekd.config import Device
@@ -10,9 +12,13 @@ from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
 
 
+#: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
+CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
+
+
 def runner_options(device: Device, runtime: str) -> dict[str, Any]:
     """Threads, execution providers and device name for ``runtime`` as the device profile sets them."""
-    options: dict[str, Any] = {"threads": device.threads}
+    options: dict[str, Any] = {"threads": device.threads} if runtime in CPU_THREADED else {}
     target = device.runtime(runtime)
     if target is not None:
         if runtime == "onnxruntime" and target.providers:
@@ -25,3 +31,21 @@ def runner_options(device: Device, runtime: str) -> dict[str, Any]:
 def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
     """A runner for ``artifact`` in its own runtime."""
     return open_runner(artifact.runtime, ctx.path(artifact), **runner_options(ctx.device, artifact.runtime))
+
+
+#: why a TensorRT artifact cannot be built on a host without TensorRT
+NO_TENSORRT = ("TensorRT is not installed here: engines are built on the device itself "
+               "(pip install 'edgekd[tensorrt]' on a machine with an NVIDIA GPU)")
+
+
+def tensorrt_available() -> bool:
+    """Whether the TensorRT Python package can be imported here."""
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def tensorrt_int8(qdq_onnx: Path, out: Path) -> Path:
+    """An INT8 TensorRT engine from a Q/DQ ONNX graph (TensorRT 10 and 11 take INT8 from the Q/DQ nodes)."""
+    from edgekd.export.tensorrt import build_engine
+
+    return build_engine(qdq_onnx, out / "model.engine", precision="int8",
+                        timing_cache=out.parent / "tensorrt-timing.cache")

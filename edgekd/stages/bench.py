@@ -8,7 +8,7 @@ from edgekd.bench.latency import measure_latency
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.errors import UserError
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.stages._runtime import open_artifact
 
 
@@ -23,7 +23,7 @@ def smoke_bench(cfg: BenchConfig, smoke: bool) -> BenchConfig:
 class Bench(Stage):
     name = "bench"
     order = 70
-    needs = ("train-teacher", "distill", "export")
+    needs = EVERY_EARLIER_STAGE
     description = "latency of every artifact in its own runtime on the device"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.runtime import evaluate_accuracy
 from edgekd.stages._runtime import open_artifact
 
@@ -15,7 +15,7 @@ from edgekd.stages._runtime import open_artifact
 class Evaluate(Stage):
     name = "evaluate"
     order = 60
-    needs = ("train-teacher", "distill", "export")
+    needs = EVERY_EARLIER_STAGE
     description = "test accuracy of every artifact in its own runtime"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:

@@ -20,8 +20,8 @@ from edgekd.errors import ParityError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
-from edgekd.stages._models import load_plain_net
-from edgekd.stages._runtime import open_artifact
+from edgekd.stages._models import deployed_model, load_plain_net
+from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available
 
 Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
 
@@ -42,12 +42,25 @@ def _openvino(compress_to_fp16: bool) -> Builder:
     return build
 
 
+def _tensorrt(precision: str) -> Builder:
+    def build(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig) -> Path:
+        from edgekd.export.tensorrt import build_engine
+
+        onnx_path = _onnx_fp32(net, mean, std, example, out, cfg)
+        return build_engine(onnx_path, out / "model.engine", precision=precision,  # type: ignore[arg-type]
+                            timing_cache=out.parent / "tensorrt-timing.cache")
+
+    return build
+
+
 #: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization.
 #: OpenVINO "fp16" is FP16 weights (compute precision is the device plugin's choice).
 BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
     ("onnxruntime", "fp32"): ("onnx", _onnx_fp32),
     ("openvino", "fp32"): ("openvino", _openvino(compress_to_fp16=False)),
     ("openvino", "fp16"): ("openvino", _openvino(compress_to_fp16=True)),
+    ("tensorrt", "fp32"): ("tensorrt", _tensorrt("fp32")),
+    ("tensorrt", "fp16"): ("tensorrt", _tensorrt("fp16")),
 }
 
 
@@ -59,7 +72,9 @@ def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
             pair = (target.runtime, precision)
             if target.runtime == "torch":
                 continue
-            if pair in BUILDERS:
+            if target.runtime == "tensorrt" and not tensorrt_available():
+                not_here[f"{target.runtime}/{precision}"] = NO_TENSORRT
+            elif pair in BUILDERS:
                 plan.append(pair)
             elif precision == "int8":
                 not_here[f"{target.runtime}/{precision}"] = "int8 artifacts come from a quantize stage"
@@ -85,9 +100,7 @@ class Export(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.export
         assert cfg is not None
-        source = ctx.artifact("student") or ctx.artifact("teacher")
-        if source is None:
-            raise ValueError("export needs a teacher or a student from an earlier stage")
+        source = deployed_model(ctx, self.name)
         data = ctx.data()
         net = load_plain_net(ctx, source).eval()
         torch_runner = open_artifact(ctx, source)
@@ -114,16 +127,18 @@ class Export(Stage):
 def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig) -> dict:
     from edgekd.export.onnx import check_parity
 
+    fp16 = artifact.precision == "fp16"  # fp16 weights or compute: rounding moves logits by ~1e-3 relative
+    atol = cfg.fp16_parity_atol if fp16 else cfg.parity_atol
+    min_agreement = cfg.fp16_min_top1_agreement if fp16 else cfg.min_top1_agreement
     candidate = open_artifact(ctx, artifact)
     try:
-        parity = check_parity(reference, candidate, x, atol=cfg.parity_atol,
-                              min_top1_agreement=cfg.min_top1_agreement)
+        parity = check_parity(reference, candidate, x, atol=atol, min_top1_agreement=min_agreement)
     finally:
         candidate.close()
     if not parity["passed"]:
         raise ParityError(
             f"{artifact.name}: parity check failed against torch on {len(x)} test images: max |Δlogit| "
-            f"{parity['max_abs_diff']:.3g} (allowed {cfg.parity_atol}), top-1 agreement "
-            f"{parity['top1_agreement']:.4f} (needed {cfg.min_top1_agreement})"
+            f"{parity['max_abs_diff']:.3g} (allowed {atol}), top-1 agreement "
+            f"{parity['top1_agreement']:.4f} (needed {min_agreement})"
         )
     return parity

@@ -7,7 +7,7 @@ from typing import Any
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import load_manifest, read_json
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.report import write_report
 
 
@@ -15,7 +15,7 @@ from edgekd.report import write_report
 class Report(Stage):
     name = "report"
     order = 90
-    needs = ("train-teacher", "distill", "export", "evaluate", "bench", "select")
+    needs = EVERY_EARLIER_STAGE
     description = "report.md / report.html with tables and plots"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from edgekd.config import Budgets, Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 
 
 def budget_failures(artifact: Artifact, budgets: Budgets) -> list[str]:
@@ -47,7 +47,7 @@ def rank_key(artifact: Artifact, budgets: Budgets) -> tuple[float, float, int]:
 class Select(Stage):
     name = "select"
     order = 80
-    needs = ("train-teacher", "distill", "export", "evaluate", "bench")
+    needs = EVERY_EARLIER_STAGE
     description = "pick the most accurate artifact that meets the device's budgets"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:

@@ -1,0 +1,64 @@
+"""The `quantize` section of a recipe: INT8 post-training quantization and quantization-aware training."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgekd.config._base import Strict
+from edgekd.config.recipe import LossTerm, TrainConfig
+
+
+class OrtQuantize(Strict):
+    """ONNX Runtime static quantization (QDQ, QInt8), after `quant_pre_process`."""
+
+    per_channel: bool = Field(True, description="one weight scale per output channel (false: per tensor)")
+    calibrate_method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="activation ranges")
+
+
+class NncfQuantize(Strict):
+    """NNCF post-training quantization (on ONNX and OpenVINO models)."""
+
+    preset: Literal["performance", "mixed"] = Field("performance", description="symmetric or mixed quantizers")
+    fast_bias_correction: bool = Field(True, description="fast bias correction (false: the slower exact one)")
+    subset_size: int = Field(300, ge=1, description="calibration samples NNCF uses")
+
+
+class AccuracyControl(Strict):
+    """NNCF accuracy-controlled PTQ on OpenVINO: revert quantizers until the validation drop is at most `max_drop`."""
+
+    max_drop: float = Field(0.01, gt=0, lt=1, description="largest top-1 drop on validation (0.01 = one point)")
+
+
+class QatTrain(TrainConfig):
+    """Fine-tuning of a quantized model: a few epochs at a small learning rate."""
+
+    epochs: int = Field(2, ge=1, description="number of epochs")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+
+
+class QatConfig(Strict):
+    """Quantization-aware training with distillation: NNCF fake-quantizers on the student, fine-tuned with KD."""
+
+    teacher: Literal["student", "teacher"] = Field(
+        "student", description="distil from the fp32 student itself or from the original teacher")
+    ce_weight: float = Field(0.5, ge=0, description="weight of cross-entropy")
+    losses: list[LossTerm] = Field(
+        default_factory=lambda: [LossTerm(name="kd", weight=0.5, params={"temperature": 4.0})],
+        description="distillation terms (logit losses)")
+    train: QatTrain = Field(default_factory=QatTrain, description="fine-tuning schedule")
+
+
+class QuantizeConfig(Strict):
+    """INT8 artifacts for every runtime of the device that lists `int8`."""
+
+    calibration_samples: int = Field(300, ge=1, description="train images used for calibration")
+    engines: list[Literal["ort", "nncf"]] = Field(["ort", "nncf"], min_length=1,
+                                                 description="PTQ engines for ONNX Runtime targets")
+    ort: OrtQuantize = Field(default_factory=OrtQuantize)
+    nncf: NncfQuantize = Field(default_factory=NncfQuantize)
+    accuracy_control: AccuracyControl | None = Field(None, description="also build an accuracy-controlled IR")
+    qat: QatConfig | None = Field(None, description="also build QAT+KD artifacts")
+    parity_samples: int = Field(512, ge=1, description="test images for top-1 agreement with torch")

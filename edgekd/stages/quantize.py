@@ -1,0 +1,169 @@
+"""Stage `quantize`: INT8 artifacts for every runtime of the device that lists `int8`.
+
+Built from the export stage's fp32 artifacts with the libraries made for it (Jacob et al., CVPR 2018 integer
+quantization: ``x_q = clamp(round(x / s) + z)``):
+
+- ONNX Runtime targets: ONNX Runtime static QDQ quantization (``ort``) and NNCF PTQ on the ONNX model (``nncf``);
+- OpenVINO targets: NNCF PTQ on the IR, and optionally NNCF accuracy-controlled PTQ (``accuracy_control``);
+- both: QAT+KD (``qat``): NNCF fake-quantizers on the torch student, fine-tuned with distillation from the fp32
+  student (or the teacher), exported to a plain QDQ ONNX graph and to an INT8 IR.
+
+Calibration images come from the train split. Each artifact records its top-1 agreement with the torch model; an
+INT8 artifact below the device's accuracy floor is kept and marked by `select`, never selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgekd.config import Device, Recipe
+from edgekd.config.quantize import QuantizeConfig
+from edgekd.pipeline.artifacts import Artifact
+from edgekd.pipeline.context import StageContext
+from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._models import deployed_model, load_plain_net
+from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available, tensorrt_int8
+
+#: smoke runs calibrate on this many images
+SMOKE_CALIBRATION = 32
+
+
+def int8_runtimes(device: Device) -> list[str]:
+    """Runtimes of the device that ask for INT8 artifacts."""
+    return [t.runtime for t in device.runtimes if "int8" in t.precisions]
+
+
+def calibration_images(ctx: StageContext, count: int) -> np.ndarray:
+    """``count`` train images in a seeded random order (never validation or test)."""
+    train = ctx.data().train
+    generator = torch.Generator().manual_seed(ctx.recipe.seed)
+    index = torch.randperm(len(train), generator=generator)[:count]
+    return train.x[index].numpy()
+
+
+@register_stage
+class Quantize(Stage):
+    name = "quantize"
+    order = 55
+    needs = ("train-teacher", "distill", "export")
+    description = "INT8 artifacts: ONNX Runtime and NNCF post-training quantization, QAT with distillation"
+
+    def enabled(self, recipe: Recipe, device: Device) -> bool:
+        return recipe.quantize is not None and bool(int8_runtimes(device))
+
+    def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
+        assert recipe.quantize is not None
+        return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
+                "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        cfg = ctx.recipe.quantize
+        assert cfg is not None
+        source = deployed_model(ctx, self.name)
+        count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
+        calibration = calibration_images(ctx, count)
+        builders, not_built = self._plan(ctx, cfg, source, calibration)
+        reference = open_artifact(ctx, source)
+        probe = ctx.data().test.x[: cfg.parity_samples].numpy()
+        artifacts = []
+        for name, fmt, runtime, build in builders:
+            out_dir = ctx.stage_dir / name
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = build(out_dir)
+            artifact = Artifact.from_file(ctx.run_dir, path, name=name, format=fmt, precision="int8", runtime=runtime,
+                                          role=source.role, input=source.input,
+                                          info={"source": source.name, "parameters": source.info["parameters"],
+                                                "method": name.split("-int8-")[1]})
+            artifact.info["parity"] = _agreement(ctx, reference, artifact, probe)
+            ctx.log(f"{name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement with torch "
+                    f"{artifact.info['parity']['top1_agreement']:.4f}")
+            artifacts.append(artifact)
+        return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
+                                                      "built": [a.name for a in artifacts], "not_built": not_built})
+
+    def _plan(self, ctx: StageContext, cfg: QuantizeConfig, source: Artifact, calibration: np.ndarray
+              ) -> tuple[list[tuple[str, str, str, Callable[[Path], Path]]], dict[str, str]]:
+        """(artifact name, format, runtime, builder) for every INT8 artifact the device and recipe ask for, and why
+        any other is not built."""
+        from edgekd.quantize import nncf_ptq, nncf_ptq_with_accuracy_control, ort_static_quantize
+
+        runtimes = int8_runtimes(ctx.device)
+        onnx_fp32 = self._fp32(ctx, source, "onnx")
+        plan: list[tuple[str, str, str, Callable[[Path], Path]]] = []
+        stem = source.name
+        if "onnxruntime" in runtimes:
+            if "ort" in cfg.engines:
+                plan.append((f"{stem}-onnx-int8-ort", "onnx", "onnxruntime", lambda out: ort_static_quantize(
+                    onnx_fp32, out / "model.onnx", calibration, per_channel=cfg.ort.per_channel,
+                    symmetric_activations=ctx.device.runtime("tensorrt") is not None,
+                    calibrate_method=cfg.ort.calibrate_method)))
+            if "nncf" in cfg.engines:
+                plan.append((f"{stem}-onnx-int8-nncf", "onnx", "onnxruntime", lambda out: nncf_ptq(
+                    onnx_fp32, out / "model.onnx", calibration, subset_size=cfg.nncf.subset_size,
+                    preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
+        not_built: dict[str, str] = {}
+        if "tensorrt" in runtimes:
+            name = f"{stem}-tensorrt-int8-ort"
+            if tensorrt_available():
+                plan.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(ort_static_quantize(
+                    onnx_fp32, out / "qdq.onnx", calibration, per_channel=True, symmetric_activations=True,
+                    calibrate_method=cfg.ort.calibrate_method), out)))
+            else:
+                not_built[name] = NO_TENSORRT
+        if "openvino" in runtimes:
+            ir_fp32 = self._fp32(ctx, source, "openvino")
+            plan.append((f"{stem}-openvino-int8-nncf", "openvino", "openvino", lambda out: nncf_ptq(
+                ir_fp32, out / "model.xml", calibration, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
+                fast_bias_correction=cfg.nncf.fast_bias_correction, target_device="CPU")))
+            if cfg.accuracy_control is not None:
+                val = ctx.data().val
+                max_drop = cfg.accuracy_control.max_drop
+                plan.append((f"{stem}-openvino-int8-nncf_ac", "openvino", "openvino",
+                             lambda out: nncf_ptq_with_accuracy_control(
+                                 ir_fp32, out / "model.xml", calibration, val.x.numpy(), val.y.numpy(),
+                                 max_drop=max_drop, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
+                                 target_device="CPU")))
+        if cfg.qat is not None:
+            from edgekd.stages._qat import qat_builders
+
+            qat_plan, qat_not_built = qat_builders(ctx, cfg.qat, source, calibration, runtimes)
+            plan += qat_plan
+            not_built.update(qat_not_built)
+        return plan, not_built
+
+    def _fp32(self, ctx: StageContext, source: Artifact, fmt: str) -> Path:
+        """The export stage's fp32 artifact of ``fmt``, or an intermediate one made here if the device has none."""
+        exported = ctx.artifact(f"{source.name}-{fmt}-fp32")
+        if exported is not None:
+            return ctx.path(exported)
+        target = ctx.stage_dir / "fp32" / ("model.onnx" if fmt == "onnx" else "model.xml")
+        if target.exists():
+            return target
+        data = ctx.data()
+        net = load_plain_net(ctx, source).eval()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "onnx":
+            from edgekd.export.onnx import export_onnx
+
+            return export_onnx(net, data.mean, data.std, data.test.x[:1], target)
+        from edgekd.export.openvino import export_openvino
+
+        return export_openvino(net, target, compress_to_fp16=False, mean=data.mean, std=data.std,
+                               example=data.test.x[:1])
+
+
+def _agreement(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
+    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model (recorded, not enforced)."""
+    from edgekd.export.onnx import check_parity
+
+    candidate = open_artifact(ctx, artifact)
+    try:
+        parity = check_parity(reference, candidate, x, atol=float("inf"), min_top1_agreement=0.0)
+    finally:
+        candidate.close()
+    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"]}
