@@ -33,13 +33,17 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     if not points:
         return None
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9 if len(points) > 5 else 7, 4.5), dpi=110)
+    crowded = len(points) > 5  # then a legend names the points; only the selected one is labelled in place
     for i, (name, latency, acc) in enumerate(sorted(points, key=lambda p: p[1])):
         chosen = name == manifest.get("selected")
-        ax.scatter(latency, acc, s=140 if chosen else 45, marker="*" if chosen else "o", zorder=3)
-        ax.annotate(name + (" (selected)" if chosen else ""), (latency, acc), textcoords="offset points",
-                    xytext=(6, 10 - 14 * (i % 3)), fontsize=8, fontweight="bold" if chosen else "normal")
+        ax.scatter(latency, acc, s=140 if chosen else 45, marker="*" if chosen else "o", zorder=3, label=name,
+                   color=plt.get_cmap("tab20")(i % 20))
+        if chosen or not crowded:
+            ax.annotate(name + (" (selected)" if chosen else ""), (latency, acc), textcoords="offset points",
+                        xytext=(6, 10 - 14 * (i % 3)), fontsize=8, fontweight="bold" if chosen else "normal")
     ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.12)
     budgets = manifest.get("budgets", {})
     if budgets.get("max_latency_ms"):
         ax.axvline(budgets["max_latency_ms"], linestyle="--", color="grey", label="latency budget")
@@ -49,8 +53,13 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{manifest['recipe']} on {manifest['device']}")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    if crowded:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    elif ax.get_legend_handles_labels()[0]:
+        handles, labels = ax.get_legend_handles_labels()
+        keep = [(h, lab) for h, lab in zip(handles, labels) if lab in {"latency budget", "accuracy floor"}]
+        if keep:
+            ax.legend(*zip(*keep), fontsize=8)
     return _save(plt, fig, path)
 
 
