@@ -197,3 +197,17 @@ def test_tensorrt_engine_matches_onnxruntime(onnx_path, qdq, x, tmp_path: Path, 
         with pytest.raises(UserError, match="largest batch"):
             runner(np.zeros((17, 2, 8, 8), dtype=np.float32))
     assert result["passed"], result
+
+
+def test_simplified_onnx_is_valid_and_computes_the_same(net, x, onnx_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edgekd.export.onnx import simplify_onnx
+
+    copy = tmp_path / "slim.onnx"
+    shutil.copy(onnx_path, copy)
+    assert simplify_onnx(copy) == copy
+    onnx.checker.check_model(onnx.load(str(copy)), full_check=True)
+    assert len(onnx.load(str(copy)).graph.node) <= len(onnx.load(str(onnx_path)).graph.node)
+    with open_runner("onnxruntime", copy) as runner:
+        np.testing.assert_allclose(runner(x), torch_logits(net, x), atol=1e-4)

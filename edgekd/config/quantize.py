@@ -28,7 +28,9 @@ class NncfQuantize(Strict):
 class AccuracyControl(Strict):
     """NNCF accuracy-controlled PTQ on OpenVINO: revert quantizers until the validation drop is at most `max_drop`."""
 
-    max_drop: float = Field(0.01, gt=0, lt=1, description="largest top-1 drop on validation (0.01 = one point)")
+    max_drop: float | None = Field(
+        0.01, gt=0, lt=1,
+        description="largest top-1 drop on validation (0.01 = one point); null: stay above the device's min_accuracy")
 
 
 class QatTrain(TrainConfig):

@@ -216,6 +216,7 @@ class ExportConfig(Strict):
 
     opset: int = Field(17, ge=11, le=23, description="ONNX opset")
     dynamic_batch: bool = Field(True, description="dynamic batch dimension")
+    simplify: bool = Field(False, description="simplify the ONNX graph with onnxslim (parity-checked like any export)")
     parity_atol: float = Field(1e-3, gt=0, description="largest allowed |logit difference| vs torch")
     min_top1_agreement: float = Field(0.999, ge=0, le=1, description="lowest top-1 agreement with torch")
     fp16_parity_atol: float = Field(0.05, gt=0, description="largest |logit difference| for fp16 artifacts")

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgekd.export._private import preserved_mode
 from edgekd._atomic import atomic_path
+from edgekd.errors import UserError
 from edgekd.runtime import deployable, predict
 
 INPUT_NAME = "input"
@@ -76,3 +77,19 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], candidate: Calla
     agreement = float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1)))
     passed = bool(max_abs_diff <= atol and agreement >= min_top1_agreement)
     return {"max_abs_diff": max_abs_diff, "top1_agreement": agreement, "passed": passed}
+
+
+def simplify_onnx(path: Path) -> Path:
+    """Simplify the ONNX model at ``path`` in place with onnxslim (constant folding, dead-node and redundant-op
+    elimination); the export stage's parity check then compares the simplified graph with torch."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxslim") is None:
+        raise UserError(f"{path}: export.simplify needs the onnxslim package (pip install 'edgekd[simplify]')")
+    import onnx
+    import onnxslim
+
+    slim = onnxslim.slim(str(path))
+    with atomic_path(path) as tmp:
+        onnx.save_model(slim, str(tmp))
+    return path

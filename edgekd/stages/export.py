@@ -27,9 +27,10 @@ Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tenso
 
 
 def _onnx_fp32(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig) -> Path:
-    from edgekd.export.onnx import export_onnx
+    from edgekd.export.onnx import export_onnx, simplify_onnx
 
-    return export_onnx(net, mean, std, example, out / "model.onnx", opset=cfg.opset, dynamic_batch=cfg.dynamic_batch)
+    path = export_onnx(net, mean, std, example, out / "model.onnx", opset=cfg.opset, dynamic_batch=cfg.dynamic_batch)
+    return simplify_onnx(path) if cfg.simplify else path
 
 
 def _openvino(compress_to_fp16: bool) -> Builder:

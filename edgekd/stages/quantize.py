@@ -23,11 +23,12 @@ import torch
 
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
+from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available, tensorrt_int8
+from edgekd.stages._runtime import NO_TENSORRT, open_artifact, runner_options, tensorrt_available, tensorrt_int8
 
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
@@ -122,7 +123,7 @@ class Quantize(Stage):
                 fast_bias_correction=cfg.nncf.fast_bias_correction, target_device="CPU")))
             if cfg.accuracy_control is not None:
                 val = ctx.data().val
-                max_drop = cfg.accuracy_control.max_drop
+                max_drop = allowed_drop(ctx, cfg.accuracy_control.max_drop, ir_fp32)
                 plan.append((f"{stem}-openvino-int8-nncf_ac", "openvino", "openvino",
                              lambda out: nncf_ptq_with_accuracy_control(
                                  ir_fp32, out / "model.xml", calibration, val.x.numpy(), val.y.numpy(),
@@ -155,6 +156,27 @@ class Quantize(Stage):
 
         return export_openvino(net, target, compress_to_fp16=False, mean=data.mean, std=data.std,
                                example=data.test.x[:1])
+
+
+def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> float:
+    """The recipe's ``max_drop``, or (when null) the room between the fp32 model's validation accuracy and the
+    device's accuracy floor."""
+    if max_drop is not None:
+        return max_drop
+    floor = ctx.device.budgets.min_accuracy
+    if floor is None:
+        raise UserError(f"quantize.accuracy_control.max_drop is null, so device {ctx.device.name} needs "
+                        "budgets.min_accuracy")
+    from edgekd.runtime import evaluate_accuracy, open_runner
+
+    val = ctx.data().val
+    with open_runner("openvino", ir_fp32, **runner_options(ctx.device, "openvino")) as runner:
+        fp32 = evaluate_accuracy(runner, val.x.numpy(), val.y.numpy(), batch_size=256)
+    if fp32 <= floor:
+        raise UserError(f"quantize.accuracy_control: the fp32 model's validation accuracy {fp32:.4f} is already at or "
+                        f"below the device's floor {floor}; set max_drop explicitly")
+    ctx.log(f"accuracy control: max drop {fp32 - floor:.4f} = fp32 validation accuracy {fp32:.4f} - floor {floor}")
+    return fp32 - floor
 
 
 def _agreement(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
