@@ -9,11 +9,16 @@ from typing import Any, Literal
 from edgekd.pipeline.hashing import sha256_path, size_bytes
 
 Format = Literal["torch", "onnx", "openvino", "tensorrt"]
+Status = Literal["ok", "failed"]
 
 
 @dataclass
 class Artifact:
-    """A model artifact. ``path`` is relative to the run directory; ``metrics`` is filled by later stages."""
+    """A model artifact. ``path`` is relative to the run directory; ``metrics`` is filled by later stages.
+
+    ``status`` is ``failed`` (with the one-line ``reason``) when a check or a runtime failed on this artifact: it is
+    then kept in the manifest and the report with its figures, skipped by later measurements and never selected.
+    """
 
     name: str
     path: str
@@ -27,6 +32,8 @@ class Artifact:
     metrics: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     smoke: bool = False
+    status: Status = "ok"
+    reason: str = ""
 
     @classmethod
     def from_file(cls, run_dir: Path, path: Path, **fields: Any) -> Artifact:
