@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from edgekd.errors import BudgetError, EdgekdError, UserError
+from edgekd.errors import ArtifactsFailed, BudgetError, EdgekdError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distil, prune, quantize, export and measure a PyTorch classifier for one edge device.")
@@ -62,6 +62,10 @@ def run(
     if not is_main():  # under torchrun, rank 0 reports for all
         return
     print_summary(out, manifest, run_dir)
+    failed = [(a["name"], a["reason"], a["info"].get("exit_code", 1)) for a in manifest["artifacts"]
+              if a.get("status") == "failed"]
+    if failed:
+        raise ArtifactsFailed(failed)
     budgets = {k: v for k, v in target.budgets.model_dump().items() if k != "latency_stat" and v is not None}
     if spec.evaluate is not None and budgets and manifest.get("selected") is None:
         if smoke:

@@ -26,13 +26,19 @@ def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None
     """Teacher vs student table, the selected artifact, and where the report is."""
     rows = summary_rows(manifest)
     selected = manifest.get("selected")
+    failed = {a["name"] for a in manifest["artifacts"] if a.get("status") == "failed"}
     for row in rows:
         if row[1] == selected:
             row[1] = f"[bold green]{row[1]} ✓[/bold green]"
+        elif row[1] in failed:
+            row[1] = f"[red]{row[1]} ✗ failed[/red]"
     out.print(_table(f"{manifest['recipe']} on {manifest['device']}" + (" (smoke)" if manifest["smoke"] else ""),
                      SUMMARY_HEADER, rows))
     stages = ", ".join(f"{s['name']} {s['status']}" for s in manifest["stages"] if s["status"] != "skipped")
     out.print(f"stages: {stages}")
+    for art in manifest["artifacts"]:
+        if art.get("status") == "failed":
+            out.print(f"[red]failed[/red]: {art['name']}: {art['reason']}", highlight=False)
     out.print(f"selected: {selected or 'none (no artifact meets the budgets)'}")
     report = run_dir / "report.md"
     out.print(f"report: {report if report.exists() else '(no report stage)'}")

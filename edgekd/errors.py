@@ -18,6 +18,13 @@ class UserError(EdgekdError):
     exit_code = 2
 
 
+class RuntimeFailure(EdgekdError):
+    """A runtime crashed or ran out of memory on inputs edgekd had already validated (exit 3: an internal error,
+    not bad input). The message carries the runtime's own first line."""
+
+    exit_code = 3
+
+
 class BudgetError(EdgekdError):
     """A budget or regression check failed (exit 1)."""
 
@@ -28,3 +35,13 @@ class ParityError(EdgekdError):
     """An exported artifact disagrees with the torch model beyond the stated tolerance (exit 1)."""
 
     exit_code = 1
+
+
+class ArtifactsFailed(EdgekdError):
+    """Artifacts failed a check or a runtime while the rest of the run went on. Exit 1, or the most severe code among
+    the failures (2: bad input, 3: an internal or runtime error); the message names every failed artifact."""
+
+    def __init__(self, failures: list[tuple[str, str, int]]) -> None:
+        self.exit_code = max(code for _, _, code in failures)
+        named = "; ".join(f"{name} ({reason})" for name, reason, _ in failures)
+        super().__init__(f"{len(failures)} artifact(s) failed: {named}")

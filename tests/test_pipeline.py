@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekd.runtime.precision import bf16_unsupported, openvino_hint
 from tests.conftest import ROOT, run_cli
 
 QUICKSTART = str(ROOT / "pipelines" / "quickstart.yaml")
@@ -58,13 +59,22 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
             assert art["bytes"] == path.stat().st_size
             assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert art["format"] in {"torch", "onnx", "openvino", "tensorrt"}
-        assert art["precision"] in {"fp32", "fp16", "int8"}
+        assert art["precision"] in {"fp32", "bf16", "fp16", "int8"}
+        assert art["status"] == "ok" and art["reason"] == ""
+        # the precision that ran is recorded, and it is the artifact's own, whatever the CPU's default
+        ran = art["metrics"]["compute"]["inference_precision"]
+        assert ran == (openvino_hint(art["precision"]) if art["runtime"] == "openvino" else "f32"), art["name"]
         assert art["input"] == {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"}
         assert art["smoke"] is True
         assert 0.0 <= art["metrics"]["accuracy"] <= 1.0
         latency = art["metrics"]["latency_ms"]
         assert set(latency) >= {"p50", "p90", "p99", "mean"}
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    not_built = next(s for s in m["stages"] if s["name"] == "export")["info"]["not_built"]
+    if (why := bf16_unsupported("openvino")) is None:  # a BF16 CPU: built, run and recorded in bf16
+        assert names["student-openvino-bf16"]["metrics"]["compute"]["layer_precisions"].get("bf16", 0) > 0
+    else:  # any other CPU: not built, and the run says why
+        assert "student-openvino-bf16" not in names and not_built["openvino/bf16"] == why
     onnx = names["student-onnx-fp32"]
     assert onnx["format"] == "onnx" and onnx["runtime"] == "onnxruntime"
     assert onnx["info"]["parity"]["top1_agreement"] >= 0.999

@@ -13,6 +13,7 @@ from edgekd.errors import UserError
 from edgekd.export import export_onnx
 from edgekd.models import create, save_checkpoint
 from edgekd.runtime import RUNTIMES, evaluate_accuracy, open_runner, predict, save_torch_artifact
+from edgekd.runtime.precision import PRECISIONS
 
 MEAN, STD = [0.25], [0.5]
 SPEC = {"name": "plain2", "kwargs": {"num_classes": 3, "in_channels": 1}}
@@ -57,7 +58,7 @@ def test_capability_table_lists_each_runtime_with_its_formats() -> None:
     assert "openvino" in RUNTIMES.entry("openvino").meta["formats"]
     for entry in RUNTIMES.entries():
         assert set(entry.meta) == {"formats", "precisions", "devices", "options"}
-        assert set(entry.meta["precisions"]) <= {"fp32", "fp16", "int8"}
+        assert set(entry.meta["precisions"]) <= set(PRECISIONS)
         assert entry.obj.name == entry.name
 
 

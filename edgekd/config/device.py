@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from edgekd.config._base import Strict
 
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 
 

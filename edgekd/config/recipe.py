@@ -221,6 +221,8 @@ class ExportConfig(Strict):
     min_top1_agreement: float = Field(0.999, ge=0, le=1, description="lowest top-1 agreement with torch")
     fp16_parity_atol: float = Field(0.05, gt=0, description="largest |logit difference| for fp16 artifacts")
     fp16_min_top1_agreement: float = Field(0.99, ge=0, le=1, description="lowest top-1 agreement for fp16 artifacts")
+    bf16_parity_atol: float = Field(0.25, gt=0, description="largest |logit difference| for bf16 artifacts")
+    bf16_min_top1_agreement: float = Field(0.98, ge=0, le=1, description="lowest top-1 agreement for bf16 artifacts")
     parity_samples: int = Field(512, ge=1, description="test images used for the parity check")
 
 

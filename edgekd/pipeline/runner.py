@@ -172,6 +172,10 @@ class PipelineRunner:
         for name, metrics in record["metrics"].items():
             if name in artifacts:
                 artifacts[name]["metrics"] = {**artifacts[name]["metrics"], **metrics}
+        for name, failed in record.get("failures", {}).items():  # a later stage failed on an earlier artifact
+            if name in artifacts:
+                artifacts[name] = {**artifacts[name], "status": "failed", "reason": failed["reason"],
+                                   "info": {**artifacts[name]["info"], "exit_code": failed["exit_code"]}}
         self.manifest["artifacts"] = list(artifacts.values())
         self.manifest.update(record.get("manifest", {}))
 
@@ -298,6 +302,7 @@ class PipelineRunner:
         outputs = {
             "artifacts": [a.to_dict() for a in result.artifacts],
             "metrics": result.metrics,
+            "failures": result.failures,
             "manifest": result.manifest,
             "files": [{"path": str(f.relative_to(self.run_dir)), "sha256": sha256_path(f)} for f in result.files],
         }

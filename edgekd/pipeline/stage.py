@@ -22,6 +22,7 @@ class StageResult:
     info: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)  # top-level manifest fields, e.g. {"selected": name}
     files: list[Path] = field(default_factory=list)  # other outputs (reports, plots), checked like artifacts
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier artifact → {reason, exit_code}
 
 
 class Stage(ABC):

@@ -48,14 +48,17 @@ def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
         diff = f"{parity['max_abs_diff']:.1e}" if parity else "—"
         verdict = metrics.get("meets_budgets")
         verdict_text = "—" if verdict is None else ("yes" if verdict else "no: " + "; ".join(metrics["budget_failures"]))
+        if art.get("status") == "failed":
+            verdict_text = f"**failed**: {art['reason']}"
+        compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
         rows.append([
-            art["name"], art["format"], art["precision"], art["runtime"], fmt_size(art), fmt_accuracy(art),
+            art["name"], art["format"], art["precision"], compute, art["runtime"], fmt_size(art), fmt_accuracy(art),
             agreement, diff, fmt_latency(art, "p50"), fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
         ])
     return rows
 
 
-ARTIFACT_HEADER = ["artifact", "format", "precision", "runtime", "size MB", "test accuracy", "top-1 agreement",
+ARTIFACT_HEADER = ["artifact", "format", "precision", "computed in", "runtime", "size MB", "test accuracy", "top-1 agreement",
                    "max |Δlogit|", "p50 ms", "p90 ms", "p99 ms", "meets budgets"]
 
 

@@ -92,7 +92,8 @@ class Runner(ABC):
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
-        """Runtime, version, device/providers and threads, for the manifest."""
+        """Runtime, version, device/providers, threads and ``inference_precision`` (the precision in force as
+        compiled, never a guess), recorded in the manifest beside every measurement."""
 
     def close(self) -> None:
         """Release the runtime's resources (default: nothing to release)."""

@@ -1,8 +1,9 @@
 """The ``openvino`` runtime: an OpenVINO IR (``.xml`` + ``.bin``) or an ONNX file compiled for a CPU, GPU or NPU.
 
-Compiled with ``PERFORMANCE_HINT: LATENCY`` (one stream, one request: what an edge application does) and, on the CPU,
-``INFERENCE_NUM_THREADS: threads``. OpenVINO picks its own inference precision per device (bf16 on CPUs with AMX,
-fp16 on GPUs) unless ``inference_precision`` is given; :meth:`OpenVinoRunner.describe` reports the one in force.
+Compiled with ``PERFORMANCE_HINT: LATENCY`` (one stream, one request: what an edge application does), on the CPU
+``INFERENCE_NUM_THREADS: threads``, and always an explicit ``INFERENCE_PRECISION_HINT`` (default ``f32``): left to
+itself OpenVINO computes in bf16 on CPUs with AVX-512 BF16 or AMX and in fp16 on GPUs, whatever the artifact's label
+(see :mod:`edgekd.runtime.precision`). :meth:`OpenVinoRunner.describe` reports the precision in force as compiled.
 """
 
 from __future__ import annotations
@@ -11,19 +12,38 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import UserError
+from edgekd.errors import RuntimeFailure, UserError
 from edgekd.runtime.base import Runner, first_line, register_runtime
 
 _PRECISIONS = {"f32": "f32", "fp32": "f32", "f16": "f16", "fp16": "f16", "bf16": "bf16"}
 
 
-@register_runtime("openvino", formats=("openvino", "onnx"), precisions=("fp32", "fp16", "int8"),
+#: layers of OpenVINO's runtime graph that only move or hold data (their precision says nothing about the compute)
+_DATA_LAYERS = frozenset({"Const", "Input", "Output", "Parameter", "Result", "Reorder", "Reshape"})
+
+
+def layer_precisions(compiled: Any) -> dict[str, int]:
+    """How many compute layers of a compiled model have each ``runtimePrecision`` in OpenVINO's runtime graph (e.g.
+    ``{"bf16": 10, "f32": 1}``): what the plugin actually scheduled, not what was asked for. For an IR with fp16
+    weights on a CPU without fp16 arithmetic it names the weights' precision (``f16``) while the compute is f32, as
+    ``INFERENCE_PRECISION_HINT`` says."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) not in _DATA_LAYERS:
+            precision = info["runtimePrecision"].astype(str)
+            counts[precision] = counts.get(precision, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@register_runtime("openvino", formats=("openvino", "onnx"), precisions=("fp32", "bf16", "fp16", "int8"),
                   devices=("CPU", "GPU", "NPU"), options=("device", "inference_precision"))
 class OpenVinoRunner(Runner):
     """OpenVINO. Options: ``device`` (``CPU``, ``GPU``, ``GPU.1``, ``NPU``; default ``CPU``) and
-    ``inference_precision`` (``f32``/``fp32``, ``f16``/``fp16``, ``bf16``; default: the device's own choice)."""
+    ``inference_precision`` (``f32``/``fp32``, ``f16``/``fp16``, ``bf16``; default ``f32``, never the device's own
+    choice)."""
 
-    def _load(self, device: str = "CPU", inference_precision: str | None = None) -> None:
+    def _load(self, device: str = "CPU", inference_precision: str = "f32") -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -34,17 +54,21 @@ class OpenVinoRunner(Runner):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.threads is not None and self.device == "CPU":
             config["INFERENCE_NUM_THREADS"] = self.threads
-        if inference_precision is not None:
-            if inference_precision.lower() not in _PRECISIONS:
-                raise UserError(f"runtime 'openvino': inference_precision {inference_precision!r} is not one of "
-                                f"{', '.join(_PRECISIONS)}")
-            config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[inference_precision.lower()]
+        if inference_precision.lower() not in _PRECISIONS:
+            raise UserError(f"runtime 'openvino': inference_precision {inference_precision!r} is not one of "
+                            f"{', '.join(_PRECISIONS)}")
+        config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[inference_precision.lower()]
         try:
             model = core.read_model(str(self.path))
             self.compiled = core.compile_model(model, self.device, config)
         except RuntimeError as exc:
             raise UserError(f"{self.path}: OpenVINO cannot compile this model for {self.device} "
                             f"({first_line(exc)})") from exc
+        compiled_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        requested = config["INFERENCE_PRECISION_HINT"]
+        if compiled_hint != requested:  # e.g. bf16 asked of a CPU without BF16: OpenVINO would quietly use f32
+            raise UserError(f"{self.path}: OpenVINO {self.device} compiled in {compiled_hint}, not the requested "
+                            f"{requested} (this device cannot compute in it)")
         port = self.compiled.input(0)
         self._shape = tuple(None if d.is_dynamic else d.get_length() for d in port.partial_shape)
         self._request = self.compiled.create_infer_request()
@@ -57,8 +81,8 @@ class OpenVinoRunner(Runner):
         try:
             self._request.infer({0: x})
         except RuntimeError as exc:
-            raise UserError(f"{self.path}: OpenVINO rejected input of shape {tuple(x.shape)} "
-                            f"({first_line(exc)})") from exc
+            raise RuntimeFailure(f"{self.path}: OpenVINO failed on a batch of shape {tuple(x.shape)} "
+                                 f"({first_line(exc)})") from exc
         return self._request.get_output_tensor(0).data.copy()
 
     def describe(self) -> dict[str, Any]:
@@ -67,7 +91,7 @@ class OpenVinoRunner(Runner):
         return {"runtime": self.name, "version": ov.get_version(), "device": self.device,
                 "threads": self.compiled.get_property("INFERENCE_NUM_THREADS") if self.device == "CPU" else None,
                 "inference_precision": self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-                "performance_hint": "LATENCY"}
+                "layer_precisions": layer_precisions(self.compiled), "performance_hint": "LATENCY"}
 
     def close(self) -> None:
         self.__dict__.pop("_request", None)

@@ -7,11 +7,12 @@ runner refuses instead (a UserError naming the missing provider), so a measured 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekd.errors import UserError
+from edgekd.errors import RuntimeFailure, UserError
 from edgekd.runtime.base import Runner, first_line, register_runtime
 
 PROVIDER_ALIASES: dict[str, str] = {
@@ -38,6 +39,20 @@ def resolve_providers(requested: Sequence[str]) -> list[str]:
                         f"{ort.__version__} (available: {', '.join(available)}); install the matching onnxruntime "
                         f"package or change the device profile's providers")
     return resolved
+
+
+def graph_precision(path: Path) -> str:
+    """What ONNX Runtime computes in for this graph (it runs the graph's own types and never down-casts): ``int8+f32``
+    for a Q/DQ graph (quantized operators in int8, the rest in f32), ``f16`` where it holds float16 tensors, else
+    ``f32``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if any(node.op_type in {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger"} for node in graph.node):
+        return "int8+f32"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
+        return "f16"
+    return "f32"
 
 
 @register_runtime("onnxruntime", formats=("onnx",), precisions=("fp32", "fp16", "int8"),
@@ -80,6 +95,7 @@ class OrtRunner(Runner):
             raise UserError(f"{self.path}: input {node.name!r} has type {node.type}; expected a float tensor")
         self._shape = tuple(d if isinstance(d, int) else None for d in node.shape)
         self._output_name = self.session.get_outputs()[0].name
+        self._precision = graph_precision(self.path)
 
     @property
     def input_shape(self) -> tuple[int | None, ...]:
@@ -89,15 +105,16 @@ class OrtRunner(Runner):
         try:
             (out,) = self.session.run([self._output_name], {self._input_name: x.astype(self._input_dtype, copy=False)})
         except Exception as exc:  # InvalidArgument / Fail from the native runtime
-            raise UserError(f"{self.path}: ONNX Runtime rejected input of shape {tuple(x.shape)} "
-                            f"({first_line(exc)})") from exc
+            raise RuntimeFailure(f"{self.path}: ONNX Runtime failed on a batch of shape {tuple(x.shape)} "
+                                 f"({first_line(exc)})") from exc
         return out
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
         return {"runtime": self.name, "version": ort.__version__, "providers": self.session.get_providers(),
-                "threads": self.threads, "graph_optimization_level": "ORT_ENABLE_ALL"}
+                "threads": self.threads, "graph_optimization_level": "ORT_ENABLE_ALL",
+                "inference_precision": self._precision}
 
     def close(self) -> None:
         self.__dict__.pop("session", None)

@@ -88,7 +88,8 @@ class TensorRtRunner(Runner):
         major, minor = torch.cuda.get_device_capability(self.device)
         return {"runtime": self.name, "version": trt.__version__, "device": str(self.device),
                 "gpu": torch.cuda.get_device_name(self.device), "compute_capability": f"{major}.{minor}",
-                "threads": None, "max_batch": self._max_batch}
+                "threads": None, "max_batch": self._max_batch,
+                "inference_precision": "per layer, as built (the engine inspector lists each layer's precision)"}
 
     def close(self) -> None:
         for attribute in ("context", "engine", "stream"):

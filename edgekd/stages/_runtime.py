@@ -10,14 +10,16 @@ from edgekd.config import Device
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
+from edgekd.runtime.precision import openvino_hint
 
 
 #: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
 CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
 
 
-def runner_options(device: Device, runtime: str) -> dict[str, Any]:
-    """Threads, execution providers and device name for ``runtime`` as the device profile sets them."""
+def runner_options(device: Device, runtime: str, precision: str) -> dict[str, Any]:
+    """Threads, execution providers, device name and compute precision for an artifact of ``precision`` in
+    ``runtime``, as the device profile and the precision policy (:mod:`edgekd.runtime.precision`) set them."""
     options: dict[str, Any] = {"threads": device.threads} if runtime in CPU_THREADED else {}
     target = device.runtime(runtime)
     if target is not None:
@@ -25,12 +27,17 @@ def runner_options(device: Device, runtime: str) -> dict[str, Any]:
             options["providers"] = list(target.providers)
         if runtime in {"openvino", "tensorrt"}:
             options["device"] = target.device
+    if runtime == "openvino":
+        options["inference_precision"] = openvino_hint(precision, options.get("device", "CPU"))
+    if runtime == "torch":
+        options["inference_precision"] = "bf16" if precision == "bf16" else "f32"
     return options
 
 
 def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
-    """A runner for ``artifact`` in its own runtime."""
-    return open_runner(artifact.runtime, ctx.path(artifact), **runner_options(ctx.device, artifact.runtime))
+    """A runner for ``artifact`` in its own runtime, computing in the artifact's precision."""
+    return open_runner(artifact.runtime, ctx.path(artifact),
+                       **runner_options(ctx.device, artifact.runtime, artifact.precision))
 
 
 #: why a TensorRT artifact cannot be built on a host without TensorRT

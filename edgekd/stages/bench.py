@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgekd.bench.latency import measure_latency
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.errors import UserError
+from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
+from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import open_artifact
 
 
@@ -42,15 +46,26 @@ class Bench(Stage):
         cfg = smoke_bench(ctx.recipe.bench, ctx.smoke)
         x = ctx.data().test.x[: cfg.batch_size].numpy()
         metrics: dict[str, dict[str, Any]] = {}
-        for artifact in ctx.artifacts:
-            runner = open_artifact(ctx, artifact)
-            try:
-                stats = measure_latency(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs,
-                                        max_seconds=cfg.max_seconds)
-            finally:
-                runner.close()
-            metrics[artifact.name] = {"latency_ms": stats, "batch_size": cfg.batch_size,
-                                      "threads": ctx.device.threads}
-            ctx.log(f"{artifact.name} ({artifact.runtime}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms "
-                    f"over {stats['runs']} runs")
-        return StageResult(metrics=metrics)
+        failures: dict[str, dict[str, Any]] = {}
+        for artifact in usable(ctx.artifacts):
+            measured, failed = attempt(lambda: _latency(ctx, artifact, x, cfg), ctx.log, f"{artifact.name}: bench")
+            if failed is not None:
+                failures[artifact.name] = failed
+                continue
+            assert measured is not None
+            metrics[artifact.name] = measured
+            stats = measured["latency_ms"]
+            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute']['inference_precision']}): "
+                    f"p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over {stats['runs']} runs")
+        return StageResult(metrics=metrics, failures=failures)
+
+
+def _latency(ctx: StageContext, artifact: Artifact, x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
+    """Latency statistics of ``artifact`` in its own runtime, with the runtime settings in force."""
+    runner = open_artifact(ctx, artifact)
+    try:
+        stats = measure_latency(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs, max_seconds=cfg.max_seconds)
+        return {"latency_ms": stats, "batch_size": cfg.batch_size, "threads": ctx.device.threads,
+                "compute": runner.describe()}
+    finally:
+        runner.close()

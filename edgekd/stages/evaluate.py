@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgekd.config import Device, Recipe
+from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.runtime import evaluate_accuracy
+from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import open_artifact
 
 
@@ -31,12 +35,26 @@ class Evaluate(Stage):
         test = ctx.data().test
         x, y = test.x.numpy(), test.y.numpy()
         metrics: dict[str, dict[str, Any]] = {}
-        for artifact in ctx.artifacts:
-            runner = open_artifact(ctx, artifact)
-            try:
-                acc = evaluate_accuracy(runner, x, y, batch_size=cfg.batch_size)
-            finally:
-                runner.close()
-            metrics[artifact.name] = {"accuracy": acc, "test_samples": len(y)}
-            ctx.log(f"{artifact.name} ({artifact.runtime}): test accuracy {acc:.4f} on {len(y)} images")
-        return StageResult(metrics=metrics)
+        failures: dict[str, dict[str, Any]] = {}
+        for artifact in usable(ctx.artifacts):
+            measured, failed = attempt(lambda: _accuracy(ctx, artifact, x, y, cfg.batch_size), ctx.log,
+                                       f"{artifact.name}: evaluation")
+            if failed is not None:
+                failures[artifact.name] = failed
+                continue
+            assert measured is not None
+            metrics[artifact.name] = measured
+            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute']['inference_precision']}): "
+                    f"test accuracy {measured['accuracy']:.4f} on {len(y)} images")
+        return StageResult(metrics=metrics, failures=failures)
+
+
+def _accuracy(ctx: StageContext, artifact: Artifact, x: np.ndarray, y: np.ndarray, batch_size: int
+              ) -> dict[str, Any]:
+    """Test accuracy of ``artifact`` in its own runtime, with the runtime settings in force."""
+    runner = open_artifact(ctx, artifact)
+    try:
+        return {"accuracy": evaluate_accuracy(runner, x, y, batch_size=batch_size), "test_samples": len(y),
+                "compute": runner.describe()}
+    finally:
+        runner.close()

@@ -1,8 +1,10 @@
 """Stage `export`: build the device's full-precision artifacts from the final model, each checked against torch.
 
 Every artifact takes raw [0, 1] pixels and carries its normalisation inside the graph. Parity check on real test
-images: the stage fails if the largest |logit difference| exceeds ``export.parity_atol`` or top-1 agreement with the
-torch model falls below ``export.min_top1_agreement``.
+images: an artifact fails (``status: failed``, kept in the manifest with its figures; the others go on) if the largest
+|logit difference| exceeds ``export.parity_atol`` or its top-1 agreement with the torch model falls below
+``export.min_top1_agreement`` (``fp16_*`` and ``bf16_*`` tolerances for those precisions). Each artifact runs in the
+precision it is labelled with (:mod:`edgekd.runtime.precision`); bf16 is built only where the hardware computes in it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from edgekd.errors import ParityError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.runtime.precision import WEIGHTS, bf16_unsupported
+from edgekd.stages._failures import attempt, failure, mark_failed
 from edgekd.stages._models import deployed_model, load_plain_net
 from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available
 
@@ -55,10 +59,12 @@ def _tensorrt(precision: str) -> Builder:
 
 
 #: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization.
-#: OpenVINO "fp16" is FP16 weights (compute precision is the device plugin's choice).
+#: OpenVINO "bf16" is fp32 weights computed in bf16; "fp16" is FP16 weights (computed in fp16 where the device can,
+#: else in f32: see edgekd.runtime.precision).
 BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
     ("onnxruntime", "fp32"): ("onnx", _onnx_fp32),
     ("openvino", "fp32"): ("openvino", _openvino(compress_to_fp16=False)),
+    ("openvino", "bf16"): ("openvino", _openvino(compress_to_fp16=False)),
     ("openvino", "fp16"): ("openvino", _openvino(compress_to_fp16=True)),
     ("tensorrt", "fp32"): ("tensorrt", _tensorrt("fp32")),
     ("tensorrt", "fp16"): ("tensorrt", _tensorrt("fp16")),
@@ -75,6 +81,8 @@ def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
                 continue
             if target.runtime == "tensorrt" and not tensorrt_available():
                 not_here[f"{target.runtime}/{precision}"] = NO_TENSORRT
+            elif precision == "bf16" and pair in BUILDERS and (why := bf16_unsupported(target.runtime, target.device)):
+                not_here[f"{target.runtime}/{precision}"] = why
             elif pair in BUILDERS:
                 plan.append(pair)
             elif precision == "int8":
@@ -113,33 +121,59 @@ class Export(Stage):
             name = f"{source.name}-{fmt}-{precision}"
             out = ctx.stage_dir / name
             out.mkdir(parents=True, exist_ok=True)
-            path = builder(net, data.mean, data.std, data.test.x[:1], out, cfg)
-            artifact = Artifact.from_file(ctx.run_dir, path, name=name, format=fmt, precision=precision,
-                                          runtime=runtime, role=source.role, input=source.input,
-                                          info={"source": source.name, "parameters": source.info["parameters"]})
-            parity = _parity(ctx, torch_runner, artifact, probe, cfg)
-            artifact.info["parity"] = parity
-            ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
-                    f"top-1 agreement {parity['top1_agreement']:.4f}")
+            record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
+                      "input": source.input, "info": {"source": source.name, "parameters": source.info["parameters"],
+                                                      "weights": WEIGHTS[precision]}}
+            path, failed = attempt(lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg), ctx.log,
+                                   f"{name}: export")
+            if path is None:  # nothing was built: the record points at its (empty) folder
+                assert failed is not None
+                artifacts.append(mark_failed(Artifact.from_file(ctx.run_dir, out, **record), failed))
+                continue
+            artifact = Artifact.from_file(ctx.run_dir, path, **record)
+            parity, failed = attempt(lambda: _parity(ctx, torch_runner, artifact, probe, cfg), ctx.log,
+                                     f"{name}: parity check")
+            if parity is not None:
+                artifact.info["parity"] = parity
+                ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
+                        f"top-1 agreement {parity['top1_agreement']:.4f}, computed in {parity['compute']}")
+                if not parity["passed"]:
+                    failed = failure(ParityError(parity_message(parity)))
+                    ctx.log(f"{name}: {failed['reason']}")
+            if failed is not None:
+                mark_failed(artifact, failed)
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"source": source.name, "not_built": not_here})
 
 
-def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig) -> dict:
+def parity_tolerance(cfg: ExportConfig, precision: str) -> tuple[float, float]:
+    """(largest |logit difference|, lowest top-1 agreement) allowed for an artifact of ``precision``."""
+    if precision == "fp16":  # fp16 weights or compute: rounding moves logits by ~1e-3 relative
+        return cfg.fp16_parity_atol, cfg.fp16_min_top1_agreement
+    if precision == "bf16":  # 8-bit mantissa: ~4e-3 relative per operation
+        return cfg.bf16_parity_atol, cfg.bf16_min_top1_agreement
+    return cfg.parity_atol, cfg.min_top1_agreement
+
+
+def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig
+            ) -> dict[str, Any]:
+    """Parity figures of ``artifact`` against the torch model, with the tolerances and the precision it ran in."""
     from edgekd.export.onnx import check_parity
 
-    fp16 = artifact.precision == "fp16"  # fp16 weights or compute: rounding moves logits by ~1e-3 relative
-    atol = cfg.fp16_parity_atol if fp16 else cfg.parity_atol
-    min_agreement = cfg.fp16_min_top1_agreement if fp16 else cfg.min_top1_agreement
+    atol, min_agreement = parity_tolerance(cfg, artifact.precision)
     candidate = open_artifact(ctx, artifact)
     try:
-        parity = check_parity(reference, candidate, x, atol=atol, min_top1_agreement=min_agreement)
+        parity: dict[str, Any] = dict(check_parity(reference, candidate, x, atol=atol,
+                                                   min_top1_agreement=min_agreement))
+        parity.update(atol=atol, min_top1_agreement=min_agreement, samples=len(x),
+                      compute=candidate.describe().get("inference_precision", "f32"))
     finally:
         candidate.close()
-    if not parity["passed"]:
-        raise ParityError(
-            f"{artifact.name}: parity check failed against torch on {len(x)} test images: max |Δlogit| "
-            f"{parity['max_abs_diff']:.3g} (allowed {atol}), top-1 agreement "
-            f"{parity['top1_agreement']:.4f} (needed {min_agreement})"
-        )
     return parity
+
+
+def parity_message(parity: dict[str, Any]) -> str:
+    """The one line that says why an artifact failed its parity check."""
+    return (f"parity check failed against torch on {parity['samples']} test images: max |Δlogit| "
+            f"{parity['max_abs_diff']:.3g} (allowed {parity['atol']}), top-1 agreement "
+            f"{parity['top1_agreement']:.4f} (needed {parity['min_top1_agreement']})")

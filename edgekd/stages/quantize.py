@@ -27,6 +27,7 @@ from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._failures import attempt, mark_failed
 from edgekd.stages._models import deployed_model, load_plain_net
 from edgekd.stages._runtime import NO_TENSORRT, open_artifact, runner_options, tensorrt_available, tensorrt_int8
 
@@ -75,17 +76,25 @@ class Quantize(Stage):
         for name, fmt, runtime, build in builders:
             out_dir = ctx.stage_dir / name
             out_dir.mkdir(parents=True, exist_ok=True)
-            path = build(out_dir)
-            artifact = Artifact.from_file(ctx.run_dir, path, name=name, format=fmt, precision="int8", runtime=runtime,
-                                          role=source.role, input=source.input,
-                                          info={"source": source.name, "parameters": source.info["parameters"],
-                                                "method": name.split("-int8-")[1]})
-            artifact.info["parity"] = _agreement(ctx, reference, artifact, probe)
-            ctx.log(f"{name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement with torch "
-                    f"{artifact.info['parity']['top1_agreement']:.4f}")
+            record = {"name": name, "format": fmt, "precision": "int8", "runtime": runtime, "role": source.role,
+                      "input": source.input, "info": {"source": source.name, "parameters": source.info["parameters"],
+                                                      "method": name.split("-int8-")[1], "weights": "int8"}}
+            path, failed = attempt(lambda: build(out_dir), ctx.log, f"{name}: quantization")
+            artifact = Artifact.from_file(ctx.run_dir, path or out_dir, **record)
+            if path is not None:
+                parity, failed = attempt(lambda: _agreement(ctx, reference, artifact, probe), ctx.log,
+                                         f"{name}: agreement check")
+                if parity is not None:
+                    artifact.info["parity"] = parity
+                    ctx.log(f"{name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement with torch "
+                            f"{parity['top1_agreement']:.4f}")
+            if failed is not None:
+                mark_failed(artifact, failed)
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
-                                                      "built": [a.name for a in artifacts], "not_built": not_built})
+                                                      "built": [a.name for a in artifacts if a.status == "ok"],
+                                                      "failed": [a.name for a in artifacts if a.status == "failed"],
+                                                      "not_built": not_built})
 
     def _plan(self, ctx: StageContext, cfg: QuantizeConfig, source: Artifact, calibration: np.ndarray
               ) -> tuple[list[tuple[str, str, str, Callable[[Path], Path]]], dict[str, str]]:
@@ -140,7 +149,7 @@ class Quantize(Stage):
     def _fp32(self, ctx: StageContext, source: Artifact, fmt: str) -> Path:
         """The export stage's fp32 artifact of ``fmt``, or an intermediate one made here if the device has none."""
         exported = ctx.artifact(f"{source.name}-{fmt}-fp32")
-        if exported is not None:
+        if exported is not None and exported.status == "ok":  # a failed export is not quantized
             return ctx.path(exported)
         target = ctx.stage_dir / "fp32" / ("model.onnx" if fmt == "onnx" else "model.xml")
         if target.exists():
@@ -170,7 +179,7 @@ def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> fl
     from edgekd.runtime import evaluate_accuracy, open_runner
 
     val = ctx.data().val
-    with open_runner("openvino", ir_fp32, **runner_options(ctx.device, "openvino")) as runner:
+    with open_runner("openvino", ir_fp32, **runner_options(ctx.device, "openvino", "fp32")) as runner:
         fp32 = evaluate_accuracy(runner, val.x.numpy(), val.y.numpy(), batch_size=256)
     if fp32 <= floor:
         raise UserError(f"quantize.accuracy_control: the fp32 model's validation accuracy {fp32:.4f} is already at or "
@@ -186,6 +195,7 @@ def _agreement(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndar
     candidate = open_artifact(ctx, artifact)
     try:
         parity = check_parity(reference, candidate, x, atol=float("inf"), min_top1_agreement=0.0)
+        compute = candidate.describe().get("inference_precision")
     finally:
         candidate.close()
-    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"]}
+    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute}

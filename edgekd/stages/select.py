@@ -14,6 +14,7 @@ from edgekd.config import Budgets, Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
+from edgekd.stages._failures import usable
 
 
 def budget_failures(artifact: Artifact, budgets: Budgets) -> list[str]:
@@ -59,7 +60,7 @@ class Select(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets
         offered = {r.runtime for r in ctx.device.runtimes}
-        candidates = [a for a in ctx.artifacts if a.runtime in offered]
+        candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered]
         metrics: dict[str, dict[str, Any]] = {}
         passing = []
         for artifact in candidates:
