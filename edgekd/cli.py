@@ -96,7 +96,7 @@ def devices(debug: DebugOpt = False) -> None:
 
 @app.command()
 def zoo(
-    kind: Annotated[str, typer.Argument(help="models, losses, datasets or stages")] = "all",
+    kind: Annotated[str, typer.Argument(help="models, losses, datasets, runtimes or stages")] = "all",
     debug: DebugOpt = False,
 ) -> None:
     """List what recipes can name: models, distillation losses, data sets, stages."""

@@ -115,6 +115,24 @@ def print_datasets(out: Console) -> None:
     out.print(_table("data sets", ["name", "description", "params"], rows))
 
 
+def print_runtimes(out: Console) -> None:
+    """The runtime capability table, and which precisions compute natively on this host."""
+    from edgekd.runtime import RUNTIMES
+    from edgekd.runtime.precision import bf16_unsupported
+
+    rows = []
+    for entry in RUNTIMES.entries():
+        meta = entry.meta
+        here = ""
+        if "bf16" in meta["precisions"]:
+            why = bf16_unsupported(entry.name)
+            here = "bf16: yes" if why is None else f"bf16: no ({why})"
+        rows.append([entry.name, ", ".join(meta["formats"]), ", ".join(meta["precisions"]),
+                     ", ".join(meta["devices"]), ", ".join(meta["options"]) or "—", here])
+    out.print(_table("runtimes (precision policy: edgekd/runtime/precision.py)",
+                     ["runtime", "opens", "precisions", "devices", "options", "on this host"], rows))
+
+
 def print_stages(out: Console) -> None:
     from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ordered_stages
 
@@ -127,5 +145,6 @@ ZOO_VIEWS: dict[str, Callable[[Console], None]] = {
     "models": print_models,
     "losses": print_losses,
     "datasets": print_datasets,
+    "runtimes": print_runtimes,
     "stages": print_stages,
 }

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgekd._atomic import atomic_path
-from edgekd.errors import UserError
+from edgekd.errors import RuntimeFailure, UserError
 from edgekd.quantize._private import check_calibration, nncf_options, onnx_input, quiet, split_batches
 
 Preset = Literal["performance", "mixed"]
@@ -107,6 +107,12 @@ def _logits_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
+    # NNCF compiles the models it validates with INFERENCE_PRECISION_HINT f32 (use_fp32_precision); were that to
+    # change, accuracy control would judge quantizers by bf16 accuracy on BF16 CPUs: refuse rather than mis-measure
+    compiled = model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    if compiled != "f32":
+        raise RuntimeFailure(f"NNCF compiled the validation model in {compiled}, not f32; accuracy control would "
+                             "measure another precision than the artifact's")
     return lambda x: model(x)[0]
 
 
