@@ -6,8 +6,11 @@ file, the key and what is expected; a traceback only with --debug); 3 an unexpec
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from edgekd.errors import ArtifactsFailed, BudgetError, EdgekdError, UserError
+from edgekd.errors import ArtifactsFailed, BudgetError, ConfigError, EdgekdError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distil, prune, quantize, export and measure a PyTorch classifier for one edge device.")
@@ -41,19 +44,20 @@ def run(
     """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
     from edgekd.cli_views import print_summary
     from edgekd.config import load_device, load_recipe
+    from edgekd.config.loader import resolve_device_path
     from edgekd.pipeline.runner import PipelineRunner
-
-    import edgekd.stages  # noqa: F401  (registers the stages)
 
     spec = load_recipe(recipe, overrides or [])
     target = load_device(device)
+    device_file = resolve_device_path(device)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{target.name}-{datetime.now():%Y%m%d-%H%M%S}"
     console.print(f"[bold]edgekd run[/bold] {recipe} on [bold]{target.name}[/bold] → {run_dir}"
                   + (" [yellow](smoke)[/yellow]" if smoke else ""))
     runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
                             recipe_file=str(recipe), overrides=overrides or [])
     try:
-        manifest = runner.run()
+        with naming_files(recipe, device_file):
+            manifest = runner.run()
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/yellow]: run the same command with --out {run_dir} to resume")
         raise typer.Exit(130) from None
@@ -74,16 +78,31 @@ def run(
         raise BudgetError(f"no artifact meets the budgets of device {target.name} ({budgets}); see {run_dir}/report.md")
 
 
+@contextmanager
+def naming_files(recipe: Path, device: Path) -> Iterator[None]:
+    """A stage check's ConfigError becomes one line that starts with the recipe's or the device profile's file."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise UserError(f"{recipe if exc.where == 'recipe' else device}: {exc}") from None
+
+
 @app.command()
 def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], device: DeviceOpt,
+             data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
              overrides: SetOpt = None, debug: DebugOpt = False) -> None:
-    """Check RECIPE and DEVICE and print the resolved plan, without running anything."""
+    """Check RECIPE and DEVICE (schemas, then every stage's own checks, which load the data set and build the
+    models) and print the resolved plan, without running anything."""
     from edgekd.cli_views import print_plan
     from edgekd.config import load_device, load_recipe
+    from edgekd.config.loader import resolve_device_path
+    from edgekd.pipeline.runner import load_recipe_data
+    from edgekd.pipeline.stage import check_stages
 
-    import edgekd.stages  # noqa: F401
-
-    print_plan(out, load_recipe(recipe, overrides or []), load_device(device))
+    spec, target = load_recipe(recipe, overrides or []), load_device(device)
+    with naming_files(recipe, resolve_device_path(device)):
+        check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
+    print_plan(out, spec, target)
 
 
 @app.command()
@@ -101,8 +120,6 @@ def zoo(
 ) -> None:
     """List what recipes can name: models, distillation losses, data sets, stages."""
     from edgekd.cli_views import ZOO_VIEWS
-
-    import edgekd.stages  # noqa: F401
 
     if kind != "all" and kind not in ZOO_VIEWS:
         raise UserError(f"zoo: unknown kind {kind!r}; choose one of all, {', '.join(ZOO_VIEWS)}")

@@ -47,23 +47,16 @@ def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None
 def print_plan(out: Console, recipe: Recipe, device: Device) -> None:
     """The stages that would run, with their key settings, for ``recipe`` on ``device``."""
     from edgekd.pipeline.stage import ordered_stages
-    from edgekd.stages.export import export_plan
 
     out.print(f"[bold]{recipe.name}[/bold] on [bold]{device.name}[/bold]: recipe and device profile are valid.")
     out.print(f"data: {recipe.data.name} {recipe.data.params or ''} (validation {recipe.data.val_fraction:.0%} of "
               f"train), seed {recipe.seed}")
-    if recipe.teacher:
-        epochs = recipe.teacher.train.epochs if recipe.teacher.train else "none (checkpoint)"
-        out.print(f"teacher: {recipe.teacher.model.name} {recipe.teacher.model.kwargs or ''}, epochs {epochs}")
-    if recipe.student and recipe.distill:
-        losses = ", ".join(f"{t.weight}×{t.name}" for t in recipe.distill.losses) or "none"
-        out.print(f"student: {recipe.student.model.name} {recipe.student.model.kwargs or ''}, epochs "
-                  f"{recipe.distill.train.epochs}, loss {recipe.distill.ce_weight}×CE + {losses}")
-    plan, not_here = export_plan(device)
-    out.print(f"exports: {', '.join(f'{r}/{p}' for r, p in plan) or 'none'}"
-              + (f" (not built by export: {', '.join(not_here)})" if not_here else ""))
-    rows = [[s.name, "run" if s.enabled(recipe, device) else "skip", s.description] for s in ordered_stages()]
-    out.print(_table("stages", ["stage", "plan", "what it does"], rows))
+    rows = []
+    for stage in ordered_stages():
+        enabled = stage.enabled(recipe, device)
+        lines = stage.plan(recipe, device) if enabled else []
+        rows.append([stage.name, "run" if enabled else "skip", "\n".join([stage.description, *lines])])
+    out.print(_table("stages", ["stage", "plan", "what it does / will build"], rows))
     budgets = {k: v for k, v in device.budgets.model_dump().items() if v is not None}
     out.print(f"budgets: {budgets}")
 

@@ -18,6 +18,15 @@ class UserError(EdgekdError):
     exit_code = 2
 
 
+class ConfigError(UserError):
+    """A recipe or device-profile mistake that a stage's check found before any work (exit 2). ``where`` is
+    ``recipe`` or ``device``; the command line prefixes the file, so the line names file, key and what is wrong."""
+
+    def __init__(self, where: str, key: str, message: str) -> None:
+        self.where, self.key, self.message = where, key, message
+        super().__init__(f"{key}: {message}")
+
+
 class RuntimeFailure(EdgekdError):
     """A runtime crashed or ran out of memory on inputs edgekd had already validated (exit 3: an internal error,
     not bad input). The message carries the runtime's own first line."""

@@ -252,7 +252,7 @@ class Recipe(Strict):
 
     name: str = Field(description="recipe name, used in run folder names")
     description: str = Field("", description="one line for humans")
-    seed: int = Field(0, description="seed of every random choice")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice (0 to 2³²−1)")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig | None = None
     student: StudentConfig | None = None

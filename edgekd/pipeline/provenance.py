@@ -11,6 +11,7 @@ from typing import Any
 
 LIBRARIES = (
     "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "torchao", "pydantic", "scikit-learn", "tensorrt",
+    "onnxslim", "matplotlib",
 )
 
 

@@ -1,10 +1,12 @@
 """The stage runner: runs the recipe's stages in order, caches finished ones, resumes interrupted ones.
 
 Cache key of a stage (DVC/Olive style) = SHA-256 of: the stage name, its resolved config, the recipe seed and data
-config, the output digests of the stages it needs, the edgekd version and the versions of the libraries it drives. A stage whose key is unchanged and whose
-outputs are intact is ``cached``; otherwise the reason it re-runs is logged and recorded. A stage that was
-interrupted (Ctrl-C, kill -9) keeps its folder when its key is unchanged, so a training stage resumes from its last
-epoch checkpoint.
+config, the fingerprints of what it read from earlier stages through its context (each artifact or record by digest,
+:mod:`edgekd.pipeline.context`), the edgekd version and the versions of the libraries the stage declares. A stage is
+``cached`` when its config, seed/data, edgekd and library versions are unchanged, everything it read last time still
+has the same fingerprint, and its outputs are intact; otherwise the reason it re-runs is logged and recorded. A stage
+that was interrupted (Ctrl-C, kill -9) keeps its folder when nothing upstream changed, so a training stage resumes
+from its last epoch checkpoint.
 
 Under ``torchrun`` (several ranks) rank 0 decides, runs and records every stage and alone writes files; stages that
 declare ``distributed = True`` (the training stages) are run by every rank together, the others by rank 0 while the
@@ -28,14 +30,27 @@ from edgekd import _distributed as dist
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd._atomic import atomic_write_json, atomic_write_text
-from edgekd.pipeline.context import SMOKE_SUBSET, StageContext
+from edgekd.pipeline.context import ALL_ARTIFACTS, ALL_RECORDS, SMOKE_SUBSET, StageContext, fingerprint
 from edgekd.pipeline.hashing import sha256_json, sha256_path
 from edgekd.pipeline.manifest import read_json
 from edgekd.pipeline.provenance import git_commit, host_info, library_versions
-from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, ordered_stages
+from edgekd.pipeline.stage import Stage, StageResult, check_stages, ordered_stages
 
 STAGE_RECORD = "stage.json"
 ATTEMPT_KEY = ".key"
+
+
+def load_recipe_data(recipe: Recipe, data_dir: Path | None, smoke: bool) -> Any:
+    """The recipe's data set with its seeded splits, cut to the smoke subsets in a smoke run."""
+    from edgekd.data import load_dataset
+
+    cfg = recipe.data
+    bundle = load_dataset(cfg.name, cfg.params, data_dir=data_dir, val_fraction=cfg.val_fraction, seed=recipe.seed)
+    if smoke:
+        n_train, n_val, n_test = SMOKE_SUBSET
+        bundle = replace(bundle, train=bundle.train.subset(n_train, recipe.seed),
+                         val=bundle.val.subset(n_val, recipe.seed), test=bundle.test.subset(n_test, recipe.seed))
+    return bundle
 
 
 def _now() -> str:
@@ -72,63 +87,52 @@ class PipelineRunner:
     # -- data ---------------------------------------------------------------------------------------------------
     def _load_data(self) -> Any:
         if self._bundle is None:
-            from edgekd.data import load_dataset
-
-            cfg = self.recipe.data
-            bundle = load_dataset(
-                cfg.name, cfg.params, data_dir=self.data_dir, val_fraction=cfg.val_fraction, seed=self.recipe.seed
-            )
-            if self.smoke:
-                n_train, n_val, n_test = SMOKE_SUBSET
-                seed = self.recipe.seed
-                bundle = replace(
-                    bundle,
-                    train=bundle.train.subset(n_train, seed),
-                    val=bundle.val.subset(n_val, seed),
-                    test=bundle.test.subset(n_test, seed),
-                )
-            self._bundle = bundle
+            self._bundle = load_recipe_data(self.recipe, self.data_dir, self.smoke)
         return self._bundle
 
     # -- keys and records -----------------------------------------------------------------------------------------
-    def _key_parts(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _base_parts(self, stage: Stage) -> dict[str, Any]:
+        """What a stage's key holds besides its reads."""
         return {
             "stage": stage.name,
             "config": sha256_json(stage.config(self.recipe, self.device, self.smoke)),
             "common": sha256_json(
                 {"seed": self.recipe.seed, "data": self.recipe.data.model_dump(mode="json"), "smoke": self.smoke}
             ),
-            "inputs": {need: records[need]["outputs_digest"] for need in self._needs(stage, records)},
             "version": __version__,
-            "libraries": self._libraries,
+            "libraries": {name: self._libraries.get(name) for name in stage.libraries},
         }
 
-    @staticmethod
-    def _needs(stage: Stage, records: dict[str, dict[str, Any]]) -> list[str]:
-        """The earlier stages whose outputs ``stage`` reads (and that ran)."""
-        if stage.needs == EVERY_EARLIER_STAGE:
-            return list(records)
-        return [need for need in stage.needs if need in records]
+    def _fingerprints(self, keys: Any, records: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+        """What each read key sees now (artifacts as merged so far, records of the stages run so far)."""
+        artifacts = {a["name"]: Artifact.from_dict(a).to_dict() for a in self.manifest["artifacts"]}
+        return {key: fingerprint(key, artifacts, records) for key in keys}
 
-    def _stale_reason(self, previous: dict[str, Any] | None, parts: dict[str, Any]) -> str | None:
+    def _attempt_key(self, base: dict[str, Any], records: dict[str, dict[str, Any]]) -> str:
+        """Key of an attempt, before its reads are known: everything upstream, so a resumed attempt saw the same."""
+        return sha256_json({**base, "upstream": self._fingerprints([ALL_ARTIFACTS, ALL_RECORDS], records)})
+
+    def _stale_reason(self, previous: dict[str, Any] | None, base: dict[str, Any],
+                      records: dict[str, dict[str, Any]]) -> str | None:
         """Why a stage must run (None: it is cached). Cheapest checks first."""
         if previous is None:
             return "never ran"
         if previous.get("status") != "done":
             return "did not finish last time"
         old = previous["key_parts"]
-        if old["version"] != parts["version"]:
-            return f"edgekd version changed ({old['version']} -> {parts['version']})"
-        if old.get("libraries") != parts["libraries"]:
-            changed = sorted(k for k in parts["libraries"].keys() | (old.get("libraries") or {}).keys()
-                             if parts["libraries"].get(k) != (old.get("libraries") or {}).get(k))
+        if old["version"] != base["version"]:
+            return f"edgekd version changed ({old['version']} -> {base['version']})"
+        if "reads" not in old:
+            return "recorded by an older edgekd"
+        if old["libraries"] != base["libraries"]:
+            changed = sorted(k for k in base["libraries"] if base["libraries"][k] != old["libraries"].get(k))
             return f"libraries changed: {', '.join(changed)}"
-        if old["config"] != parts["config"]:
+        if old["config"] != base["config"]:
             return "stage config changed"
-        if old["common"] != parts["common"]:
+        if old["common"] != base["common"]:
             return "seed, data or smoke setting changed"
-        changed = sorted(k for k in parts["inputs"].keys() | old["inputs"].keys()
-                         if parts["inputs"].get(k) != old["inputs"].get(k))
+        now = self._fingerprints(old["reads"], records)
+        changed = [key for key, digest in old["reads"].items() if now[key] != digest]
         if changed:
             return f"input changed: {', '.join(changed)}"
         for output in [*previous["artifacts"], *previous["files"]]:
@@ -190,6 +194,7 @@ class PipelineRunner:
                 dist.destroy_process_group()
 
     def _run_all(self) -> dict[str, Any]:
+        check_stages(self.recipe, self.device, self._load_data)  # every mistake found before any work
         main = dist.is_main()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,14 +209,15 @@ class PipelineRunner:
                     {"name": stage.name, "status": "skipped", "seconds": 0.0, "reason": "not in the recipe"}
                 )
                 continue
-            records[stage.name] = self._run_stage(stage, records) if main else self._follow_stage(stage)
+            records[stage.name] = self._run_stage(stage, records) if main else self._follow_stage(stage, records)
         self.manifest["current_stage"] = None
         if main:
             self._write_manifest()
         dist.barrier()
         return self.manifest if main else read_json(self.run_dir / "manifest.json") or self.manifest
 
-    def _context(self, stage_dir: Path, *, follower: bool = False) -> StageContext:
+    def _context(self, stage_dir: Path, records: dict[str, dict[str, Any]], *, follower: bool = False
+                 ) -> StageContext:
         """What a stage sees; a follower rank (not rank 0) gets a silent console and no log file."""
         return StageContext(
             run_dir=self.run_dir,
@@ -221,16 +227,17 @@ class PipelineRunner:
             smoke=self.smoke,
             data_dir=self.data_dir,
             console=Console(quiet=True) if follower else self.console,
-            artifacts=[Artifact.from_dict(a) for a in self.manifest["artifacts"]],
+            available=[Artifact.from_dict(a) for a in self.manifest["artifacts"]],
             load_data=self._load_data,
             log_file=None if follower else self.run_dir / "logs" / "run.log",
+            earlier_records=dict(records),
         )
 
-    def _follow_stage(self, stage: Stage) -> dict[str, Any]:
+    def _follow_stage(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """A non-main rank: join the stage if rank 0 runs it and it is distributed, then take rank 0's record."""
         stage_dir = self.run_dir / stage.name
         if dist.broadcast_flag(False):
-            stage.run(self._context(stage_dir, follower=True))
+            stage.run(self._context(stage_dir, records, follower=True))
         dist.barrier()
         record = read_json(stage_dir / STAGE_RECORD)
         if record is None:
@@ -240,10 +247,10 @@ class PipelineRunner:
 
     def _run_stage(self, stage: Stage, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         stage_dir = self.run_dir / stage.name
-        parts = self._key_parts(stage, records)
-        key = sha256_json(parts)
+        base = self._base_parts(stage)
+        key = self._attempt_key(base, records)
         previous = read_json(stage_dir / STAGE_RECORD)
-        reason = self._stale_reason(previous, parts)
+        reason = self._stale_reason(previous, base, records)
         if reason is None and previous is not None:
             dist.broadcast_flag(False)  # the other ranks do not run it ...
             self.console.print(f"[green]✓[/green] {stage.name} [dim](cached)[/dim]")
@@ -268,7 +275,7 @@ class PipelineRunner:
         self._write_manifest()
         dist.broadcast_flag(stage.distributed)  # the stage folder is ready: distributed stages start on every rank
 
-        ctx = self._context(stage_dir)
+        ctx = self._context(stage_dir, records)
         start = time.perf_counter()
         try:
             with nullcontext() if stage.distributed else dist.solo():  # rank 0 alone: no collectives inside
@@ -283,7 +290,7 @@ class PipelineRunner:
             self._write_manifest()
             raise
         seconds = round(time.perf_counter() - start, 3)
-        record = self._record(stage, result, parts, key, seconds)
+        record = self._record(stage, result, {**base, "reads": dict(sorted(ctx.reads.items()))}, key, seconds)
         atomic_write_json(stage_dir / STAGE_RECORD, record)
         self._merge(record)
         self.manifest["stages"].append(

@@ -64,7 +64,7 @@ def split_accuracy(net: nn.Module, split: Split, data: DataBundle) -> float:
 
 def selected_assistant(ctx: StageContext) -> ModelRef:
     """The teacher assistant chosen by stage `select-assistant` (read from the run directory)."""
-    record = read_json(ctx.run_dir / SELECTION_FILE)
+    record = read_json(ctx.run_dir / SELECTION_FILE) if ctx.record("select-assistant") is not None else None
     if record is None:
         raise UserError(f"{ctx.run_dir / SELECTION_FILE}: missing; the select-assistant stage must run first")
     return ModelRef.model_validate(record["model"])

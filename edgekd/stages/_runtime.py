@@ -34,6 +34,13 @@ def runner_options(device: Device, runtime: str, precision: str) -> dict[str, An
     return options
 
 
+def runtime_settings(device: Device) -> dict[str, Any]:
+    """What a measurement depends on in a device profile: each runtime's runner options per precision (threads,
+    providers, device, compute precision). Budgets, names and descriptions stay out of the cache keys."""
+    return {target.runtime: {p: runner_options(device, target.runtime, p) for p in target.precisions}
+            for target in device.runtimes}
+
+
 def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
     """A runner for ``artifact`` in its own runtime, computing in the artifact's precision."""
     return open_runner(artifact.runtime, ctx.path(artifact),

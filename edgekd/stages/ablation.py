@@ -57,6 +57,7 @@ class Ablation(Stage):
     order = 85
     needs = ("train-teacher", "select-assistant")
     description = "student without KD, with KD, through the manual and the selected TA: test accuracy over seeds"
+    libraries = ("torch",)
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.ablation is not None

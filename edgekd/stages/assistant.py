@@ -30,6 +30,7 @@ class SelectAssistant(Stage):
     order = 15
     needs = ("train-teacher",)
     description = "pick a teacher assistant between teacher and student by performance vs scale (AMD-style)"
+    libraries = ("torch",)
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.distill is not None and recipe.distill.auto_assistant is not None

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from edgekd.bench.latency import measure_latency
 from edgekd.config import BenchConfig, Device, Recipe
-from edgekd.errors import UserError
+from edgekd.data import DataBundle
+from edgekd.errors import ConfigError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.stages._failures import attempt, usable
-from edgekd.stages._runtime import open_artifact
+from edgekd.stages._runtime import open_artifact, runtime_settings
 
 
 def smoke_bench(cfg: BenchConfig, smoke: bool) -> BenchConfig:
@@ -29,6 +31,7 @@ class Bench(Stage):
     order = 70
     needs = EVERY_EARLIER_STAGE
     description = "latency of every artifact in its own runtime on the device"
+    libraries = ("torch", "onnxruntime", "openvino", "tensorrt")
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.bench is not None
@@ -36,13 +39,15 @@ class Bench(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.bench is not None
         return {"bench": smoke_bench(recipe.bench, smoke).model_dump(mode="json"),
-                "device": device.model_dump(mode="json")}
+                "runtimes": runtime_settings(device), "access": device.access.model_dump(mode="json")}
+
+    def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
+        if device.access.kind != "local":
+            raise ConfigError("device", "access.kind", f"{device.access.kind!r} is not supported by the bench stage of "
+                              "this version; use a local device profile")
 
     def run(self, ctx: StageContext) -> StageResult:
         assert ctx.recipe.bench is not None
-        if ctx.device.access.kind != "local":
-            raise UserError(f"device {ctx.device.name}: access.kind {ctx.device.access.kind!r} is not supported by "
-                            "the bench stage of this version; use a local device profile")
         cfg = smoke_bench(ctx.recipe.bench, ctx.smoke)
         x = ctx.data().test.x[: cfg.batch_size].numpy()
         metrics: dict[str, dict[str, Any]] = {}

@@ -10,14 +10,18 @@ next to its training); only the student is exported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edgekd import _distributed as dist
 from edgekd.config import Device, ModelRef, Recipe
+from edgekd.data import DataBundle
 from edgekd.distill.assistants import ref_label
+from edgekd.errors import ConfigError
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._chain import selected_assistant, train_refs
+from edgekd.stages._checks import check_losses, check_model
 from edgekd.stages._models import load_plain_net, model_spec, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
@@ -37,6 +41,7 @@ class Distill(Stage):
     order = 20
     needs = ("train-teacher", "select-assistant")
     description = "train the student (through teacher assistants, if any): cross-entropy plus distillation losses"
+    libraries = ("torch",)
     distributed = True
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -49,6 +54,29 @@ class Distill(Stage):
         if recipe.distill.chain == "manual":
             distill["assistants"] = [ref.model_dump(mode="json") for ref in recipe.distill.assistants]
         return {"student": recipe.student.model_dump(mode="json"), "distill": distill}
+
+    def plan(self, recipe: Recipe, device: Device) -> list[str]:
+        assert recipe.distill is not None and recipe.student is not None
+        losses = ", ".join(f"{t.weight}×{t.name}" for t in recipe.distill.losses) or "none"
+        chain = " → ".join(["teacher", *(ref_label(r) for r in recipe.distill.assistants), "student"]) \
+            if recipe.distill.chain == "manual" else "teacher → (selected TA) → student"
+        return [f"student {recipe.student.model.name} {recipe.student.model.kwargs or ''}, epochs "
+                f"{recipe.distill.train.epochs}, loss {recipe.distill.ce_weight}×CE + {losses}; chain {chain}"]
+
+    def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
+        from edgekd.distill.losses import LOSSES
+
+        distill, student = recipe.distill, recipe.student
+        assert distill is not None and student is not None
+        check_losses(distill.losses, "distill.losses")
+        feature = [t.name for t in distill.losses if LOSSES.entry(t.name).meta["kind"] != "logit"]
+        if distill.train.teacher_cache and feature:
+            raise ConfigError("recipe", "distill.train.teacher_cache", f"true needs logit-only losses; "
+                              f"{', '.join(feature)} read the live teacher's features (set it to null or false)")
+        bundle = data()
+        check_model(student.model, "student.model", bundle)
+        for i, ref in enumerate(distill.assistants):
+            check_model(ref, f"distill.assistants.{i}", bundle)
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe

@@ -12,7 +12,7 @@ from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.runtime import evaluate_accuracy
 from edgekd.stages._failures import attempt, usable
-from edgekd.stages._runtime import open_artifact
+from edgekd.stages._runtime import open_artifact, runtime_settings
 
 
 @register_stage
@@ -21,13 +21,14 @@ class Evaluate(Stage):
     order = 60
     needs = EVERY_EARLIER_STAGE
     description = "test accuracy of every artifact in its own runtime"
+    libraries = ("torch", "onnxruntime", "openvino", "tensorrt")
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.evaluate is not None
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.evaluate is not None
-        return {"evaluate": recipe.evaluate.model_dump(mode="json"), "device": device.model_dump(mode="json")}
+        return {"evaluate": recipe.evaluate.model_dump(mode="json"), "runtimes": runtime_settings(device)}
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.evaluate

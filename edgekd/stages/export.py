@@ -78,6 +78,8 @@ def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
         for precision in target.precisions:
             pair = (target.runtime, precision)
             if target.runtime == "torch":
+                not_here[f"torch/{precision}"] = ("the torch models themselves (teacher, student) are measured as "
+                                                  "they are; nothing to export")
                 continue
             if target.runtime == "tensorrt" and not tensorrt_available():
                 not_here[f"{target.runtime}/{precision}"] = NO_TENSORRT
@@ -98,6 +100,7 @@ class Export(Stage):
     order = 50
     needs = ("train-teacher", "distill")
     description = "export the final model for each runtime of the device, with a parity check against torch"
+    libraries = ("torch", "onnx", "onnxruntime", "openvino", "onnxslim", "tensorrt")
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.export is not None
@@ -105,6 +108,11 @@ class Export(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.export is not None
         return {"export": recipe.export.model_dump(mode="json"), "plan": export_plan(device)[0]}
+
+    def plan(self, recipe: Recipe, device: Device) -> list[str]:
+        built, not_built = export_plan(device)
+        return [f"builds {', '.join(f'{r}/{p}' for r, p in built) or 'nothing'}",
+                *(f"not {pair}: {why}" for pair, why in not_built.items())]
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.export

@@ -23,10 +23,12 @@ import torch
 
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
-from edgekd.errors import UserError
+from edgekd.data import DataBundle
+from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._checks import check_losses
 from edgekd.stages._failures import attempt, mark_failed
 from edgekd.stages._models import deployed_model, load_plain_net
 from edgekd.stages._runtime import NO_TENSORRT, open_artifact, runner_options, tensorrt_available, tensorrt_int8
@@ -38,6 +40,16 @@ SMOKE_CALIBRATION = 32
 def int8_runtimes(device: Device) -> list[str]:
     """Runtimes of the device that ask for INT8 artifacts."""
     return [t.runtime for t in device.runtimes if "int8" in t.precisions]
+
+
+#: runtimes edgekd builds INT8 artifacts for, and why any other one gets none
+QUANTIZED_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
+NO_QUANTIZER = "edgekd has no INT8 quantizer for this runtime (INT8 is built for onnxruntime, openvino, tensorrt)"
+
+
+def symmetric_activations(device: Device) -> bool:
+    """ONNX Runtime's activations are quantized symmetrically when the device also runs TensorRT (which needs it)."""
+    return device.runtime("tensorrt") is not None
 
 
 def calibration_images(ctx: StageContext, count: int) -> np.ndarray:
@@ -54,6 +66,7 @@ class Quantize(Stage):
     order = 55
     needs = ("train-teacher", "distill", "export")
     description = "INT8 artifacts: ONNX Runtime and NNCF post-training quantization, QAT with distillation"
+    libraries = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "torchao", "tensorrt")
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.quantize is not None and bool(int8_runtimes(device))
@@ -61,7 +74,31 @@ class Quantize(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.quantize is not None
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
+                "symmetric_activations": symmetric_activations(device),
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
+
+    def plan(self, recipe: Recipe, device: Device) -> list[str]:
+        assert recipe.quantize is not None
+        runtimes = int8_runtimes(device)
+        lines = [f"INT8 for {', '.join(r for r in runtimes if r in QUANTIZED_RUNTIMES) or 'no runtime'}: PTQ engines "
+                 f"{', '.join(recipe.quantize.engines)}" + (", accuracy control" if recipe.quantize.accuracy_control
+                                                            else "") + (", QAT+KD" if recipe.quantize.qat else "")]
+        return lines + [f"not {r}/int8: {NO_QUANTIZER}" for r in runtimes if r not in QUANTIZED_RUNTIMES]
+
+    def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
+        cfg = recipe.quantize
+        assert cfg is not None
+        if cfg.qat is not None:
+            check_losses(cfg.qat.losses, "quantize.qat.losses", logit_only="QAT distils logits only (the "
+                         "fake-quantized graph is not tapped)")
+            if cfg.qat.teacher == "teacher" and recipe.teacher is None:
+                raise ConfigError("recipe", "quantize.qat.teacher", "'teacher' needs a teacher section in the recipe "
+                                  "(or distil from the fp32 student: 'student')")
+        ac = cfg.accuracy_control
+        if ac is not None and ac.max_drop is None and "openvino" in int8_runtimes(device) \
+                and device.budgets.min_accuracy is None:
+            raise ConfigError("device", "budgets.min_accuracy", "quantize.accuracy_control.max_drop is null, so the "
+                              "allowed drop comes from the device's accuracy floor, which this profile does not set")
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.quantize
@@ -110,13 +147,13 @@ class Quantize(Stage):
             if "ort" in cfg.engines:
                 plan.append((f"{stem}-onnx-int8-ort", "onnx", "onnxruntime", lambda out: ort_static_quantize(
                     onnx_fp32, out / "model.onnx", calibration, per_channel=cfg.ort.per_channel,
-                    symmetric_activations=ctx.device.runtime("tensorrt") is not None,
+                    symmetric_activations=symmetric_activations(ctx.device),
                     calibrate_method=cfg.ort.calibrate_method)))
             if "nncf" in cfg.engines:
                 plan.append((f"{stem}-onnx-int8-nncf", "onnx", "onnxruntime", lambda out: nncf_ptq(
                     onnx_fp32, out / "model.onnx", calibration, subset_size=cfg.nncf.subset_size,
                     preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
-        not_built: dict[str, str] = {}
+        not_built: dict[str, str] = {f"{r}/int8": NO_QUANTIZER for r in runtimes if r not in QUANTIZED_RUNTIMES}
         if "tensorrt" in runtimes:
             name = f"{stem}-tensorrt-int8-ort"
             if tensorrt_available():

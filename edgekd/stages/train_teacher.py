@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edgekd import _distributed as dist
 from edgekd.config import Device, Recipe
+from edgekd.data import DataBundle
 from edgekd.distill.trainer import Trainer, accuracy
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Normalize
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.stages._checks import check_model
 from edgekd.stages._models import build_net, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
@@ -19,6 +22,7 @@ class TrainTeacher(Stage):
     name = "train-teacher"
     order = 10
     description = "train the teacher with cross-entropy; best epoch on validation"
+    libraries = ("torch",)
     distributed = True
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -27,6 +31,15 @@ class TrainTeacher(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.teacher is not None
         return recipe.teacher.model_dump(mode="json")
+
+    def plan(self, recipe: Recipe, device: Device) -> list[str]:
+        assert recipe.teacher is not None
+        epochs = recipe.teacher.train.epochs if recipe.teacher.train else "none (used as is from its checkpoint)"
+        return [f"teacher {recipe.teacher.model.name} {recipe.teacher.model.kwargs or ''}, epochs {epochs}"]
+
+    def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
+        assert recipe.teacher is not None
+        check_model(recipe.teacher.model, "teacher.model", data())
 
     def run(self, ctx: StageContext) -> StageResult:
         teacher = ctx.recipe.teacher
