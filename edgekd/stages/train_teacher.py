@@ -1,4 +1,7 @@
-"""Stage `train-teacher`: train the teacher with cross-entropy (or take it from a checkpoint as is)."""
+"""Stage `train-teacher`: train the teacher with cross-entropy (or take it from a checkpoint as is).
+
+The teacher is first checked on one batch: (N, classes) logits, or exit 2 before any training.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from edgekd.distill.trainer import Trainer, accuracy
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Normalize
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
-from edgekd.stages._models import build_net, write_torch_artifact
+from edgekd.stages._models import build_net, check_net, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
 
@@ -33,6 +36,7 @@ class TrainTeacher(Stage):
         assert teacher is not None
         data = ctx.data()
         net, spec = build_net(teacher.model, data, seed=ctx.recipe.seed)
+        check_net(net, data, f"teacher model {spec['name']!r}")
         info: dict[str, Any] = {}
         if teacher.train is not None:
             config = smoke_config(teacher.train, ctx.smoke)
