@@ -5,8 +5,9 @@ Libraries warn and log while they are imported about things an edgekd user canno
 kernel missing on a CPU-only machine, and its enum registrations make torch log a deprecation warning. Around such
 an import only, :func:`quiet_import` records the warnings instead of showing them and holds back log records up to
 WARNING; errors still show, and the import's exceptions propagate unchanged. Nothing is filtered outside that span,
-so edgekd's own warnings and a library's messages while it runs are untouched. What was held back is logged at DEBUG
-on the ``edgekd.imports`` logger (visible to a library user who configures logging).
+so edgekd's own warnings and a library's messages while it runs are untouched. The recorded warnings are logged at
+DEBUG on the ``edgekd.imports`` logger (visible to a library user who configures logging); the held-back log records
+are dropped (``logging.disable``).
 """
 
 from __future__ import annotations

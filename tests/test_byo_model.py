@@ -192,8 +192,10 @@ def test_torchao_import_noise_gone_from_a_user_model(tmp_path: Path) -> None:
     bare = subprocess.run([sys.executable, "-c", "import torchao"], capture_output=True, text=True, timeout=120)
     if not bare.stderr.strip():
         pytest.skip("torchao imports silently on this machine: nothing to keep off the terminal")
-    (tmp_path / "torchao_user_models.py").write_text("import torchao  # noqa: F401\nfrom torch import nn\n\n"
-                                                     "def factory(num_classes):\n    return nn.Linear(4, num_classes)\n")
+    (tmp_path / "torchao_user_models.py").write_text(
+        "import torchao  # noqa: F401\nfrom torch import nn\n\ndef factory(num_classes):\n"
+        "    return nn.Linear(4, num_classes)\n"
+    )
     code = "from edgekd.models import create; create('torchao_user_models:factory', num_classes=3); print('built')"
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                            cwd=tmp_path, env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": ""})
@@ -250,6 +252,9 @@ def test_quickstart_with_a_user_teacher_on_an_image_folder(tmp_path: Path) -> No
     artifacts = {a["name"]: a for a in manifest["artifacts"]}
     assert artifacts["teacher"]["info"]["model"] == {"name": BYO, "kwargs": {"num_classes": 3, "in_channels": 3}}
     assert artifacts["student"]["info"]["model"]["kwargs"] == {"num_classes": 3, "in_channels": 3, "returns": "tuple"}
+    # the torch artifacts were reloaded from their checkpoints and measured, the OpenVINO IRs passed parity with torch
+    assert {"accuracy", "latency_ms"} <= set(artifacts["teacher"]["metrics"])
+    assert artifacts["student-openvino-fp32"]["status"] == "ok"
     onnx_artifact = artifacts["student-onnx-fp32"]
     assert onnx_artifact["status"] == "ok" and onnx_artifact["input"]["shape"] == [-1, 3, 16, 16]
     session = ort.InferenceSession(str(run_dir / onnx_artifact["path"]), providers=["CPUExecutionProvider"])
@@ -272,8 +277,8 @@ def test_student_with_wrong_outputs_is_exit_2_before_distilling(tmp_path: Path) 
     data_root = _image_folder(tmp_path / "images")
     weights = tmp_path / "teacher-weights.pt"
     torch.save(create(BYO, num_classes=3, in_channels=3).state_dict(), weights)  # a teacher taken as is: no training
-    result = run_cli(*_byo_args(tmp_path / "run", data_root, "teacher.train=null", f"teacher.model.checkpoint={weights}",
-                                "student.model.name=tests.byo_models:ten_classes"))
+    result = run_cli(*_byo_args(tmp_path / "run", data_root, "teacher.train=null",
+                                f"teacher.model.checkpoint={weights}", "student.model.name=tests.byo_models:ten_classes"))
     assert result.returncode == 2, result.stdout + result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert "student model 'tests.byo_models:ten_classes'" in line and "(2, 10)" in line and "expected (2, 3)" in line

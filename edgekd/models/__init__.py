@@ -22,7 +22,7 @@ from __future__ import annotations
 from edgekd.models import mobilenetv2, plain, resnet  # noqa: F401  (registration side effect)
 from edgekd.models.checkpoint import FORMAT, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
 from edgekd.models.factory import (
-    MODELS, count_parameters, create, factory_of, is_user_model, model_info, model_size_bytes,
+    MODELS, count_parameters, create, factory_of, model_info, model_size_bytes,
 )
 from edgekd.models.outputs import check_model, logits_of, return_logits
 
@@ -33,7 +33,6 @@ __all__ = [
     "count_parameters",
     "create",
     "factory_of",
-    "is_user_model",
     "load_checkpoint",
     "load_weights",
     "logits_of",
