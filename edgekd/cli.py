@@ -7,7 +7,6 @@ file, the key and what is expected; a traceback only with --debug); 3 an unexpec
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,8 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, turn edgekd errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    # torchao (pulled in by NNCF) registers enums that torch 2.13 reports as deprecated on every run: not actionable
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     try:
         app(args=args, prog_name="edgekd")  # standalone mode: usage errors exit 2, always ends in SystemExit
         code = 0

@@ -54,3 +54,9 @@ class ArtifactsFailed(EdgekdError):
         self.exit_code = max(code for _, _, code in failures)
         named = "; ".join(f"{name} ({reason})" for name, reason, _ in failures)
         super().__init__(f"{len(failures)} artifact(s) failed: {named}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (native runtimes raise multi-line messages), for a UserError."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

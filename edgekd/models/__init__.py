@@ -6,6 +6,10 @@ only way in, as in timm::
     from edgekd.models import create
     model = create("resnet8", num_classes=10, in_channels=1)
     user = create("my_package.nets:build", num_classes=10)   # a user model, imported by path
+    check_model(user, (3, 32, 32), 10, "my model")            # one batch: (N, 10) logits, or a UserError
+
+A user model may return a tuple, a dict or an output object (Hugging Face style): edgekd takes a tensor, else
+``.logits`` (attribute or dict key), else the first element (:mod:`edgekd.models.outputs`).
 
 Every zoo model takes ``num_classes`` and ``in_channels``, is built from plain ``nn.Conv2d`` / ``nn.BatchNorm2d`` /
 activation modules (each activation module used once, so torch.fx and ONNX export see every layer), works on 8×8,
@@ -17,17 +21,24 @@ from __future__ import annotations
 
 from edgekd.models import mobilenetv2, plain, resnet  # noqa: F401  (registration side effect)
 from edgekd.models.checkpoint import FORMAT, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
-from edgekd.models.factory import MODELS, count_parameters, create, model_info, model_size_bytes
+from edgekd.models.factory import (
+    MODELS, count_parameters, create, factory_of, model_info, model_size_bytes,
+)
+from edgekd.models.outputs import check_model, logits_of, return_logits
 
 __all__ = [
     "FORMAT",
     "MODELS",
+    "check_model",
     "count_parameters",
     "create",
+    "factory_of",
     "load_checkpoint",
     "load_weights",
+    "logits_of",
     "model_from_checkpoint",
     "model_info",
     "model_size_bytes",
+    "return_logits",
     "save_checkpoint",
 ]

@@ -2,19 +2,22 @@
 
 Zoo families register their factories with ``@MODELS.register(family=..., paper=..., default_taps=[...],
 description=...)``; :func:`create` builds a zoo model by name, or a user model given as ``"package.module:factory"``.
+A user model may return a tuple, a dict or an output object with ``.logits``: :func:`create` makes it return the
+logits (the rule of :mod:`edgekd.models.outputs`).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from edgekd._imports import quiet_import
 from edgekd._registry import Registry
 from edgekd.errors import UserError
+from edgekd.models.outputs import return_logits
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -30,13 +33,14 @@ def create(name: str, **kwargs: Any) -> nn.Module:
         **kwargs: arguments of the factory, e.g. ``num_classes=10, in_channels=1``.
 
     Returns:
-        The freshly initialised model (in training mode).
+        The freshly initialised model (in training mode); a user model returns its logits
+        (:func:`~edgekd.models.outputs.return_logits`).
 
     Raises:
         UserError: unknown zoo name (with the closest names), a user path that cannot be imported or does not give an
             ``nn.Module``, or arguments the factory does not accept (with the accepted ones).
     """
-    factory = _user_factory(name) if ":" in name else MODELS.get(name)
+    factory = factory_of(name)
     _check_arguments(name, factory, kwargs)
     try:
         model = factory(**kwargs)
@@ -44,7 +48,21 @@ def create(name: str, **kwargs: Any) -> nn.Module:
         raise UserError(f"model {name!r}: {exc}; {_accepted(factory)}") from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"model {name!r}: the factory returned {type(model).__name__}, expected a torch.nn.Module")
-    return model
+    return return_logits(model) if is_user_model(name) else model
+
+
+def is_user_model(name: str) -> bool:
+    """Whether ``name`` is a user model ``"package.module:factory"`` (not a zoo name)."""
+    return ":" in name
+
+
+def factory_of(name: str) -> Callable[..., Any]:
+    """The factory :func:`create` calls for ``name``: the zoo entry, or the user's factory imported by path.
+
+    Raises:
+        UserError: as :func:`create` for an unknown name or a user path that cannot be imported.
+    """
+    return _user_factory(name) if is_user_model(name) else MODELS.get(name)
 
 
 def model_info(name: str) -> dict[str, Any]:
@@ -78,7 +96,7 @@ def _user_factory(path: str) -> Callable[..., Any]:
     if not module_name or not attr or ":" in attr:
         raise UserError(f"model {path!r}: a user model is written 'package.module:factory'")
     try:
-        module = importlib.import_module(module_name)
+        module = quiet_import(module_name)  # its libraries' import-time warnings and logs stay off the terminal
     except Exception as exc:  # any failure inside user code is the user's to fix; the cause stays chained
         raise UserError(f"model {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})") from exc
     factory = getattr(module, attr, None)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd._imports import quiet_import
 from edgekd.errors import UserError
 from edgekd.export.onnx import export_onnx
 from edgekd.quantize._private import check_calibration, nncf_options, quiet, split_batches
@@ -105,6 +106,7 @@ def strip_qat_to_onnx(qmodel: nn.Module, mean: Sequence[float], std: Sequence[fl
     if importlib.util.find_spec("torchao") is None:
         raise UserError(f"{path}: exporting a QAT model needs nncf.strip, which needs the torchao package "
                         f"(pip install torchao)")
+    quiet_import("torchao")  # what nncf.strip imports; its import logs about CUDA kernels a CPU cannot load
     normalize = Normalize(mean, std).to(example.device)
     qmodel.eval()
     with torch.no_grad(), warnings.catch_warnings():

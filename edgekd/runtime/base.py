@@ -14,7 +14,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from edgekd._registry import Registry
-from edgekd.errors import UserError
+from edgekd.errors import UserError, first_line  # noqa: F401  (re-exported: the runners import it from here)
 
 RUNTIMES: Registry[type[Runner]] = Registry("runtime")
 """Runtime name → :class:`Runner` subclass. Meta (a capability table as data): ``formats`` (artifact formats it
@@ -37,12 +37,6 @@ def register_runtime(name: str, *, formats: tuple[str, ...], precisions: tuple[s
         return cls
 
     return decorator
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (native runtimes raise multi-line messages), for a UserError."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def artifact_format(path: Path) -> str:

@@ -37,9 +37,10 @@ def check_losses(terms: Sequence[LossTerm], key: str, *, logit_only: str | None 
 
 
 def check_model(ref: ModelRef, key: str, data: DataBundle) -> None:
-    """The model builds from its name and kwargs for this data (and its checkpoint exists)."""
-    from edgekd.stages._models import build_net
+    """The model builds from its name and kwargs for this data (weights loaded from its checkpoint, if any) and maps
+    one batch of the data's shape to (N, classes) logits."""
+    from edgekd.stages._models import check_refs
 
     if ref.checkpoint is not None and not ref.checkpoint.is_file():
         raise ConfigError("recipe", f"{key}.checkpoint", f"{ref.checkpoint}: file not found")
-    as_config_error("recipe", key, lambda: build_net(ref, data))
+    as_config_error("recipe", key, lambda: check_refs([(key.split(".")[0], ref)], data))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +13,33 @@ from torch import nn
 from edgekd.config import ModelRef
 from edgekd.data import DataBundle
 from edgekd.errors import UserError
-from edgekd.models import MODELS, count_parameters, create, load_checkpoint, load_weights, model_from_checkpoint
+from edgekd.models import (
+    check_model, count_parameters, create, factory_of, load_checkpoint, load_weights, model_from_checkpoint,
+)
 from edgekd.runtime import save_torch_artifact
 from edgekd.pipeline.artifacts import Artifact, input_spec
 from edgekd.pipeline.context import StageContext
 
 
 def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:
-    """The factory call that builds ``ref`` for ``data``: zoo models get the data's channels and classes."""
-    kwargs = dict(ref.kwargs)
+    """The factory call that builds ``ref`` for ``data``.
+
+    A factory, zoo or user, whose signature names a ``num_classes`` or ``in_channels`` parameter gets the data's
+    (not through ``**kwargs``); the recipe's ``kwargs`` win.
+    """
     shape_args = {"num_classes": data.num_classes, "in_channels": data.in_channels}
-    if ref.name in MODELS:
-        accepted = inspect.signature(MODELS.get(ref.name)).parameters
-        kwargs = {**{k: v for k, v in shape_args.items() if k in accepted}, **kwargs}
-    return {"name": ref.name, "kwargs": kwargs}
+    accepted = _named_parameters(factory_of(ref.name))
+    return {"name": ref.name, "kwargs": {**{k: v for k, v in shape_args.items() if k in accepted}, **ref.kwargs}}
+
+
+def _named_parameters(factory: Any) -> set[str]:
+    """The parameters of ``factory`` that a keyword argument binds to by name (none if it has no signature)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in named}
 
 
 def build_net(ref: ModelRef, data: DataBundle, *, seed: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
@@ -42,6 +56,17 @@ def build_net(ref: ModelRef, data: DataBundle, *, seed: int | None = None) -> tu
     if ref.checkpoint is not None:
         load_weights(net, ref.checkpoint)
     return net, spec
+
+
+def check_net(net: nn.Module, data: DataBundle, label: str) -> None:
+    """:func:`~edgekd.models.check_model` of ``net`` on ``data``'s sample shape and classes (UserError if unfit)."""
+    check_model(net, tuple(data.test.x.shape[1:]), data.num_classes, label)
+
+
+def check_refs(refs: Sequence[tuple[str, ModelRef]], data: DataBundle) -> None:
+    """Build every ``(role, model)`` of ``refs`` (weights loaded) and check it on one batch, before any training."""
+    for role, ref in refs:
+        check_net(build_net(ref, data)[0], data, f"{role} model {ref.name!r}")
 
 
 def write_torch_artifact(

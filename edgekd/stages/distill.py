@@ -22,7 +22,7 @@ from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._chain import selected_assistant, train_refs
 from edgekd.stages._checks import check_losses, check_model
-from edgekd.stages._models import load_plain_net, model_spec, write_torch_artifact
+from edgekd.stages._models import check_net, check_refs, load_plain_net, model_spec, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
 
@@ -86,7 +86,9 @@ class Distill(Stage):
         teacher = None
         if teacher_artifact is not None and recipe.teacher is not None:
             teacher = (load_plain_net(ctx, teacher_artifact), recipe.teacher.model)
+            check_net(teacher[0], data, f"teacher model {recipe.teacher.model.name!r}")
         chain = chain_models(ctx)
+        check_refs([("student" if folder == "student" else "assistant", ref) for folder, ref in chain], data)
         config = smoke_config(recipe.distill.train, ctx.smoke)
         steps = train_refs(ctx, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses, config=config,
                            seed=recipe.seed, ce_weight=recipe.distill.ce_weight)

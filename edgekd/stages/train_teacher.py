@@ -1,4 +1,7 @@
-"""Stage `train-teacher`: train the teacher with cross-entropy (or take it from a checkpoint as is)."""
+"""Stage `train-teacher`: train the teacher with cross-entropy (or take it from a checkpoint as is).
+
+The teacher is first checked on one batch: (N, classes) logits, or exit 2 before any training.
+"""
 
 from __future__ import annotations
 
