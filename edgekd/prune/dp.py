@@ -1,7 +1,7 @@
 """The LayerMerge dynamic program and the two baselines of the paper (Kim et al., ICML 2024, section 4, Table 1).
 
-LayerMerge: with latency discretised in steps of ``resolution_ms`` (each entry's cost rounded *up*, so the real
-sum of the chosen entries never exceeds the budget; the paper's code truncates),
+LayerMerge: with latency discretised in steps of ``resolution_ms`` (each entry's cost rounded *up* and the budget
+*down*, so the real sum of the chosen entries never exceeds the budget; the paper's code truncates both),
 
     D[t, 0] = 0                 for every t ≥ 0
     D[t, end] = max over st < end and option c of  D[t − T(st, end, c), st] + I(st, end, c)
@@ -60,6 +60,11 @@ def _steps(latency_ms: float, resolution_ms: float) -> int:
     return max(0, math.ceil(latency_ms / resolution_ms - 1e-9))
 
 
+def _capacity(budget_ms: float, resolution_ms: float) -> int:
+    """The budget in whole steps, rounded down (with costs rounded up, the real sum stays within the budget)."""
+    return math.floor(budget_ms / resolution_ms + 1e-9) if budget_ms >= 0 else -1
+
+
 def table_budget(budget_ms: float | None, *, fraction: float | None = None, measured_ms: float | None = None,
                  unpruned_table_ms: float | None = None) -> float:
     """The budget ``T₀`` on the table's sum, from a whole-network budget.
@@ -85,7 +90,7 @@ def solve(entries: Sequence[Entry], depth: int, budget_ms: float, *, resolution_
     """The LayerMerge DP (module docstring) over ``entries`` for a chain of ``depth`` layers."""
     if resolution_ms <= 0:
         raise ValueError(f"resolution_ms must be positive, got {resolution_ms}")
-    T = _steps(budget_ms, resolution_ms) if budget_ms > 0 else -1
+    T = _capacity(budget_ms, resolution_ms)
     by_end: dict[int, list[tuple[int, Entry]]] = {}
     for entry in entries:
         by_end.setdefault(entry.option.segment.end, []).append((_steps(entry.latency_ms, resolution_ms), entry))
@@ -153,7 +158,7 @@ def solve_knapsack(items: Sequence[KnapsackItem], fixed_ms: float, budget_ms: fl
                    resolution_ms: float = 0.001) -> tuple[frozenset[int], float]:
     """The layer-pruning-only baseline: layers to keep, maximising ``Σ_kept (1 − I_drop)`` subject to
     ``fixed_ms + Σ_kept T ≤ budget_ms`` (0/1 knapsack, costs rounded up). Returns ``(kept layers, latency_ms)``."""
-    capacity = _steps(budget_ms - fixed_ms, resolution_ms) if budget_ms >= fixed_ms else -1
+    capacity = _capacity(budget_ms - fixed_ms, resolution_ms)
     if capacity < 0:
         raise UserError(f"LayerMerge budget {budget_ms:.4g} ms is below the {fixed_ms:.4g} ms of the layers that "
                         "cannot be pruned")
