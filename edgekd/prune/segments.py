@@ -89,18 +89,24 @@ def option_of(chain: Chain, st: int, end: int, kept: Iterable[int]) -> Option | 
     return Option(Segment(st, end, kept), kernel, stride, padding, depthwise)
 
 
-def _l1(chain: Chain, index: int) -> float:
-    conv = chain.module.get_submodule(chain.layer(index).conv)
-    assert isinstance(conv, nn.Conv2d)
-    return float(conv.weight.detach().abs().sum())
+def l1_norms(chain: Chain) -> dict[int, float]:
+    """``{layer: Σ|W|}`` of every layer's conv weight (the paper's tie-break between subsets)."""
+    norms = {}
+    for layer in chain.layers:
+        conv = chain.module.get_submodule(layer.conv)
+        assert isinstance(conv, nn.Conv2d)
+        norms[layer.index] = float(conv.weight.detach().abs().sum())
+    return norms
 
 
-def segment_options(chain: Chain, st: int, end: int, *, max_kernel: int | None = None) -> list[Option]:
+def segment_options(chain: Chain, st: int, end: int, *, max_kernel: int | None = None,
+                    norms: dict[int, float] | None = None) -> list[Option]:
     """Every ``(kernel, depthwise)`` option of segment ``(st, end)`` with its max-L1 kept subset, sorted by kernel;
     empty if the segment is not a candidate. ``max_kernel`` drops options with a larger merged kernel (the paper
-    keeps all; large kernels are rarely fast)."""
+    keeps all; large kernels are rarely fast). ``norms``: :func:`l1_norms`, computed here if not given."""
     if not valid_structure(chain, st, end):
         return []
+    norms = norms if norms is not None else l1_norms(chain)
     indices = range(st + 1, end + 1)
     forced = [i for i in indices if not chain.layer(i).droppable]
     classes: dict[tuple[int, bool], list[int]] = {}
@@ -109,14 +115,14 @@ def segment_options(chain: Chain, st: int, end: int, *, max_kernel: int | None =
             layer = chain.layer(i)
             classes.setdefault((layer.kernel, layer.depthwise), []).append(i)
     for members in classes.values():
-        members.sort(key=lambda i: -_l1(chain, i))
+        members.sort(key=lambda i: -norms[i])
     best: dict[tuple[int, bool], tuple[float, Option]] = {}
     for counts in itertools.product(*(range(len(m) + 1) for m in classes.values())):
         kept = forced + [i for members, n in zip(classes.values(), counts) for i in members[:n]]
         option = option_of(chain, st, end, kept)
         if option is None or (max_kernel is not None and option.kernel > max_kernel):
             continue
-        score = sum(_l1(chain, i) for i in option.segment.kept)
+        score = sum(norms[i] for i in option.segment.kept)
         key = (option.kernel, option.depthwise)
         if key not in best or score > best[key][0]:
             best[key] = (score, option)
@@ -125,10 +131,10 @@ def segment_options(chain: Chain, st: int, end: int, *, max_kernel: int | None =
 
 def candidate_options(chain: Chain, *, max_kernel: int | None = None) -> list[Option]:
     """All options of all candidate segments, ordered by ``(end, st, kernel)``."""
-    options = []
+    options, norms = [], l1_norms(chain)
     for end in range(1, chain.depth + 1):
         for st in range(end):
-            options += segment_options(chain, st, end, max_kernel=max_kernel)
+            options += segment_options(chain, st, end, max_kernel=max_kernel, norms=norms)
     return options
 
 
