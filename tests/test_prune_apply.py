@@ -58,7 +58,8 @@ def _plans(chain: Chain) -> list[Plan]:
             continue
     # a negative importance per segment makes the DP pick the fewest segments: the most merged plan
     longest = solve([Entry(e.option, 0.01, -1.0) for e in entries], chain.depth, 1e3, resolution_ms=0.01)
-    return plans + [longest.plan]
+    pruned_only = Plan.layer_pruned(chain, [layer.index for layer in chain.layers if layer.droppable][:3])
+    return plans + [pruned_only, longest.plan]
 
 
 def _normalised(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -9,7 +9,8 @@ from torch import nn
 from edgekd.errors import UserError
 from edgekd.models import create
 from edgekd.prune.graph import Skip, analyse
-from edgekd.prune.segments import Plan, Segment, candidate_options, option_of, segment_options, valid_structure
+from edgekd.prune.segments import (Plan, Segment, candidate_options, drop_changes, option_of, segment_options,
+                                   valid_structure)
 
 X = torch.rand(2, 1, 28, 28)
 
@@ -128,3 +129,13 @@ def test_max_kernel_and_plan_checks() -> None:
         Plan((Segment(0, 1, (1,)), Segment(1, 2, (2,)), Segment(2, 4, (3, 4)))).check(chain)
     with pytest.raises(UserError, match="ends at position"):
         Plan((Segment(0, 1, (1,)),)).check(chain)
+
+
+def test_layer_pruning_plan_keeps_every_activation() -> None:
+    chain = analyse(create("resnet8", num_classes=10, in_channels=1), X)
+    assert [k for k, _ in drop_changes(chain)] == ["drop-2", "drop-3", "drop-5", "drop-7"]
+    plan = Plan.layer_pruned(chain, {2, 5})
+    plan.check(chain)
+    assert plan.positions == tuple(range(8)) and plan.kept == frozenset({1, 3, 4, 6, 7})
+    with pytest.raises(UserError, match="cannot be pruned"):
+        Plan.layer_pruned(chain, {4})

@@ -138,6 +138,12 @@ def candidate_options(chain: Chain, *, max_kernel: int | None = None) -> list[Op
     return options
 
 
+def drop_changes(chain: Chain) -> list[tuple[str, Segment]]:
+    """``(key, segment)`` of every prunable layer's removal (the layer-pruning-only baseline's items)."""
+    return [(f"drop-{layer.index}", Segment(layer.index - 1, layer.index, ()))
+            for layer in chain.layers if layer.droppable]
+
+
 @dataclass(frozen=True)
 class Plan:
     """Consecutive segments covering positions ``0 … L``: what to prune and merge."""
@@ -155,6 +161,15 @@ class Plan:
         before = [Segment(i - 1, i, (i,)) for i in range(1, change.st + 1)]
         after = [Segment(i - 1, i, (i,)) for i in range(change.end + 1, chain.depth + 1)]
         return cls(tuple(before + [change] + after))
+
+    @classmethod
+    def layer_pruned(cls, chain: Chain, dropped: Iterable[int]) -> Plan:
+        """The layer-pruning-only plan: every activation kept, the convs of ``dropped`` become identities."""
+        dropped = set(dropped)
+        bad = [i for i in dropped if not chain.layer(i).droppable]
+        if bad:
+            raise UserError(f"LayerMerge: layer {bad[0]} cannot be pruned (it changes channels or resolution)")
+        return cls(tuple(Segment(i - 1, i, () if i in dropped else (i,)) for i in range(1, chain.depth + 1)))
 
     @property
     def positions(self) -> tuple[int, ...]:
