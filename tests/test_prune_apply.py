@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -108,3 +109,19 @@ def test_merged_network_exports_to_onnx_with_parity(images, tmp_path: Path) -> N
     with open_runner("onnxruntime", path, threads=1) as runner:
         result = check_parity(torch_logits, runner, x.numpy(), atol=1e-3)
     assert result["passed"], result
+
+
+def test_merged_network_rebuilds_from_model_spec_plan_and_weights(images) -> None:
+    """How a stage stores a merged network: the zoo spec, the plan as JSON, and the merged state dict."""
+    x, mean, std = images
+    xn = _normalised(x[:4], mean, std)
+    chain = analyse(_randomised("resnet8"), xn[:1])
+    plan = _plans(chain)[-1]
+    merged = build_merged(chain, plan, build_pruned(chain, plan)).eval()
+    saved = Plan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert saved == plan
+    skeleton_chain = analyse(create("resnet8", num_classes=10, in_channels=1), xn[:1])  # fresh random weights
+    rebuilt = build_merged(skeleton_chain, saved)
+    rebuilt.load_state_dict(merged.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(xn), merged(xn))

@@ -18,8 +18,9 @@ activation of layer ``end``; the activations of positions ``st+1 … end-1`` are
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -170,6 +171,18 @@ class Plan:
         if bad:
             raise UserError(f"LayerMerge: layer {bad[0]} cannot be pruned (it changes channels or resolution)")
         return cls(tuple(Segment(i - 1, i, () if i in dropped else (i,)) for i in range(1, chain.depth + 1)))
+
+    def to_json(self) -> list[list[Any]]:
+        """``[[st, end, [kept...]], ...]``: what a stage stores beside a merged network's weights."""
+        return [[s.st, s.end, list(s.kept)] for s in self.segments]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Sequence[Any]]) -> Plan:
+        """The plan of :meth:`to_json` (checked against a chain by :meth:`check`)."""
+        try:
+            return cls(tuple(Segment(int(st), int(end), tuple(int(i) for i in kept)) for st, end, kept in data))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"LayerMerge plan: expected [[st, end, [kept...]], ...], got {data!r:.80}") from exc
 
     @property
     def positions(self) -> tuple[int, ...]:
