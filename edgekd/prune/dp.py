@@ -96,7 +96,8 @@ def solve(entries: Sequence[Entry], depth: int, budget_ms: float, *, resolution_
         by_end.setdefault(entry.option.segment.end, []).append((_steps(entry.latency_ms, resolution_ms), entry))
     fastest = _fastest(by_end, depth)
     if T < 0 or fastest is None or fastest > T:
-        shown = "no complete plan exists" if fastest is None else f"the fastest plan needs {fastest * resolution_ms:.4g} ms"
+        shown = ("no complete plan exists" if fastest is None
+                 else f"the fastest plan needs {fastest * resolution_ms:.4g} ms")
         raise UserError(f"LayerMerge budget {budget_ms:.4g} ms is below the minimum: {shown}")
     imp = np.full((depth + 1, T + 1), -np.inf)
     time = np.zeros((depth + 1, T + 1), dtype=np.int64)

@@ -13,6 +13,10 @@ activation of layer ``end``; the activations of positions ``st+1 … end-1`` are
   stride the product of theirs, and it is depthwise iff every kept conv is. Of the subsets giving the same
   ``(kernel, depthwise)``, the one with the largest sum of L1 norms of the kept conv weights is taken, as the
   paper's code does.
+
+The activation after a merged conv is layer ``end``'s own, and none at a linear position (MobileNetV2's
+projections). The paper's code inserts an activation there when a segment merges several layers; edgekd does not,
+so that every plan's network differs from the original only by what the plan removes.
 """
 
 from __future__ import annotations
