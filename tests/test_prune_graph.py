@@ -108,7 +108,7 @@ def test_resnet8_segment_rules() -> None:
     options = segment_options(chain, 0, 3)
     assert [o.kernel for o in options] == [3, 5, 7]
     assert options[0].segment.kept == (1,) and options[2].segment.kept == (1, 2, 3)
-    l1 = {i: float(chain.module.get_submodule(chain.layer(i).conv).weight.abs().sum()) for i in (2, 3)}
+    l1 = {i: float(chain.module.get_submodule(chain.layer(i).conv).weight.detach().abs().sum()) for i in (2, 3)}
     assert options[1].segment.kept == (1, max(l1, key=l1.get))  # the larger-L1 conv of the two is kept
 
 
