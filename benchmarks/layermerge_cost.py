@@ -8,6 +8,8 @@ For each network (CIFAR ResNet on 1×28×28 Fashion-MNIST, x86 CPU, ONNX Runtime
 - *importance*: seconds per entry in ``proxy`` mode (BN recalibration, no gradient step) and ``finetune`` mode
   (``--steps`` SGD steps), measured on ``--sample`` entries spread over the table, and the projected total for all
   entries (per-entry mean × entries; entries are independent, so ``torchrun`` ranks divide this);
+- *unpruned*: the table's sum over the unpruned plan against the whole network measured the same way (the table
+  leaves out the head, residual adds and pooling);
 - *DP*: seconds to solve at 70 % of the unpruned network's table latency (resolution ``--resolution`` ms).
 
 Example (about 10 minutes on 2 loaded cores)::
@@ -31,7 +33,7 @@ from edgekd.models import create
 from edgekd.prune.dp import Entry, solve
 from edgekd.prune.graph import analyse
 from edgekd.prune.importance import ImportanceSettings, ImportanceStore, measure_importance
-from edgekd.prune.latency import LatencySettings, build_latency_table, signature, signature_key
+from edgekd.prune.latency import LatencySettings, build_latency_table, measure_module, signature, signature_key
 from edgekd.prune.segments import Plan, candidate_options
 
 
@@ -45,7 +47,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--max-kernel", type=int, default=None, help="drop options with larger merged kernels")
-    parser.add_argument("--sample", type=int, default=6, help="entries whose importance is measured per mode")
+    parser.add_argument("--sample", type=int, default=6,
+                        help="entries whose importance is measured per mode (0: skip the importance step)")
     parser.add_argument("--steps", type=int, default=20, help="fine-tune steps (and proxy BN batches)")
     parser.add_argument("--resolution", type=float, default=0.001, help="DP time step, ms")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -73,10 +76,10 @@ def main() -> None:
             start = time.perf_counter()
             build_latency_table(chain, options, latency, Path(tmp), batch_size=args.batch_size, console=console)
             warm_s = time.perf_counter() - start
-            step = max(1, len(options) // args.sample)
+            step = max(1, len(options) // max(1, args.sample))
             sample = [(o.key, o.segment) for o in options[::step][: args.sample]]
-            per_entry = {}
-            for mode in ("proxy", "finetune"):
+            per_entry = {"proxy": float("nan"), "finetune": float("nan")}
+            for mode in ("proxy", "finetune") if args.sample > 1 else ():
                 settings = ImportanceSettings(mode=mode, steps=args.steps, batch_size=64)
                 store = ImportanceStore(Path(tmp) / mode, settings)
                 measure_importance(chain, sample[:1], data, settings, store, console=console)  # base + warm-up
@@ -84,6 +87,7 @@ def main() -> None:
                 measure_importance(chain, sample[1:], data, settings, store, console=console)
                 per_entry[mode] = (time.perf_counter() - start) / max(1, len(sample) - 1)
         unpruned = sum(table[o.key] for o in options if o.segment in Plan.unpruned(chain).segments)
+        measured = measure_module(net, x.expand(args.batch_size, -1, -1, -1).contiguous(), latency)[latency.statistic]
         entries = [Entry(o, table[o.key], 1.0) for o in options]
         start = time.perf_counter()
         solve(entries, chain.depth, 0.7 * unpruned, resolution_ms=args.resolution)
@@ -91,11 +95,13 @@ def main() -> None:
         rows.append({"network": f"resnet{depth}", "layers": chain.depth, "entries": len(options),
                      "shapes": len(shapes), "analyse_s": analyse_s, "latency_cold_s": cold_s,
                      "latency_warm_s": warm_s, "unpruned_table_ms": unpruned,
+                     "unpruned_measured_ms": measured,
                      "proxy_s_per_entry": per_entry["proxy"], "finetune_s_per_entry": per_entry["finetune"],
                      "proxy_total_s": per_entry["proxy"] * len(options),
                      "finetune_total_s": per_entry["finetune"] * len(options), "dp_s": dp_s})
         print(json.dumps(rows[-1]), flush=True)
-    header = ("network", "layers", "entries", "shapes", "latency_cold_s", "latency_warm_s", "proxy_s_per_entry",
+    header = ("network", "layers", "entries", "shapes", "latency_cold_s", "latency_warm_s", "unpruned_table_ms",
+              "unpruned_measured_ms", "proxy_s_per_entry",
               "proxy_total_s", "finetune_s_per_entry", "finetune_total_s", "dp_s")
     print(" | ".join(header))
     for row in rows:
