@@ -1,0 +1,35 @@
+"""LayerMerge depth compression (Kim et al., "LayerMerge: Neural Network Depth Compression through Layer Pruning
+and Merging", ICML 2024), usable as a library without the pipeline runner.
+
+    chain = analyse(net, example)                                  # torch.fx: conv chain, skips, barriers
+    options = candidate_options(chain)                             # every (segment, kernel option)
+    latency = build_latency_table(chain, options, LatencySettings(device="x86-cpu"), cache_dir)
+    importance = measure_importance(chain, [(o.key, o.segment) for o in options], data,
+                                    ImportanceSettings(steps=50), ImportanceStore(dir, settings))
+    entries = [Entry(o, latency[o.key], importance[o.key]) for o in options]
+    plan = solve(entries, chain.depth, budget_ms).plan             # the DP
+    pruned = build_pruned(chain, plan)                             # fine-tune this one
+    merged = build_merged(chain, plan, pruned)                     # then deploy this one (same function)
+
+Modules: :mod:`~edgekd.prune.graph` (analysis), :mod:`~edgekd.prune.segments` (candidates, options, plans),
+:mod:`~edgekd.prune.merge` (exact merge math), :mod:`~edgekd.prune.apply` (pruned and merged networks),
+:mod:`~edgekd.prune.latency` (measured lookup table), :mod:`~edgekd.prune.importance` (importance table),
+:mod:`~edgekd.prune.dp` (the DP and the merge-only / prune-only baselines).
+"""
+
+from __future__ import annotations
+
+from edgekd.prune.apply import build_merged, build_pruned
+from edgekd.prune.dp import Entry, KnapsackItem, Solution, solve, solve_knapsack, solve_merge_only, table_budget
+from edgekd.prune.graph import Chain, Layer, Skip, analyse
+from edgekd.prune.importance import (ImportanceSettings, ImportanceStore, importance_value, load_importance,
+                                     measure_importance)
+from edgekd.prune.latency import LatencySettings, LatencyTable, build_latency_table, measure_module
+from edgekd.prune.segments import Option, Plan, Segment, candidate_options, drop_changes, segment_options
+
+__all__ = [
+    "Chain", "Entry", "ImportanceSettings", "ImportanceStore", "KnapsackItem", "LatencySettings", "LatencyTable",
+    "Layer", "Option", "Plan", "Segment", "Skip", "Solution", "analyse", "build_latency_table", "build_merged",
+    "build_pruned", "candidate_options", "drop_changes", "importance_value", "load_importance", "measure_importance",
+    "measure_module", "segment_options", "solve", "solve_knapsack", "solve_merge_only", "table_budget",
+]
