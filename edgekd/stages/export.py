@@ -21,7 +21,7 @@ from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available
+from edgekd.stages._runtime import open_artifact, tensorrt_unavailable
 
 Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
 
@@ -73,8 +73,8 @@ def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
             pair = (target.runtime, precision)
             if target.runtime == "torch":
                 continue
-            if target.runtime == "tensorrt" and not tensorrt_available():
-                not_here[f"{target.runtime}/{precision}"] = NO_TENSORRT
+            if target.runtime == "tensorrt" and (why := tensorrt_unavailable()) is not None:
+                not_here[f"{target.runtime}/{precision}"] = why
             elif pair in BUILDERS:
                 plan.append(pair)
             elif precision == "int8":
