@@ -1,8 +1,10 @@
-"""Shared fixtures: the repository paths, a quiet torch, and a helper to run the CLI in a subprocess."""
+"""Shared fixtures: the repository paths, a quiet torch, a helper to run the CLI in a subprocess, and one to check a
+run directory's files against its manifest with the real ``sha256sum -c``."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +27,14 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600, env: dict[str, s
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "edgekd.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def sha256sum_check(run_dir: Path, manifest: dict, list_file: Path) -> subprocess.CompletedProcess[str]:
+    """Write every artifact's ``files`` as a ``sha256sum`` list to ``list_file`` and run ``sha256sum -c`` on it in
+    ``run_dir`` (the peer tool, not our hashing code, decides)."""
+    if shutil.which("sha256sum") is None:
+        pytest.skip("sha256sum (GNU coreutils) is not on PATH")
+    entries = [f for art in manifest["artifacts"] for f in art["files"]]
+    assert entries, "the manifest lists no files"
+    list_file.write_text("".join(f"{f['sha256']}  {f['path']}\n" for f in entries))
+    return subprocess.run(["sha256sum", "-c", str(list_file)], cwd=run_dir, capture_output=True, text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,10 @@ from edgekd.export import (
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
+from edgekd.runtime.tensorrt_runner import tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
+TENSORRT_PROBLEM = tensorrt_problem()
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +148,26 @@ def qdq(onnx_path: Path, x: np.ndarray) -> dict[str, Path]:
             for sym in (True, False)}
 
 
-def test_onnx_precision_facts(onnx_path: Path, qdq: dict[bool, Path]) -> None:
-    assert inspect_onnx_precision(onnx_path) == {"qdq": False, "symmetric": True, "fp16": False}
-    assert inspect_onnx_precision(qdq[True]) == {"qdq": True, "symmetric": True, "fp16": False}
+@pytest.fixture(scope="module")
+def trt_qdq(onnx_path: Path, x: np.ndarray) -> Path:
+    """The QDQ graph TensorRT takes: symmetric, biases left float."""
+    return ort_static_quantize(onnx_path, onnx_path.with_name("qdq_trt.onnx"), x, symmetric_activations=True,
+                               quantize_bias=False)
+
+
+def test_onnx_precision_facts(onnx_path: Path, qdq: dict[bool, Path], trt_qdq: Path) -> None:
+    assert inspect_onnx_precision(onnx_path) == {"qdq": False, "symmetric": True, "fp16": False,
+                                                 "int32_dequantize": []}
+    facts = inspect_onnx_precision(qdq[True])
+    assert facts["qdq"] and facts["symmetric"] and not facts["fp16"] and facts["int32_dequantize"]  # int32 biases
     assert inspect_onnx_precision(qdq[False])["symmetric"] is False
+    assert inspect_onnx_precision(trt_qdq)["int32_dequantize"] == []
 
 
 @pytest.mark.parametrize("which, precision, message", [
     ("fp32", "int8", "needs a Q/DQ graph"),
     ("asymmetric", "int8", "symmetric quantization only"),
+    ("symmetric", "int8", "take int32 input"),
     ("symmetric", "fp32", "engine is int8, not fp32"),
     ("symmetric", "fp16", "engine is int8, not fp16"),
     ("fp32", "bf16", "must be fp32, fp16 or int8"),
@@ -166,22 +180,25 @@ def test_tensorrt_precision_mismatch_is_refused_before_building(onnx_path, qdq, 
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(TENSORRT_PROBLEM is None, reason="TensorRT >= 10 and a CUDA device are present here")
 def test_missing_tensorrt_is_a_user_error(onnx_path: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="TensorRT is not installed"):
+    """Without TensorRT >= 10 and a CUDA device, building and running say which of them is missing."""
+    assert TENSORRT_PROBLEM is not None
+    with pytest.raises(UserError, match=f"^{re.escape(str(tmp_path / 'm.engine'))}: {re.escape(TENSORRT_PROBLEM)}$"):
         build_engine(onnx_path, tmp_path / "m.engine")
     fake = tmp_path / "m.engine"
     fake.write_bytes(b"not an engine")
-    with pytest.raises(UserError, match="TensorRT is not installed"):
+    with pytest.raises(UserError, match=re.escape(TENSORRT_PROBLEM)):
         open_runner("tensorrt", fake)
 
 
 @pytest.mark.parametrize("precision, atol, agreement", [("fp32", 1e-3, 1.0), ("fp16", 5e-2, 0.9), ("int8", 0.25, 0.75)])
-def test_tensorrt_engine_matches_onnxruntime(onnx_path, qdq, x, tmp_path: Path, precision: str, atol: float,
+@pytest.mark.skipif(TENSORRT_PROBLEM is not None, reason=str(TENSORRT_PROBLEM))
+def test_tensorrt_engine_matches_onnxruntime(onnx_path, trt_qdq, x, tmp_path: Path, precision: str, atol: float,
                                              agreement: float) -> None:
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU and NVIDIA's "
-                                                 "package index)")
-    source = qdq[True] if precision == "int8" else onnx_path
+    import tensorrt as trt
+
+    source = trt_qdq if precision == "int8" else onnx_path
     strongly_typed_only = int(trt.__version__.split(".")[0]) >= 11
     if precision == "fp16" and strongly_typed_only and importlib.util.find_spec("onnxconverter_common") is None:
         with pytest.raises(UserError, match="install onnxconverter-common"):

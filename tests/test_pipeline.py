@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.runtime.precision import bf16_unsupported, openvino_hint
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, sha256sum_check
 
 QUICKSTART = str(ROOT / "pipelines" / "quickstart.yaml")
 STATUSES = {"done", "cached", "failed", "skipped"}
@@ -52,12 +52,14 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
     for art in m["artifacts"]:
         path = smoke_run / art["path"]
         assert not Path(art["path"]).is_absolute()
-        if art["format"] == "openvino":  # IR = model.xml + model.bin, both counted
+        if art["format"] == "openvino":  # IR = model.xml + model.bin, both counted and both listed
             assert path.suffix == ".xml"
             assert art["bytes"] == path.stat().st_size + path.with_suffix(".bin").stat().st_size
+            assert [f["path"] for f in art["files"]] == [art["path"], str(Path(art["path"]).with_suffix(".bin"))]
         else:
             assert art["bytes"] == path.stat().st_size
-            assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+            assert [f["path"] for f in art["files"]] == [art["path"]]
+        assert art["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # of the main file, as sha256sum says
         assert art["format"] in {"torch", "onnx", "openvino", "tensorrt"}
         assert art["precision"] in {"fp32", "bf16", "fp16", "int8"}
         assert art["status"] == "ok" and art["reason"] == ""
@@ -80,6 +82,8 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
     assert onnx["info"]["parity"]["top1_agreement"] >= 0.999
     # the ONNX artifact and the torch model it came from agree on test accuracy (parity ≥ 99.9 %)
     assert abs(onnx["metrics"]["accuracy"] - names["student"]["metrics"]["accuracy"]) <= 0.002
+    checked = sha256sum_check(smoke_run, m, smoke_run.parent / "SHA256SUMS")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert (smoke_run / "report.md").is_file() and (smoke_run / "report.html").is_file()
     assert "student-onnx-fp32" in (smoke_run / "report.md").read_text()
 

@@ -1,23 +1,37 @@
 """TensorRT engine build from an ONNX artifact with the TensorRT Python API, on TensorRT 10 and 11.
 
 An engine is tied to the GPU architecture and the TensorRT version that built it: build it on the target device.
+Building needs TensorRT >= 10 and a CUDA device (:func:`edgekd.runtime.tensorrt_runner.tensorrt_problem` says what
+is missing; the build then stops with a one-line UserError).
 
 Precision policy (the precision asked for is the precision of the engine, or the build fails with a UserError):
 
-- ``fp32``: an fp32 graph without Q/DQ nodes.
+- ``fp32``: an fp32 graph without Q/DQ nodes, built with ``BuilderFlag.TF32`` cleared. TensorRT enables TF32 by
+  default, and on Ampere and later GPUs (every Jetson Orin) convolutions and matrix products would then round their
+  inputs to 10-bit mantissas under an fp32 label; cleared, they compute in IEEE fp32.
 - ``fp16``: TensorRT 10 builds the fp32 graph with ``BuilderFlag.FP16`` (weak typing). TensorRT 11 is strongly typed
   only and removed that flag: the graph itself must be fp16, so an fp32 graph is converted with onnxconverter-common
-  (``convert_float_to_float16(keep_io_types=True)``) when it is installed, else the build stops and says so.
+  (``convert_float_to_float16(keep_io_types=True)``) when it is installed, else the build stops and says so. Layers
+  TensorRT keeps in float may use TF32 (its default).
 - ``int8``: explicit quantization only: the graph must carry QuantizeLinear/DequantizeLinear pairs with zero points
-  of 0 (TensorRT supports symmetric quantization only; make it with ``ort_static_quantize(...,
-  symmetric_activations=True)``). TensorRT 10 sets ``BuilderFlag.INT8``; TensorRT 11 takes the types from the graph.
-  Implicit (calibrator) INT8 is deprecated in 10 and gone in 11, so it is not offered.
+  of 0 (TensorRT supports symmetric quantization only) and no DequantizeLinear of int32 data (TensorRT's
+  ``IDequantizeLayer`` takes INT8, FP8 or INT4 inputs only, so biases stay float); make it with
+  ``ort_static_quantize(..., symmetric_activations=True, quantize_bias=False)``. TensorRT 10 sets
+  ``BuilderFlag.INT8``; TensorRT 11 takes the types from the graph. Implicit (calibrator) INT8 is deprecated in 10
+  and gone in 11, so it is not offered.
 
-A dynamic batch dimension gets one optimisation profile ``(1, opt_batch, max_batch)``.
+Every engine is built with ``ProfilingVerbosity.DETAILED``, so the engine inspector reports each layer's data types
+(:func:`edgekd.runtime.tensorrt_runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
+``(1, opt_batch, max_batch)``; a fixed one builds a static-batch engine.
+
+A timing cache (``timing_cache=``) is read before the build and the builder's own cache is written back atomically
+after it. A cache TensorRT refuses (made by another GPU or TensorRT version, or corrupt) is reported in the log and
+replaced by a fresh one; it is never written back unchanged.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -27,14 +41,17 @@ import numpy as np
 from edgekd._atomic import atomic_write_bytes
 from edgekd.errors import UserError
 from edgekd.runtime import first_line
-from edgekd.runtime.tensorrt_runner import TENSORRT_MISSING
+from edgekd.runtime.tensorrt_runner import tensorrt_problem
+
+log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "fp16", "int8"]
 
 
 def inspect_onnx_precision(onnx_path: Path) -> dict[str, Any]:
     """What the graph at ``onnx_path`` says about its precision: ``qdq`` (has QuantizeLinear nodes),
-    ``symmetric`` (every Q/DQ zero point is 0), ``fp16`` (has float16 initializers)."""
+    ``symmetric`` (every Q/DQ zero point is 0), ``fp16`` (has float16 initializers) and ``int32_dequantize`` (the
+    names of DequantizeLinear nodes whose input is int32, e.g. biases ONNX Runtime quantized)."""
     import onnx
     from onnx import numpy_helper
 
@@ -45,24 +62,48 @@ def inspect_onnx_precision(onnx_path: Path) -> dict[str, Any]:
     inits = {i.name: i for i in model.graph.initializer}
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     zero_points = [numpy_helper.to_array(inits[n.input[2]]) for n in qdq if len(n.input) > 2 and n.input[2] in inits]
+    types = _tensor_types(model) if qdq else {}
     return {
         "qdq": bool(qdq),
         "symmetric": all(not np.any(zp) for zp in zero_points),
         "fp16": any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer),
+        "int32_dequantize": [n.name or n.output[0] for n in qdq if n.op_type == "DequantizeLinear"
+                             and types.get(n.input[0]) == onnx.TensorProto.INT32],
     }
+
+
+def _tensor_types(model: Any) -> dict[str, int]:
+    """The element type of every named tensor of ``model`` (initializers, Constant nodes, inputs, inferred values)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]}
+    types.update({i.name: i.data_type for i in graph.initializer})
+    for node in graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                types[node.output[0]] = value.data_type
+    return types
 
 
 def _check_graph(onnx_path: Path, precision: Precision) -> dict[str, Any]:
     """The graph facts, or a UserError when the graph cannot give an engine of ``precision``."""
     facts = inspect_onnx_precision(onnx_path)
+    how = "ort_static_quantize with symmetric_activations=True and quantize_bias=False"
     if precision == "int8" and not facts["qdq"]:
-        raise UserError(f"{onnx_path}: TensorRT int8 needs a Q/DQ graph; quantize it first "
-                        f"(ort_static_quantize with symmetric_activations=True)")
-    if precision == "int8" and not facts["symmetric"]:
-        raise UserError(f"{onnx_path}: TensorRT supports symmetric quantization only, this graph has non-zero zero "
-                        f"points; quantize with symmetric_activations=True")
+        raise UserError(f"{onnx_path}: TensorRT int8 needs a Q/DQ graph; quantize it first ({how})")
     if precision != "int8" and facts["qdq"]:
         raise UserError(f"{onnx_path}: this graph has Q/DQ nodes, so its TensorRT engine is int8, not {precision}")
+    if precision == "int8" and not facts["symmetric"]:
+        raise UserError(f"{onnx_path}: TensorRT supports symmetric quantization only, this graph has non-zero zero "
+                        f"points; quantize with {how}")
+    if facts["int32_dequantize"]:
+        nodes = facts["int32_dequantize"]
+        raise UserError(f"{onnx_path}: TensorRT dequantizes INT8, FP8 or INT4 only, but {len(nodes)} DequantizeLinear "
+                        f"node(s) take int32 input ({', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''}: "
+                        f"quantized biases); quantize with {how}")
     return facts
 
 
@@ -101,10 +142,16 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
     """Build a TensorRT engine from ``onnx_path`` and write it atomically to ``engine_path``.
 
     Args:
-        precision: ``fp32``, ``fp16`` or ``int8`` (see the module docstring for what each needs).
-        timing_cache: a file read before the build (if present) and rewritten after it, so rebuilds are fast.
+        precision: ``fp32``, ``fp16`` or ``int8`` (see the module docstring for what each needs; fp32 engines are
+            built without TF32).
+        timing_cache: a file read before the build (if present and accepted by TensorRT) and replaced by the
+            builder's cache after it, so rebuilds are fast.
         workspace_mb: the builder's workspace memory pool limit in MiB.
         opt_batch, max_batch: the optimisation profile of a dynamic batch dimension (min is 1).
+
+    Raises:
+        UserError: the graph cannot give an engine of ``precision``, TensorRT >= 10 or a CUDA device is missing, or
+            TensorRT cannot parse or build the graph.
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise UserError(f"TensorRT precision must be fp32, fp16 or int8, got {precision!r}")
@@ -112,18 +159,23 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
         raise ValueError(f"need workspace_mb >= 1 and 1 <= opt_batch <= max_batch, got {workspace_mb}, "
                          f"{opt_batch}, {max_batch}")
     facts = _check_graph(Path(onnx_path), precision)
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise UserError(f"{engine_path}: {TENSORRT_MISSING}") from None
+    if (problem := tensorrt_problem()) is not None:
+        raise UserError(f"{engine_path}: {problem}")
+    import tensorrt as trt
 
     strongly_typed = int(trt.__version__.split(".")[0]) >= 11
     logger = _error_logger(trt)
     builder = trt.Builder(logger)
+    if builder is None:
+        raise UserError(f"{engine_path}: TensorRT {trt.__version__} could not create a builder "
+                        f"({_last_error(logger, 'no usable CUDA device')})")
     network = builder.create_network(0)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if not strongly_typed and precision in ("fp16", "int8"):
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the inspector then reports each layer's types
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # enabled by default: fp32 would compute in TF32 on Ampere+
+    elif not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.INT8)
     with tempfile.TemporaryDirectory(prefix="edgekd-trt-") as work:
         source = Path(onnx_path)
@@ -134,16 +186,40 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
             errors = "; ".join(str(parser.get_error(i)).replace("\n", " ") for i in range(parser.num_errors))
             raise UserError(f"{onnx_path}: TensorRT cannot parse this model ({errors or 'no error message'})")
     _add_batch_profile(builder, network, config, opt_batch, max_batch)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache and timing_cache.exists() else b"")
-    config.set_timing_cache(cache, False)  # False: refuse a cache from another GPU or TensorRT
+    cache = _attach_timing_cache(trt, config, timing_cache, logger) if timing_cache is not None else None
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        reason = logger.errors[-1].replace("\n", " ") if logger.errors else "no error message"
-        raise UserError(f"{onnx_path}: TensorRT {trt.__version__} failed to build a {precision} engine ({reason})")
+        raise UserError(f"{onnx_path}: TensorRT {trt.__version__} failed to build a {precision} engine "
+                        f"({_last_error(logger, 'no error message')})")
     atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
-    if timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(memoryview(cache.serialize())))
+    if cache is not None and timing_cache is not None:
+        filled = config.get_timing_cache() or cache  # the builder's own cache, with this build's timings
+        atomic_write_bytes(timing_cache, bytes(memoryview(filled.serialize())))
     return Path(engine_path)
+
+
+def _last_error(logger: Any, default: str) -> str:
+    return logger.errors[-1].replace("\n", " ") if logger.errors else default
+
+
+def _attach_timing_cache(trt: Any, config: Any, path: Path, logger: Any) -> Any:
+    """Give the builder the timing cache stored at ``path``, or a fresh one when there is none or TensorRT refuses
+    it (``create_timing_cache`` returns None for a corrupt file; ``set_timing_cache`` returns False for a cache
+    from another GPU or TensorRT version, since mismatches are not ignored). Returns the attached cache, which must
+    outlive the build; None when TensorRT takes no cache at all (the build then runs without one)."""
+    stored = path.read_bytes() if path.is_file() else b""
+    if stored:
+        cache = config.create_timing_cache(stored)
+        if cache is not None and config.set_timing_cache(cache, False):  # False: do not ignore a mismatch
+            return cache
+        log.warning("%s: TensorRT %s refused this timing cache (%s); starting a fresh one", path, trt.__version__,
+                    "unreadable" if cache is None else "made by another GPU or TensorRT version")
+        logger.errors.clear()  # the refusal is handled: it is not the reason of a later build failure
+    cache = config.create_timing_cache(b"")
+    if cache is not None and config.set_timing_cache(cache, False):
+        return cache
+    log.warning("%s: TensorRT %s refused a fresh timing cache; building without one", path, trt.__version__)
+    return None
 
 
 def _add_batch_profile(builder: Any, network: Any, config: Any, opt_batch: int, max_batch: int) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edgekd.pipeline.hashing import sha256_path, size_bytes
+from edgekd.pipeline.hashing import describe_output
 
 Format = Literal["torch", "onnx", "openvino", "tensorrt"]
 Status = Literal["ok", "failed"]
@@ -15,6 +15,11 @@ Status = Literal["ok", "failed"]
 @dataclass
 class Artifact:
     """A model artifact. ``path`` is relative to the run directory; ``metrics`` is filled by later stages.
+
+    ``sha256`` is the SHA-256 of the file at ``path``; ``files`` lists ``{path, bytes, sha256}`` for every file of the
+    artifact (an OpenVINO IR: its ``.xml`` and ``.bin``), so ``sha256sum -c`` verifies it; ``combined_sha256`` digests
+    them all together (for cache keys). ``bytes`` counts every file. Records written before ``files`` existed load
+    with both left empty.
 
     ``status`` is ``failed`` (with the one-line ``reason``) when a check or a runtime failed on this artifact: it is
     then kept in the manifest and the report with its figures, skipped by later measurements and never selected.
@@ -29,6 +34,8 @@ class Artifact:
     input: dict[str, Any]
     bytes: int = 0
     sha256: str = ""
+    combined_sha256: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     smoke: bool = False
@@ -37,8 +44,8 @@ class Artifact:
 
     @classmethod
     def from_file(cls, run_dir: Path, path: Path, **fields: Any) -> Artifact:
-        """Record ``path`` (inside ``run_dir``) with its size and hash."""
-        return cls(path=str(path.relative_to(run_dir)), bytes=size_bytes(path), sha256=sha256_path(path), **fields)
+        """Record ``path`` (inside ``run_dir``) with its size and digests."""
+        return cls(path=str(path.relative_to(run_dir)), **describe_output(run_dir, path), **fields)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

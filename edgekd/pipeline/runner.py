@@ -11,6 +11,9 @@ from its last epoch checkpoint.
 Under ``torchrun`` (several ranks) rank 0 decides, runs and records every stage and alone writes files; stages that
 declare ``distributed = True`` (the training stages) are run by every rank together, the others by rank 0 while the
 rest wait at a barrier. After each stage the other ranks read the record rank 0 wrote, so they see its artifacts.
+
+A run holds the run directory's lock (:mod:`edgekd.pipeline.lock`) from start to end, so two runs never write the
+same folder.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from edgekd.config import Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd._atomic import atomic_write_json, atomic_write_text
 from edgekd.pipeline.context import ALL_ARTIFACTS, ALL_RECORDS, SMOKE_SUBSET, StageContext, fingerprint
-from edgekd.pipeline.hashing import sha256_json, sha256_path
+from edgekd.pipeline.hashing import describe_output, output_change, sha256_json
+from edgekd.pipeline.lock import run_dir_lock
 from edgekd.pipeline.manifest import read_json
 from edgekd.pipeline.provenance import git_commit, host_info, library_versions
 from edgekd.pipeline.stage import Stage, StageResult, check_stages, ordered_stages
@@ -136,11 +140,8 @@ class PipelineRunner:
         if changed:
             return f"input changed: {', '.join(changed)}"
         for output in [*previous["artifacts"], *previous["files"]]:
-            path = self.run_dir / output["path"]
-            if not path.exists():
-                return f"output missing: {output['path']}"
-            if sha256_path(path) != output["sha256"]:
-                return f"output modified: {output['path']}"
+            if (change := output_change(self.run_dir, output)) is not None:
+                return change
         return None
 
     # -- manifest -------------------------------------------------------------------------------------------------
@@ -188,7 +189,8 @@ class PipelineRunner:
         """Run every enabled stage; return the final manifest. Stage exceptions propagate after being recorded."""
         created = dist.init_process_group()  # under torchrun: join the other ranks (no-op otherwise)
         try:
-            return self._run_all()
+            with run_dir_lock(self.run_dir):  # one writer per run directory (a second run exits 2 at once)
+                return self._run_all()
         finally:
             if created:
                 dist.destroy_process_group()
@@ -311,7 +313,8 @@ class PipelineRunner:
             "metrics": result.metrics,
             "failures": result.failures,
             "manifest": result.manifest,
-            "files": [{"path": str(f.relative_to(self.run_dir)), "sha256": sha256_path(f)} for f in result.files],
+            "files": [{"path": str(f.relative_to(self.run_dir)), **describe_output(self.run_dir, f)}
+                      for f in result.files],
         }
         return {
             "name": stage.name,

@@ -3,8 +3,10 @@
 ``quant_pre_process`` (symbolic shape inference + graph optimisation, the step ONNX Runtime recommends) runs first;
 then ``quantize_static`` inserts QuantizeLinear/DequantizeLinear pairs with QInt8 weights (per channel by default) and
 QInt8 activations whose scales come from the calibration batches. Static QDQ runs on every execution provider;
-``quantize_dynamic`` would give ConvInteger, which many providers lack, so it is not offered. Symmetric activations
-(zero point 0) are what TensorRT needs.
+``quantize_dynamic`` would give ConvInteger, which many providers lack, so it is not offered. A graph for TensorRT
+needs symmetric activations (zero point 0) and float biases: ONNX Runtime quantizes biases to int32 behind a
+DequantizeLinear by default (``QuantizeBias``), and TensorRT's ``IDequantizeLayer`` takes INT8, FP8 or INT4 inputs
+only.
 
 Recipe snippet (symmetric activations are chosen when the device offers TensorRT)::
 
@@ -45,7 +47,8 @@ class _Batches:
 
 
 def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, per_channel: bool = True,
-                        symmetric_activations: bool, calibrate_method: CalibrateMethod = "minmax") -> Path:
+                        symmetric_activations: bool, quantize_bias: bool = True,
+                        calibrate_method: CalibrateMethod = "minmax") -> Path:
     """Quantize the fp32 ONNX artifact ``fp32_onnx`` to a QDQ INT8 artifact at ``out`` (written atomically).
 
     Args:
@@ -55,6 +58,8 @@ def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, 
         per_channel: one weight scale per output channel (else per tensor).
         symmetric_activations: activation zero points fixed at 0 (``ActivationSymmetric``); weights are always
             symmetric.
+        quantize_bias: store biases as int32 (scale = input scale × weight scale) behind a DequantizeLinear, as ONNX
+            Runtime's kernels fuse them; False keeps them float, as TensorRT needs.
         calibrate_method: how activation ranges are chosen: ``minmax`` (observed range), ``entropy`` (KL-divergence
             threshold, as TensorRT's entropy calibrator) or ``percentile`` (99.999th percentile of |x|).
     """
@@ -77,6 +82,6 @@ def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, 
                             per_channel=per_channel, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
                             extra_options={"ActivationSymmetric": symmetric_activations,
-                                           "WeightSymmetric": True})
+                                           "WeightSymmetric": True, "QuantizeBias": quantize_bias})
         log.debug("quantize_static: %s", chatter.getvalue())
     return Path(out)

@@ -6,10 +6,17 @@ by address with the name-based tensor API of TensorRT 10 and 11 (``set_input_sha
 copies, as an application pays them (trtexec reports those separately as H2D/D2H latency).
 
 Engine files are executable artifacts (compiled CUDA kernels): open only engines you built.
+
+What ran is read back from the engine itself: :func:`layer_precisions` lists the data types of every layer's inputs
+and outputs as the engine inspector reports them (``IEngineInspector`` JSON of an engine built with
+``ProfilingVerbosity.DETAILED``), and :func:`precision_counts` sums them up for :meth:`TensorRtRunner.describe`.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -19,6 +26,72 @@ from edgekd.runtime.base import Runner, register_runtime
 
 TENSORRT_MISSING = "TensorRT is not installed (needs an NVIDIA GPU and NVIDIA's package index)"
 
+#: the oldest TensorRT edgekd builds and runs engines with (the name-based tensor API; JetPack 6.1 ships 10.3)
+MIN_TENSORRT_MAJOR = 10
+
+
+def tensorrt_problem() -> str | None:
+    """Why TensorRT engines cannot be built or run here, in one line; None when they can.
+
+    Needs the ``tensorrt`` package at version >= :data:`MIN_TENSORRT_MAJOR` and a CUDA device that torch sees (the
+    builder times kernels on the GPU; the runner keeps its tensors in torch CUDA memory).
+    """
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError):  # OSError: the package is there but libnvinfer is not
+        return TENSORRT_MISSING
+    major = int(trt.__version__.split(".")[0])
+    if major < MIN_TENSORRT_MAJOR:
+        return (f"TensorRT {trt.__version__} is too old: edgekd needs TensorRT >= {MIN_TENSORRT_MAJOR} "
+                f"(JetPack 6.1 or later on a Jetson)")
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"TensorRT {trt.__version__} is installed but torch sees no CUDA device: engines are built and run "
+                f"on an NVIDIA GPU, with a CUDA build of torch")
+    return None
+
+
+#: data type words in the inspector's "Format/Datatype" strings (TensorRT 10: "Row major linear FP32", "Channel
+#: major FP16 format where channel % 8 == 0", "... Int8 format"; older builds say Float / Half)
+_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16",
+              "int8": "int8", "fp8": "fp8", "int4": "int4", "fp4": "fp4"}
+_DATATYPE = re.compile(r"\b(" + "|".join(_DATATYPES) + r")\b", re.IGNORECASE)
+
+
+def layer_precisions(engine: Any) -> list[dict[str, Any]]:
+    """:func:`inspector_layers` of ``engine`` (a deserialized ``ICudaEngine``), read with its engine inspector.
+
+    Needs an engine built with ``ProfilingVerbosity.DETAILED`` (what :func:`edgekd.export.build_engine` does);
+    with less detail the inspector names the layers only and their types come back empty.
+    """
+    import tensorrt as trt
+
+    return inspector_layers(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def inspector_layers(info_json: str) -> list[dict[str, Any]]:
+    """``{name, type, inputs, outputs, tactic}`` for every layer of the engine inspector's JSON: the float or
+    quantized data types of the layer's input and output tensors (integer index and shape tensors left out) and the
+    kernel TensorRT chose."""
+    info = json.loads(info_json)
+
+    def types(tensors: list[Any]) -> list[str]:
+        found = (_DATATYPE.search(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, dict))
+        return sorted({_DATATYPES[m.group(1).lower()] for m in found if m})
+
+    return [{"name": layer.get("Name", ""), "type": layer.get("LayerType", ""),
+             "inputs": types(layer.get("Inputs", [])), "outputs": types(layer.get("Outputs", [])),
+             "tactic": str(layer.get("TacticName", ""))}
+            for layer in info.get("Layers", []) if isinstance(layer, dict)]
+
+
+def precision_counts(layers: list[dict[str, Any]]) -> dict[str, int]:
+    """How many layers compute in each precision (a layer counts under the narrowest type among its inputs)."""
+    order = ["fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32"]
+    return dict(Counter(min(layer["inputs"] or layer["outputs"], key=order.index)
+                        for layer in layers if layer["inputs"] or layer["outputs"]))
+
 
 @register_runtime("tensorrt", formats=("tensorrt",), precisions=("fp32", "fp16", "int8"), devices=("cuda",),
                   options=("device",))
@@ -27,18 +100,15 @@ class TensorRtRunner(Runner):
     GPU and must be left unset."""
 
     def _load(self, device: str = "cuda:0") -> None:
-        try:
-            import tensorrt as trt
-        except ImportError:
-            raise UserError(f"{self.path}: {TENSORRT_MISSING}") from None
-        import torch
-
         if self.threads is not None:
             raise UserError(f"runtime 'tensorrt': threads={self.threads} does not apply to a GPU runtime")
         if not device.lower().startswith("cuda"):
             raise UserError(f"runtime 'tensorrt': device must be cuda or cuda:N, got {device!r}")
-        if not torch.cuda.is_available():
-            raise UserError(f"{self.path}: the TensorRT runner needs a CUDA build of torch and a visible GPU")
+        if (problem := tensorrt_problem()) is not None:
+            raise UserError(f"{self.path}: {problem}")
+        import tensorrt as trt
+        import torch
+
         self.device = torch.device(device.lower())
         self._logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(self.device):
@@ -89,7 +159,8 @@ class TensorRtRunner(Runner):
         return {"runtime": self.name, "version": trt.__version__, "device": str(self.device),
                 "gpu": torch.cuda.get_device_name(self.device), "compute_capability": f"{major}.{minor}",
                 "threads": None, "max_batch": self._max_batch,
-                "inference_precision": "per layer, as built (the engine inspector lists each layer's precision)"}
+                "layer_precisions": precision_counts(layer_precisions(self.engine)),
+                "inference_precision": "per layer, as built (see layer_precisions)"}
 
     def close(self) -> None:
         for attribute in ("context", "engine", "stream"):

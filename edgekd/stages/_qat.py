@@ -21,7 +21,7 @@ from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.stages._models import load_plain_net
 from edgekd.stages._training import smoke_config
-from edgekd.stages._runtime import NO_TENSORRT, tensorrt_available, tensorrt_int8
+from edgekd.stages._runtime import tensorrt_int8, tensorrt_unavailable
 
 Builder = tuple[str, str, str, Callable[[Path], Path]]
 
@@ -93,8 +93,8 @@ def qat_builders(ctx: StageContext, qat: QatConfig, source: Artifact, calibratio
             not_built[name] = no_torchao
     if "tensorrt" in runtimes:
         name = f"{source.name}-tensorrt-int8-qat"
-        if not tensorrt_available():
-            not_built[name] = NO_TENSORRT
+        if (why := tensorrt_unavailable()) is not None:
+            not_built[name] = why
         elif not has_torchao:
             not_built[name] = no_torchao
         else:

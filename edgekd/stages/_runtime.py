@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
 from edgekd.runtime.precision import openvino_hint
+from edgekd.runtime.tensorrt_runner import tensorrt_problem
 
 
 #: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
@@ -47,14 +47,14 @@ def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
                        **runner_options(ctx.device, artifact.runtime, artifact.precision))
 
 
-#: why a TensorRT artifact cannot be built on a host without TensorRT
-NO_TENSORRT = ("TensorRT is not installed here: engines are built on the device itself "
-               "(pip install 'edgekd[tensorrt]' on a machine with an NVIDIA GPU)")
-
-
-def tensorrt_available() -> bool:
-    """Whether the TensorRT Python package can be imported here."""
-    return importlib.util.find_spec("tensorrt") is not None
+def tensorrt_unavailable() -> str | None:
+    """Why TensorRT artifacts cannot be built and run here (TensorRT >= 10 and a CUDA device are needed), in one
+    line; None when they can. The same check the engine builder and the TensorRT tests make."""
+    problem = tensorrt_problem()
+    if problem is None:
+        return None
+    return (f"{problem}; engines are built on the device itself: pip install 'edgekd[tensorrt]' there, or JetPack's "
+            f"python3-libnvinfer on a Jetson")
 
 
 def tensorrt_int8(qdq_onnx: Path, out: Path) -> Path:

@@ -25,7 +25,7 @@ from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.runtime.precision import WEIGHTS, bf16_unsupported
 from edgekd.stages._failures import attempt, failure, mark_failed
 from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import NO_TENSORRT, open_artifact, tensorrt_available
+from edgekd.stages._runtime import open_artifact, tensorrt_unavailable
 
 Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
 
@@ -81,8 +81,8 @@ def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
                 not_here[f"torch/{precision}"] = ("the torch models themselves (teacher, student) are measured as "
                                                   "they are; nothing to export")
                 continue
-            if target.runtime == "tensorrt" and not tensorrt_available():
-                not_here[f"{target.runtime}/{precision}"] = NO_TENSORRT
+            if target.runtime == "tensorrt" and (why := tensorrt_unavailable()) is not None:
+                not_here[f"{target.runtime}/{precision}"] = why
             elif precision == "bf16" and pair in BUILDERS and (why := bf16_unsupported(target.runtime, target.device)):
                 not_here[f"{target.runtime}/{precision}"] = why
             elif pair in BUILDERS:

@@ -31,7 +31,7 @@ from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._checks import check_losses
 from edgekd.stages._failures import attempt, mark_failed
 from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import NO_TENSORRT, open_artifact, runner_options, tensorrt_available, tensorrt_int8
+from edgekd.stages._runtime import open_artifact, runner_options, tensorrt_int8, tensorrt_unavailable
 
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
@@ -156,12 +156,12 @@ class Quantize(Stage):
         not_built: dict[str, str] = {f"{r}/int8": NO_QUANTIZER for r in runtimes if r not in QUANTIZED_RUNTIMES}
         if "tensorrt" in runtimes:
             name = f"{stem}-tensorrt-int8-ort"
-            if tensorrt_available():
+            if (why := tensorrt_unavailable()) is None:  # TensorRT: symmetric, biases left float (no int32 DQ)
                 plan.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(ort_static_quantize(
                     onnx_fp32, out / "qdq.onnx", calibration, per_channel=True, symmetric_activations=True,
-                    calibrate_method=cfg.ort.calibrate_method), out)))
+                    quantize_bias=False, calibrate_method=cfg.ort.calibrate_method), out)))
             else:
-                not_built[name] = NO_TENSORRT
+                not_built[name] = why
         if "openvino" in runtimes:
             ir_fp32 = self._fp32(ctx, source, "openvino")
             plan.append((f"{stem}-openvino-int8-nncf", "openvino", "openvino", lambda out: nncf_ptq(
