@@ -8,7 +8,7 @@ from edgekd.config.device import Budgets
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.report.build import build_html
 from edgekd.report.tables import markdown_table
-from edgekd.stages.select import budget_failures, rank_key
+from edgekd.stages._selection import budget_failures, rank_key
 
 
 def art(name: str, accuracy: float | None, p90: float | None, mb: float) -> Artifact:

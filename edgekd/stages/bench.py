@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.bench.latency import measure_latency
+from edgekd.bench.latency import latency_stats, samples_ms, time_calls
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.errors import UserError
 from edgekd.pipeline.context import StageContext
@@ -45,12 +45,13 @@ class Bench(Stage):
         for artifact in ctx.artifacts:
             runner = open_artifact(ctx, artifact)
             try:
-                stats = measure_latency(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs,
-                                        max_seconds=cfg.max_seconds)
+                durations = time_calls(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs,
+                                       max_seconds=cfg.max_seconds)
             finally:
                 runner.close()
+            stats = latency_stats(durations)
             metrics[artifact.name] = {"latency_ms": stats, "batch_size": cfg.batch_size,
-                                      "threads": ctx.device.threads}
+                                      "threads": ctx.device.threads, "samples_ms": samples_ms(durations)}
             ctx.log(f"{artifact.name} ({artifact.runtime}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms "
                     f"over {stats['runs']} runs")
         return StageResult(metrics=metrics)
