@@ -145,3 +145,26 @@ def test_cli_exit_codes_and_markdown_table(tmp_path: Path, capsys: pytest.Captur
     assert main(["check", str(old), "--baseline", str(baseline), "--format", "html"]) == 2
     err = capsys.readouterr().err
     assert "baseline file not found" in err and "not an edgekd baseline" in err and "Traceback" not in err
+
+
+def test_example_workflow_runs_valid_commands(tmp_path: Path) -> None:
+    """The shipped GitHub Actions workflow: its `edgekd run` resolves (validate) and its `edgekd check` options work."""
+    import shlex
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "edgekd-gate.yml").read_text())
+    lines = [line.strip() for step in workflow["jobs"]["gate"]["steps"] for line in step.get("run", "").splitlines()]
+    commands = [shlex.split(c) for c in " ".join(lines).split("edgekd ")[1:]]
+    run = next(c for c in commands if c[0] == "run")
+    assert "--smoke" not in run
+    out = run.index("--out")
+    assert main(["validate", *run[1:out], *run[out + 2:]]) == 0
+    check = next(c for c in commands if c[0] == "check")
+    old = _run_dir(tmp_path, "old", _manifest())
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", str(old), "-o", str(baseline)]) == 0
+    options = check[check.index("--baseline") + 2:check.index(">")]
+    assert main(["check", str(old), "--baseline", str(baseline), *options]) == 0

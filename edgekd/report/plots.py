@@ -41,8 +41,9 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
 def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     """Test accuracy vs p50 latency of every measured artifact: the Pareto front, budgets, the selected one.
 
-    Artifacts that miss a budget are drawn hollow; the front (no artifact both faster and more accurate) is a step
-    line; the device's latency budget (at its own statistic) and accuracy floor are dashed lines.
+    Artifacts that miss a budget are drawn hollow, those the device cannot run (not selection candidates) as grey
+    squares; the Pareto front of the candidates (no candidate both faster and more accurate) is a step line; the
+    device's latency budget (at its own statistic) and accuracy floor are dashed lines.
     """
     arts = [a for a in manifest["artifacts"] if a.get("status", "ok") != "failed"
             and "accuracy" in a.get("metrics", {}) and "latency_ms" in a.get("metrics", {})]
@@ -50,7 +51,8 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     if not points:
         return None
     misses = {a["name"] for a in arts if a["metrics"].get("meets_budgets") is False}
-    front = pareto_front(points)
+    candidates = set((manifest.get("selection") or {}).get("candidates") or [p[0] for p in points])
+    front = pareto_front([p for p in points if p[0] in candidates]) or pareto_front(points)
     by_name = {p[0]: p for p in points}
     plt = _figure()
     fig, ax = plt.subplots(figsize=(9 if len(points) > 5 else 7.5, 4.8), dpi=110)
@@ -59,11 +61,12 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     ax.step(xs, ys, where="post", color="#2b6cb0", alpha=0.5, linewidth=1.5, zorder=2, label="Pareto front")
     for i, (name, latency, acc) in enumerate(sorted(points, key=lambda p: p[1])):
         chosen = name == manifest.get("selected")
-        color = plt.get_cmap("tab20")(i % 20)
+        color = plt.get_cmap("tab20")(i % 20) if name in candidates else "#a0aec0"
         hollow = name in misses
-        ax.scatter(latency, acc, s=170 if chosen else 50, marker="*" if chosen else "o", zorder=3,
-                   label=name + (" (misses a budget)" if hollow else ""), edgecolors=color,
-                   facecolors="none" if hollow else color, linewidths=1.5)
+        note = " (misses a budget)" if hollow else "" if name in candidates else " (runtime not on the device)"
+        ax.scatter(latency, acc, s=170 if chosen else 50, marker="*" if chosen else "o" if name in candidates
+                   else "s", zorder=3, label=name + note, edgecolors=color, facecolors="none" if hollow else color,
+                   linewidths=1.5)
         if chosen or not crowded:
             ax.annotate(name + (" (selected)" if chosen else ""), (latency, acc), textcoords="offset points",
                         xytext=(6, 10 - 14 * (i % 3)), fontsize=8, fontweight="bold" if chosen else "normal")
