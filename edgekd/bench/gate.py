@@ -16,6 +16,7 @@ Comparisons across recipes, devices, smoke settings or bench batch sizes are ref
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,16 +111,14 @@ def snapshot(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or a UserError naming what is wrong with it."""
-    import json
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: baseline file not found (make one with `edgekd baseline RUN -o {path}`)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable JSON baseline ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(data.get("artifacts"),
-                                                                                                dict):
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(
+            data.get("artifacts"), dict):
         raise UserError(f"{path}: not an edgekd baseline (expected \"format\": \"{BASELINE_FORMAT}\"; make one with "
                         "`edgekd baseline RUN -o FILE`)")
     if data.get("version") != BASELINE_VERSION:

@@ -58,7 +58,8 @@ def made_by(manifest: dict[str, Any], artifact: dict[str, Any], recipe: dict[str
     if recipe.get("distill"):
         section = recipe["distill"]
         out["distillation"] = {"ce_weight": section["ce_weight"], "losses": section["losses"],
-                               "chain": distill.get("chain"), "epochs": distill.get("epochs", section["train"]["epochs"]),
+                               "chain": distill.get("chain"),
+                               "epochs": distill.get("epochs", section["train"]["epochs"]),
                                "best_epoch": distill.get("best_epoch"), "val_accuracy": distill.get("val_accuracy")}
     if artifact["precision"] == "int8":
         out["quantization"] = {"method": artifact.get("info", {}).get("method"), "settings": recipe.get("quantize")}
@@ -192,8 +193,9 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
         *_table([
             ("format / precision", f"{art['format']} / {art['precision']}"),
             ("runtime", f"{art['runtime']} {card.get('runtime_version') or ''} ({settings})"),
-            ("input", f"{card['input']['dtype']} {card['input'].get('layout', 'NCHW')} (N, {', '.join(map(str, shape[1:]))}), "
-                      f"values in {card['input']['range']}; normalisation is inside the graph"),
+            ("input", f"{card['input']['dtype']} {card['input'].get('layout', 'NCHW')} "
+                      f"(N, {', '.join(map(str, shape[1:]))}), values in {card['input']['range']}; normalisation is "
+                      "inside the graph"),
             ("output", f"logits over {len(card['output']['classes'])} classes: {', '.join(card['output']['classes'])}"),
         ]),
         "",
