@@ -58,7 +58,9 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(9 if len(points) > 5 else 7.5, 4.8), dpi=110)
     crowded = len(points) > 5  # then a legend names the points; only the selected one is labelled in place
     xs, ys = [by_name[n][1] for n in front], [by_name[n][2] for n in front]
-    ax.step(xs, ys, where="post", color="#2b6cb0", alpha=0.5, linewidth=1.5, zorder=2, label="Pareto front")
+    ax.step(xs, ys, where="post", color="#2b6cb0", alpha=0.5, linewidth=1.5, zorder=2)
+    ax.scatter(xs, ys, s=320, facecolors="none", edgecolors="#2b6cb0", alpha=0.45, linewidths=1.2, zorder=2,
+               label="Pareto front")
     for i, (name, latency, acc) in enumerate(sorted(points, key=lambda p: p[1])):
         chosen = name == manifest.get("selected")
         color = plt.get_cmap("tab20")(i % 20) if name in candidates else "#a0aec0"
