@@ -1,4 +1,4 @@
-"""The `edgekd` command line: run, validate, devices, zoo, report.
+"""The `edgekd` command line: run, validate, devices, zoo, report, baseline, check.
 
 Exit codes (DESIGN.md): 0 success; 1 a budget, parity or regression check failed; 2 bad input (one line naming the
 file, the key and what is expected; a traceback only with --debug); 3 an unexpected internal error; 130 interrupted.
@@ -70,11 +70,14 @@ def run(
     if failed:
         raise ArtifactsFailed(failed)
     budgets = {k: v for k, v in target.budgets.model_dump().items() if k != "latency_stat" and v is not None}
-    if spec.evaluate is not None and budgets and manifest.get("selected") is None:
+    selection = manifest.get("selection") or {}
+    if spec.evaluate is not None and budgets and not selection.get("meets_budgets", False):
         if smoke:
             console.print("[yellow]smoke run: budgets are reported, not enforced[/yellow]")
             return
-        raise BudgetError(f"no artifact meets the budgets of device {target.name} ({budgets}); see {run_dir}/report.md")
+        message = ((selection.get("closest") or {}).get("message")
+                   or f"no artifact meets the budgets of device {target.name} ({budgets})")
+        raise BudgetError(f"{message}; see {run_dir}/report.md")
 
 
 @contextmanager
@@ -134,6 +137,52 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")], deb
     from edgekd.pipeline.manifest import load_manifest
 
     print_summary(out, load_manifest(run_dir), run_dir)
+
+
+@app.command()
+def baseline(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="baseline file to write (commit it)")],
+    debug: DebugOpt = False,
+) -> None:
+    """Store RUN's sizes, accuracies and latency samples as a baseline for `edgekd check`."""
+    from edgekd._atomic import atomic_write_json
+    from edgekd.bench.gate import snapshot
+    from edgekd.pipeline.manifest import load_manifest
+
+    data = snapshot(load_manifest(run_dir))
+    atomic_write_json(output, data)
+    console.print(f"baseline of {data['recipe']} on {data['device']} ({len(data['artifacts'])} artifacts) → {output}")
+
+
+@app.command()
+def check(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
+    baseline_file: Annotated[Path, typer.Option("--baseline", "-b", help="baseline file of `edgekd baseline`")],
+    size_tol: Annotated[int, typer.Option("--size-tol", help="bytes an artifact may grow", min=0)] = 0,
+    accuracy_tol: Annotated[float, typer.Option("--accuracy-tol", help="accuracy points it may drop", min=0)] = 0.5,
+    latency_tol: Annotated[float, typer.Option("--latency-tol", help="percent it may slow down (whole CI beyond)",
+                                               min=0)] = 10.0,
+    fmt: Annotated[str, typer.Option("--format", help="text, or md for a pull-request comment")] = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Compare RUN with a baseline: exit 1 on a size, accuracy or latency regression, 0 otherwise."""
+    from edgekd.bench.gate import Tolerances, compare, load_baseline
+    from edgekd.cli_views import gate_markdown, print_gate
+    from edgekd.pipeline.manifest import load_manifest
+
+    if fmt not in ("text", "md"):
+        raise UserError(f"check: --format {fmt!r}; choose text or md")
+    manifest = load_manifest(run_dir)
+    result = compare(load_baseline(baseline_file), manifest,
+                     Tolerances(size_bytes=size_tol, accuracy_points=accuracy_tol, latency_pct=latency_tol),
+                     source=str(baseline_file))
+    if fmt == "md":
+        print(gate_markdown(result))
+    else:
+        print_gate(out, result)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.bench.gate import GATE_HEADER, GateResult, gate_rows
 from edgekd.config import Device, Recipe
-from edgekd.report.tables import SUMMARY_HEADER, summary_rows
+from edgekd.report.tables import SUMMARY_HEADER, markdown_table, summary_rows
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -39,9 +40,38 @@ def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None
     for art in manifest["artifacts"]:
         if art.get("status") == "failed":
             out.print(f"[red]failed[/red]: {art['name']}: {art['reason']}", highlight=False)
+    selection = manifest.get("selection") or {}
+    if selected and not selection.get("meets_budgets", True):
+        selected += " (smoke run: it does not meet the budgets, which are not enforced)"
     out.print(f"selected: {selected or 'none (no artifact meets the budgets)'}")
+    if selection.get("reason"):
+        out.print(f"[dim]why: {selection['reason']}[/dim]", highlight=False)
+    deploy = run_dir / "deploy"
+    if manifest.get("selected") and deploy.is_dir():
+        out.print(f"deploy: {deploy} (model, MODEL_CARD.md, model_card.json"
+                  + (", predict.py)" if (deploy / "predict.py").exists() else ")"))
     report = run_dir / "report.md"
     out.print(f"report: {report if report.exists() else '(no report stage)'}")
+
+
+VERDICT_STYLE = {"regression": "bold red", "improved": "green", "new": "cyan", "ok": ""}
+
+
+def print_gate(out: Console, result: GateResult) -> None:
+    """The gate's table (old / new / change / verdict per artifact and metric) and its one-line summary."""
+    table = Table(title=result.summary(), title_justify="left", header_style="bold")
+    for column in GATE_HEADER:
+        table.add_column(column)
+    for row, cells in zip(result.rows, gate_rows(result)):
+        style = VERDICT_STYLE.get(row.verdict, "")
+        table.add_row(*cells[:-1], f"[{style}]{cells[-1]}[/{style}]" if style else cells[-1])
+    out.print(table)
+
+
+def gate_markdown(result: GateResult) -> str:
+    """The gate as markdown for a pull-request comment: a verdict line and the table."""
+    mark = "✅" if result.passed else "❌"
+    return f"{mark} **{result.summary()}**\n\n{markdown_table(GATE_HEADER, gate_rows(result))}\n"
 
 
 def print_plan(out: Console, recipe: Recipe, device: Device) -> None:

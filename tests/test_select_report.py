@@ -1,14 +1,16 @@
-"""Selection under budgets and the report's tables, against hand-made artifacts."""
+"""Selection under budgets and objectives, the Pareto front and the report's tables, against hand-made artifacts."""
 
 from __future__ import annotations
 
 import re
 
+from edgekd.config import SelectConfig
 from edgekd.config.device import Budgets
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.report.build import build_html
+from edgekd.report.plots import pareto_front
 from edgekd.report.tables import markdown_table
-from edgekd.stages.select import budget_failures, rank_key
+from edgekd.stages._selection import budget_failures, rank_key, select_artifact
 
 
 def art(name: str, accuracy: float | None, p90: float | None, mb: float) -> Artifact:
@@ -46,3 +48,62 @@ def test_markdown_table_escapes_pipes_everywhere() -> None:
     assert len(re.findall(r"<th>", html)) == 2
     assert len(re.findall(r"<td>", html)) == 2
     assert "max |x|" in html and "p|q" in html
+
+
+def q(name: str, accuracy: float, p90: float, nbytes: int, status: str = "ok") -> Artifact:
+    """An artifact of the issue's fmnist-quantize measurement (accuracy, p90 ms, bytes)."""
+    a = art(name, accuracy, p90, nbytes / 1e6)
+    a.bytes, a.status = nbytes, status
+    return a
+
+
+FMNIST = [q("student-onnx-int8-qat", 0.8777, 0.105, 82_000), q("student-onnx-int8-ort", 0.8747, 0.036, 30_000),
+          q("student-onnx-int8-nncf", 0.8574, 0.030, 29_000), q("student-openvino-fp16", 0.8680, 0.050, 57_000)]
+LOOSE = Budgets(max_size_mb=1.0, max_latency_ms=5.0, min_accuracy=0.8)
+
+
+def test_default_objective_takes_the_fastest_within_half_a_point() -> None:
+    chosen = select_artifact(FMNIST, LOOSE, SelectConfig(), device="x86-cpu")
+    # nncf is faster still but 2.03 points below the best: outside the 0.5-point drop
+    assert chosen.selected is not None and chosen.selected.name == "student-onnx-int8-ort"
+    assert chosen.contenders == ["student-onnx-int8-ort", "student-onnx-int8-qat"]
+    assert chosen.runner_up == "student-onnx-int8-qat"
+    assert "within 0.50 points" in chosen.reason and "2.92× faster" in chosen.reason
+    assert "-0.30 points" in chosen.reason
+
+
+def test_accuracy_objective_keeps_the_old_rule_and_size_takes_the_smallest() -> None:
+    best = select_artifact(FMNIST, LOOSE, SelectConfig(objective="accuracy"), device="x86-cpu")
+    assert best.selected is not None and best.selected.name == "student-onnx-int8-qat"
+    assert best.selected.name == min(FMNIST, key=lambda a: rank_key(a, LOOSE)).name
+    small = select_artifact(FMNIST, LOOSE, SelectConfig(objective="size", max_accuracy_drop=0.02), device="d")
+    assert small.selected is not None and small.selected.name == "student-onnx-int8-ort"  # nncf: 2.03 > 2 points
+    wide = select_artifact(FMNIST, LOOSE, SelectConfig(objective="size", max_accuracy_drop=0.021), device="d")
+    assert wide.selected is not None and wide.selected.name == "student-onnx-int8-nncf"
+
+
+def test_failed_artifacts_are_never_selected() -> None:
+    arts = [q("fast-but-failed", 0.99, 0.01, 1000, status="failed"), q("ok", 0.95, 1.0, 2000)]
+    chosen = select_artifact(arts, LOOSE, SelectConfig(), device="d")
+    assert chosen.selected is not None and chosen.selected.name == "ok"
+    assert "1 failed artifact(s) excluded" in chosen.reason and "only contender" in chosen.reason
+    none = select_artifact(arts[:1], LOOSE, SelectConfig(), device="d", enforce=False)
+    assert none.selected is None
+
+
+def test_nothing_within_budgets_names_the_closest_miss_and_by_how_much() -> None:
+    tight = Budgets(max_size_mb=1.0, max_latency_ms=2.0, min_accuracy=0.9)
+    arts = [art("slow", 0.95, 2.5, 0.5), art("bad-and-slow", 0.5, 9.0, 0.5)]
+    chosen = select_artifact(arts, tight, SelectConfig(), device="x86-cpu")
+    assert chosen.selected is None and not chosen.meets_budgets
+    assert chosen.closest is not None and chosen.closest["artifact"] == "slow"
+    assert chosen.closest["message"] == ("no artifact meets the budgets of device x86-cpu; closest: slow misses "
+                                         "max_latency_ms by 0.500 ms (25.0 % over) (latency p90 2.500 ms > 2.0 ms)")
+    smoke = select_artifact(arts, tight, SelectConfig(), device="x86-cpu", enforce=False)
+    assert smoke.selected is not None and smoke.selected.name == "slow" and not smoke.meets_budgets
+    assert smoke.reason.startswith("smoke run, budgets not enforced")
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [("a", 1.0, 0.90), ("b", 2.0, 0.95), ("c", 3.0, 0.93), ("d", 0.5, 0.80), ("e", 2.0, 0.94)]
+    assert pareto_front(points) == ["d", "a", "b"]

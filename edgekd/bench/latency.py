@@ -13,6 +13,9 @@ import numpy as np
 
 Clock = Callable[[], int]
 
+#: most latency samples kept per artifact in the manifest (bench metric ``samples_ms``)
+MAX_SAMPLES = 1000
+
 
 def latency_stats(durations_ns: Sequence[int] | np.ndarray) -> dict[str, float | int]:
     """``{p50, p90, p99, mean, min, max, std}`` in milliseconds and ``runs`` (count) of ``durations_ns``."""
@@ -24,12 +27,12 @@ def latency_stats(durations_ns: Sequence[int] | np.ndarray) -> dict[str, float |
             "min": float(ms.min()), "max": float(ms.max()), "std": float(ms.std()), "runs": int(ms.size)}
 
 
-def measure_latency(fn: Callable[[], object], *, warmup: int, runs: int, max_seconds: float | None = None,
-                    clock: Clock = time.perf_counter_ns) -> dict[str, float | int]:
-    """Call ``fn`` ``warmup`` times untimed, then time up to ``runs`` calls and return :func:`latency_stats`.
+def time_calls(fn: Callable[[], object], *, warmup: int, runs: int, max_seconds: float | None = None,
+               clock: Clock = time.perf_counter_ns) -> list[int]:
+    """Call ``fn`` ``warmup`` times untimed, then time up to ``runs`` calls; the durations in nanoseconds.
 
     With ``max_seconds`` the timed loop stops early once that much time has passed (at least one run is always
-    timed), so ``runs`` in the result may be smaller than asked. ``clock`` (nanoseconds) is injectable for tests.
+    timed), so fewer than ``runs`` durations may come back. ``clock`` (nanoseconds) is injectable for tests.
     """
     if warmup < 0 or runs < 1:
         raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
@@ -46,4 +49,22 @@ def measure_latency(fn: Callable[[], object], *, warmup: int, runs: int, max_sec
         durations.append(end - start)
         if deadline is not None and end >= deadline:
             break
-    return latency_stats(durations)
+    return durations
+
+
+def measure_latency(fn: Callable[[], object], *, warmup: int, runs: int, max_seconds: float | None = None,
+                    clock: Clock = time.perf_counter_ns) -> dict[str, float | int]:
+    """:func:`latency_stats` of :func:`time_calls` (same arguments)."""
+    return latency_stats(time_calls(fn, warmup=warmup, runs=runs, max_seconds=max_seconds, clock=clock))
+
+
+def samples_ms(durations_ns: Sequence[int] | np.ndarray, limit: int = MAX_SAMPLES) -> list[float]:
+    """The durations in milliseconds (rounded to 0.1 µs), for the manifest: at most ``limit`` of them.
+
+    A longer series is thinned to ``limit`` samples evenly spaced in time, so drift over the run stays visible and
+    the manifest stays small.
+    """
+    ms = np.asarray(durations_ns, dtype=np.float64) / 1e6
+    if ms.size > limit:
+        ms = ms[np.linspace(0, ms.size - 1, limit).round().astype(int)]
+    return [round(float(v), 4) for v in ms]

@@ -10,6 +10,7 @@ from edgekd.config.recipe import (
     LossTerm,
     ModelRef,
     Recipe,
+    SelectConfig,
     TrainConfig,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "ModelRef",
     "Recipe",
     "RuntimeTarget",
+    "SelectConfig",
     "TrainConfig",
     "available_devices",
     "load_device",

@@ -241,10 +241,35 @@ class BenchConfig(Strict):
     max_seconds: float = Field(30.0, gt=0, description="stop timing an artifact after this long")
 
 
+SelectObjective = Literal["latency", "accuracy", "size"]
+
+
+class SelectConfig(Strict):
+    """Stage `select`: which artifact to deploy among those that meet every budget of the device.
+
+    The reference is the most accurate artifact that meets the budgets; the contenders are the artifacts within
+    `max_accuracy_drop` of it. `latency` (the default) deploys the fastest contender (at the device's
+    `budgets.latency_stat`), `size` the smallest file, `accuracy` the reference itself (ties: lower latency, then
+    smaller file).
+    """
+
+    objective: SelectObjective = Field(
+        "latency", description="what to minimise among the contenders: latency, size, or accuracy (maximise it)"
+    )
+    max_accuracy_drop: float = Field(
+        0.005, ge=0, le=1, description="largest accuracy drop (0-1; 0.005 = 0.5 points) below the most accurate "
+        "artifact meeting the budgets; ignored by objective accuracy"
+    )
+
+
 class ReportConfig(Strict):
     """The human summary."""
 
     html: bool = Field(True, description="also write report.html")
+    baseline: Path | None = Field(
+        None, description="a baseline file of `edgekd baseline`: the report then shows the CI gate's table against "
+        "it (default tolerances of `edgekd check`)"
+    )
 
 
 class Recipe(Strict):
@@ -261,6 +286,9 @@ class Recipe(Strict):
     export: ExportConfig | None = None
     evaluate: EvaluateConfig | None = None
     bench: BenchConfig | None = None
+    select: SelectConfig = Field(
+        default_factory=SelectConfig, description="selection objective (the select stage runs with `evaluate`)"
+    )
     report: ReportConfig | None = None
     ablation: AblationConfig | None = None
 

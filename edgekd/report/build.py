@@ -27,9 +27,68 @@ def _verdict(manifest: dict[str, Any]) -> str:
     budgets = {k: v for k, v in manifest.get("budgets", {}).items() if v is not None and k != "latency_stat"}
     selected = manifest.get("selected")
     budget_text = ", ".join(f"{k} = {v}" for k, v in budgets.items()) or "none"
+    stat = manifest.get("budgets", {}).get("latency_stat", "p90")
+    if selected and (manifest.get("selection") or {}).get("meets_budgets", True):
+        return f"**Selected: `{selected}`** (budgets: {budget_text}; latency budget on {stat}); see `deploy/`."
     if selected:
-        return f"**Selected: `{selected}`** (budgets: {budget_text}; latency budget on {manifest['budgets']['latency_stat']})."
+        return (f"**Selected (smoke run, budgets not met and not enforced): `{selected}`** (budgets: {budget_text}); "
+                "see `deploy/`.")
     return f"**No artifact meets the budgets** of `{manifest['device']}` ({budget_text})."
+
+
+def _cell(value: float | None, limit: float | None, fmt: str, worse: str) -> str:
+    """``0.043 ≤ 20`` / ``0.100 < 0.8 ✗``: a measured value against its budget."""
+    if limit is None:
+        return "—" if value is None else format(value, fmt)
+    if value is None:
+        return "not measured ✗"
+    bad = value > limit if worse == "above" else value < limit
+    sign = (">" if bad else "≤") if worse == "above" else ("<" if bad else "≥")
+    return f"{value:{fmt}} {sign} {limit}" + (" ✗" if bad else "")
+
+
+def _selection_lines(manifest: dict[str, Any]) -> list[str]:
+    """Budgets and verdict of every candidate, and why the selected artifact won."""
+    selection = manifest.get("selection")
+    if not selection:
+        return []
+    budgets = manifest.get("budgets", {})
+    stat = budgets.get("latency_stat", "p90")
+    rows = []
+    for art in manifest["artifacts"]:
+        if art["name"] not in selection["candidates"]:
+            continue
+        m = art.get("metrics", {})
+        if art.get("status") == "failed":
+            verdict = f"failed: {art.get('reason', '')}"
+        elif m.get("meets_budgets"):
+            verdict = "meets all"
+        else:
+            verdict = "misses: " + "; ".join(m.get("budget_failures", []))
+        name = f"**{art['name']}** (selected)" if art["name"] == manifest.get("selected") else art["name"]
+        rows.append([name, _cell(art["bytes"] / 1e6, budgets.get("max_size_mb"), ".3f", "above"),
+                     _cell(m.get("latency_ms", {}).get(stat), budgets.get("max_latency_ms"), ".3f", "above"),
+                     _cell(m.get("accuracy"), budgets.get("min_accuracy"), ".4f", "below"), verdict])
+    why = selection["reason"] if selection.get("selected") else (selection.get("closest") or {}).get(
+        "message", selection["reason"])
+    drop = (f", max accuracy drop {100 * selection['max_accuracy_drop']:.2f} points"
+            if selection["objective"] != "accuracy" else "")
+    return ["## Selection", "",
+            f"Objective `{selection['objective']}`{drop} (recipe `select:`). Candidates: the artifacts whose runtime "
+            "the device offers; failed artifacts are never selected.", "",
+            markdown_table(["artifact", "size MB (budget)", f"latency {stat} ms (budget)",
+                            "test accuracy (floor)", "verdict"], rows), "",
+            f"**Why:** {why}", ""]
+
+
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """The CI gate's table against the recipe's `report.baseline`."""
+    if gate is None:
+        return []
+    from edgekd.bench.gate import GATE_HEADER
+
+    return ["## CI gate against the baseline", "", f"`{gate['baseline']}`: {gate['summary']}.", "",
+            markdown_table(GATE_HEADER, gate["rows"]), ""]
 
 
 def _stages_table(manifest: dict[str, Any]) -> str:
@@ -72,7 +131,8 @@ def _quantization_lines(manifest: dict[str, Any]) -> list[str]:
             markdown_table(header, rows), ""]
 
 
-def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path]) -> str:
+def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path],
+                   gate: dict[str, Any] | None = None) -> str:
     """The markdown report."""
     prov = manifest["provenance"]
     libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())
@@ -97,7 +157,9 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         "",
     ]
     if "accuracy_latency" in plots:
-        parts += ["![accuracy vs latency](plots/accuracy_latency.png)", ""]
+        parts += ["![accuracy vs latency, with the Pareto front](plots/accuracy_latency.png)", ""]
+    parts += _selection_lines(manifest)
+    parts += _gate_lines(gate)
     training = _training_lines(records)
     if training or "training" in plots:
         parts += ["## Training", "", *training, ""]
@@ -131,8 +193,11 @@ def build_html(markdown: str, title: str) -> str:
 
 
 def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str, Any]], *,
-                 html: bool = True) -> list[Path]:
-    """Write plots, report.md (and report.html) into ``run_dir``; return the written files."""
+                 html: bool = True, gate: dict[str, Any] | None = None) -> list[Path]:
+    """Write plots, report.md (and report.html) into ``run_dir``; return the written files.
+
+    ``gate``: ``{baseline, summary, rows}`` of a CI gate check to show (see :mod:`edgekd.bench.gate`).
+    """
     plots: dict[str, Path] = {}
     if (p := accuracy_latency_plot(manifest, run_dir / "plots" / "accuracy_latency.png")) is not None:
         plots["accuracy_latency"] = p
@@ -142,7 +207,7 @@ def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dic
     }
     if (p := training_plot(histories, run_dir / "plots" / "training.png")) is not None:
         plots["training"] = p
-    markdown = build_markdown(manifest, records, plots)
+    markdown = build_markdown(manifest, records, plots, gate)
     files = [*plots.values(), run_dir / "report.md"]
     atomic_write_text(run_dir / "report.md", markdown)
     if html:

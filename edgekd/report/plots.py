@@ -26,40 +26,71 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     return path
 
 
+def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
+    """Names of the points ``(name, latency, accuracy)`` that no other point beats on both axes, fastest first.
+
+    A point is dominated when another is at least as fast and at least as accurate, and strictly better on one.
+    """
+    front: list[tuple[str, float, float]] = []
+    for name, latency, acc in sorted(points, key=lambda p: (p[1], -p[2])):
+        if not front or acc > front[-1][2]:
+            front.append((name, latency, acc))
+    return [name for name, _, _ in front]
+
+
 def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
-    """Scatter of test accuracy vs p50 latency, with the device's budgets as dashed lines."""
-    points = [(a["name"], a["metrics"]["latency_ms"]["p50"], a["metrics"]["accuracy"]) for a in manifest["artifacts"]
-              if "accuracy" in a.get("metrics", {}) and "latency_ms" in a.get("metrics", {})]
+    """Test accuracy vs p50 latency of every measured artifact: the Pareto front, budgets, the selected one.
+
+    Artifacts that miss a budget are drawn hollow, those the device cannot run (not selection candidates) as grey
+    squares; the Pareto front of the candidates (no candidate both faster and more accurate) is a step line; the
+    device's latency budget (at its own statistic) and accuracy floor are dashed lines.
+    """
+    arts = [a for a in manifest["artifacts"] if a.get("status", "ok") != "failed"
+            and "accuracy" in a.get("metrics", {}) and "latency_ms" in a.get("metrics", {})]
+    points = [(a["name"], a["metrics"]["latency_ms"]["p50"], a["metrics"]["accuracy"]) for a in arts]
     if not points:
         return None
+    misses = {a["name"] for a in arts if a["metrics"].get("meets_budgets") is False}
+    candidates = set((manifest.get("selection") or {}).get("candidates") or [p[0] for p in points])
+    front = pareto_front([p for p in points if p[0] in candidates]) or pareto_front(points)
+    by_name = {p[0]: p for p in points}
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(9 if len(points) > 5 else 7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9 if len(points) > 5 else 7.5, 4.8), dpi=110)
     crowded = len(points) > 5  # then a legend names the points; only the selected one is labelled in place
+    xs, ys = [by_name[n][1] for n in front], [by_name[n][2] for n in front]
+    ax.step(xs, ys, where="post", color="#2b6cb0", alpha=0.5, linewidth=1.5, zorder=2)
+    ax.scatter(xs, ys, s=320, facecolors="none", edgecolors="#2b6cb0", alpha=0.45, linewidths=1.2, zorder=2,
+               label="Pareto front")
     for i, (name, latency, acc) in enumerate(sorted(points, key=lambda p: p[1])):
         chosen = name == manifest.get("selected")
-        ax.scatter(latency, acc, s=140 if chosen else 45, marker="*" if chosen else "o", zorder=3, label=name,
-                   color=plt.get_cmap("tab20")(i % 20))
+        color = plt.get_cmap("tab20")(i % 20) if name in candidates else "#a0aec0"
+        hollow = name in misses
+        note = " (misses a budget)" if hollow else "" if name in candidates else " (runtime not on the device)"
+        ax.scatter(latency, acc, s=170 if chosen else 50, marker="*" if chosen else "o" if name in candidates
+                   else "s", zorder=3, label=name + note, edgecolors=color, facecolors="none" if hollow else color,
+                   linewidths=1.5)
         if chosen or not crowded:
             ax.annotate(name + (" (selected)" if chosen else ""), (latency, acc), textcoords="offset points",
                         xytext=(6, 10 - 14 * (i % 3)), fontsize=8, fontweight="bold" if chosen else "normal")
     ax.set_xscale("log")
-    ax.margins(x=0.08, y=0.12)
+    ax.margins(x=0.15, y=0.12)
     budgets = manifest.get("budgets", {})
-    if budgets.get("max_latency_ms"):
-        ax.axvline(budgets["max_latency_ms"], linestyle="--", color="grey", label="latency budget")
+    stat = budgets.get("latency_stat", "p90")
+    if budgets.get("max_latency_ms") and budgets["max_latency_ms"] <= 3 * max(p[1] for p in points):
+        ax.axvline(budgets["max_latency_ms"], linestyle="--", color="grey", label=f"latency budget ({stat})")
     if budgets.get("min_accuracy"):
         ax.axhline(budgets["min_accuracy"], linestyle=":", color="grey", label="accuracy floor")
-    ax.set_xlabel("latency p50 (ms, batch 1, log scale)")
+    ax.set_xlabel("latency p50 (ms, log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{manifest['recipe']} on {manifest['device']}")
+    ax.set_title(f"{manifest['recipe']} on {manifest['device']}: accuracy vs latency")
     ax.grid(alpha=0.3)
     if crowded:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    elif ax.get_legend_handles_labels()[0]:
+    else:
         handles, labels = ax.get_legend_handles_labels()
-        keep = [(h, lab) for h, lab in zip(handles, labels) if lab in {"latency budget", "accuracy floor"}]
-        if keep:
-            ax.legend(*zip(*keep), fontsize=8)
+        keep = [(h, lab) for h, lab in zip(handles, labels)
+                if lab in {"Pareto front", "accuracy floor"} or lab.startswith("latency budget")]
+        ax.legend(*zip(*keep), fontsize=8, loc="best")
     return _save(plt, fig, path)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench.latency import measure_latency
+from edgekd.bench.latency import latency_stats, samples_ms, time_calls
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.data import DataBundle
 from edgekd.errors import ConfigError
@@ -66,11 +66,12 @@ class Bench(Stage):
 
 
 def _latency(ctx: StageContext, artifact: Artifact, x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
-    """Latency statistics of ``artifact`` in its own runtime, with the runtime settings in force."""
+    """Latency statistics (and the samples, for the CI gate) of ``artifact`` in its own runtime, with the runtime
+    settings in force."""
     runner = open_artifact(ctx, artifact)
     try:
-        stats = measure_latency(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs, max_seconds=cfg.max_seconds)
-        return {"latency_ms": stats, "batch_size": cfg.batch_size, "threads": ctx.device.threads,
-                "compute": runner.describe()}
+        durations = time_calls(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs, max_seconds=cfg.max_seconds)
+        return {"latency_ms": latency_stats(durations), "batch_size": cfg.batch_size,
+                "threads": ctx.device.threads, "samples_ms": samples_ms(durations), "compute": runner.describe()}
     finally:
         runner.close()

@@ -1,47 +1,27 @@
-"""Stage `select`: the best artifact that meets the device's budgets.
+"""Stage `select`: the artifact to deploy, chosen by the device's budgets and the recipe's `select` objective.
 
-Candidates are the artifacts whose runtime the device offers. An artifact meets the budgets when its file size,
-latency (at ``budgets.latency_stat``) and test accuracy are all within the device's limits; an unmeasured metric that
-a budget needs counts as a failure. Among those that pass, the highest test accuracy wins; ties go to the lower
-latency, then the smaller file.
+Candidates are the artifacts whose runtime the device offers and that did not fail; the rules are in
+:mod:`edgekd.stages._selection`. The selected artifact is copied into ``RUN/deploy/`` with ``MODEL_CARD.md``,
+``model_card.json`` and a standalone ``predict.py`` (:mod:`edgekd.deploy`). In a smoke run the budgets are reported,
+not enforced: when nothing meets them the objective ranks every artifact, so the whole path is still exercised.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from edgekd.config import Budgets, Device, Recipe
-from edgekd.pipeline.artifacts import Artifact
+from edgekd.config import Device, Recipe
+from edgekd.deploy import build_card, remove_deploy, write_deploy
 from edgekd.pipeline.context import StageContext
+from edgekd.pipeline.hashing import artifact_files, sha256_file
+from edgekd.pipeline.manifest import load_manifest
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.stages._failures import usable
+from edgekd.stages._runtime import runner_options
+from edgekd.stages._selection import budget_failures, select_artifact
 
-
-def budget_failures(artifact: Artifact, budgets: Budgets) -> list[str]:
-    """Why ``artifact`` does not meet ``budgets`` (empty: it does)."""
-    failures = []
-    size_mb = artifact.bytes / 1e6
-    if budgets.max_size_mb is not None and size_mb > budgets.max_size_mb:
-        failures.append(f"size {size_mb:.3f} MB > {budgets.max_size_mb} MB")
-    latency = artifact.metrics.get("latency_ms", {}).get(budgets.latency_stat)
-    if budgets.max_latency_ms is not None:
-        if latency is None:
-            failures.append("latency not measured")
-        elif latency > budgets.max_latency_ms:
-            failures.append(f"latency {budgets.latency_stat} {latency:.3f} ms > {budgets.max_latency_ms} ms")
-    accuracy = artifact.metrics.get("accuracy")
-    if budgets.min_accuracy is not None:
-        if accuracy is None:
-            failures.append("accuracy not measured")
-        elif accuracy < budgets.min_accuracy:
-            failures.append(f"accuracy {accuracy:.4f} < {budgets.min_accuracy}")
-    return failures
-
-
-def rank_key(artifact: Artifact, budgets: Budgets) -> tuple[float, float, int]:
-    """Sort key: higher accuracy first, then lower latency, then fewer bytes."""
-    latency = artifact.metrics.get("latency_ms", {}).get(budgets.latency_stat, float("inf"))
-    return (-artifact.metrics.get("accuracy", 0.0), latency, artifact.bytes)
+DEPLOY_DIR = "deploy"
 
 
 @register_stage
@@ -49,34 +29,54 @@ class Select(Stage):
     name = "select"
     order = 80
     needs = EVERY_EARLIER_STAGE
-    description = "pick the most accurate artifact that meets the device's budgets"
+    description = "pick the artifact to deploy by budgets and objective; copy it to deploy/ with a model card"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.evaluate is not None
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
-        return {"budgets": device.budgets.model_dump(mode="json"), "runtimes": [r.runtime for r in device.runtimes]}
+        return {"budgets": device.budgets.model_dump(mode="json"), "runtimes": [r.runtime for r in device.runtimes],
+                "select": recipe.select.model_dump(mode="json"), "device": device.model_dump(mode="json")}
 
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets
         offered = {r.runtime for r in ctx.device.runtimes}
         candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered]
         metrics: dict[str, dict[str, Any]] = {}
-        passing = []
         for artifact in candidates:
             failures = budget_failures(artifact, budgets)
             metrics[artifact.name] = {"meets_budgets": not failures, "budget_failures": failures}
-            if not failures:
-                passing.append(artifact)
-        selected = min(passing, key=lambda a: rank_key(a, budgets)) if passing else None
-        if selected is not None:
-            ctx.log(f"selected {selected.name}")
+        selection = select_artifact(candidates, budgets, ctx.recipe.select, device=ctx.device.name,
+                                    enforce=not ctx.smoke)
+        record = selection.record(ctx.recipe.select)
+        ctx.log(selection.reason)
+        dest = ctx.run_dir / DEPLOY_DIR
+        files: list[Path] = []
+        if selection.selected is None:
+            remove_deploy(dest)
         else:
-            ctx.log(f"no artifact meets the budgets of {ctx.device.name}")
+            files = self._deploy(ctx, selection.selected.name, record, metrics[selection.selected.name])
+            ctx.log(f"deployed {selection.selected.name} to {dest}")
         return StageResult(
             metrics=metrics,
-            manifest={"selected": selected.name if selected else None},
-            info={"candidates": [a.name for a in candidates], "passing": [a.name for a in passing],
-                  "rule": "highest test accuracy among artifacts meeting every budget; ties: lower latency, "
-                          "then smaller file"},
+            manifest={"selected": record["selected"], "selection": record},
+            info={**record, "deploy": str(dest.relative_to(ctx.run_dir)) if files else None},
+            files=files,
         )
+
+    @staticmethod
+    def _deploy(ctx: StageContext, name: str, selection: dict[str, Any], verdict: dict[str, Any]) -> list[Path]:
+        """Write ``RUN/deploy/`` for the artifact ``name`` (``verdict``: its budget metrics); return its files."""
+        manifest = load_manifest(ctx.run_dir)
+        entry = next(a for a in manifest["artifacts"] if a["name"] == name)
+        entry = {**entry, "metrics": {**entry["metrics"], **verdict}}
+        sources = artifact_files(ctx.run_dir / entry["path"])
+        records = ctx.records()
+        card = build_card(
+            manifest=manifest, artifact=entry, recipe=ctx.recipe.model_dump(mode="json"),
+            device=ctx.device.model_dump(mode="json"), records=records, selection=selection,
+            files=[{"path": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources],
+            runtime_options=runner_options(ctx.device, entry["runtime"], entry["precision"]),
+            class_names=list(ctx.data().class_names),
+        )
+        return write_deploy(ctx.run_dir / DEPLOY_DIR, sources, card)

@@ -1,0 +1,210 @@
+"""The CI gate: a run against a committed baseline — size exact, accuracy within points, latency noise-aware.
+
+``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digest, accuracy and raw latency samples
+(bench metric ``samples_ms``). ``edgekd check RUN --baseline baseline.json`` compares a run with it:
+
+- **size**: bytes, exactly; a regression when ``new - old > size_tol`` bytes (default 0: one byte more fails);
+- **accuracy**: a regression when it drops by more than ``accuracy_tol`` points (default 0.5 points);
+- **latency**: the ratio of medians new / old with a seeded percentile-bootstrap interval
+  (:func:`edgekd.bench.bootstrap.ratio_of_medians`); a regression only when the *whole* interval lies above
+  ``1 + latency_tol`` (default 10 %, the factor asv's ``compare`` uses by default), so sampling noise cannot fail the
+  gate; faster only when the whole interval lies below ``1 - latency_tol``;
+- an artifact of the baseline missing from the run, or failed in it, is a regression; a new artifact is reported.
+
+Comparisons across recipes, devices, smoke settings or bench batch sizes are refused (bad input).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgekd.bench.bootstrap import ratio_of_medians
+from edgekd.errors import UserError
+
+BASELINE_FORMAT = "edgekd-baseline"
+BASELINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How much worse a run may be than its baseline before the gate fails."""
+
+    size_bytes: int = 0
+    accuracy_points: float = 0.5
+    latency_pct: float = 10.0
+    resamples: int = 2000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size_bytes < 0 or self.accuracy_points < 0 or self.latency_pct < 0:
+            raise UserError("check: tolerances must be >= 0 (--size-tol, --accuracy-tol, --latency-tol)")
+
+
+@dataclass
+class Row:
+    """One artifact and metric: old, new, change and verdict (``ok``, ``regression``, ``improved``, ``new``)."""
+
+    artifact: str
+    metric: str
+    old: str
+    new: str
+    change: str
+    verdict: str
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "regression"
+
+
+@dataclass
+class GateResult:
+    """Every row of a check, and what was compared."""
+
+    rows: list[Row] = field(default_factory=list)
+    recipe: str = ""
+    device: str = ""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.failed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+    def summary(self) -> str:
+        t = self.tolerances
+        verdict = "passed" if self.passed else f"FAILED: {len(self.regressions)} regression(s)"
+        return (f"edgekd gate {verdict} — {self.recipe} on {self.device}; tolerances: size {t.size_bytes} B, "
+                f"accuracy {t.accuracy_points} points, latency {t.latency_pct} % (whole {100 * t.confidence:.0f} % "
+                f"bootstrap interval of the ratio of medians beyond it)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "recipe": self.recipe, "device": self.device,
+                "tolerances": self.tolerances.__dict__, "rows": [r.__dict__ for r in self.rows]}
+
+
+def snapshot(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the gate compares of a run: a baseline document (also the form a run is compared in)."""
+    artifacts = {}
+    for art in manifest["artifacts"]:
+        metrics = art.get("metrics", {})
+        artifacts[art["name"]] = {
+            "status": art.get("status", "ok"), "format": art["format"], "precision": art["precision"],
+            "runtime": art["runtime"], "bytes": art["bytes"], "sha256": art["sha256"],
+            "accuracy": metrics.get("accuracy"), "test_samples": metrics.get("test_samples"),
+            "latency_ms": metrics.get("latency_ms"), "samples_ms": metrics.get("samples_ms"),
+            "batch_size": metrics.get("batch_size"), "threads": metrics.get("threads"),
+        }
+    return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "recipe": manifest["recipe"],
+            "device": manifest["device"], "smoke": manifest["smoke"], "selected": manifest.get("selected"),
+            "edgekd_version": manifest["edgekd_version"], "run_created": manifest["created"],
+            "git_commit": manifest.get("provenance", {}).get("git_commit"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "artifacts": artifacts}
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    """A baseline file, or a UserError naming what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: baseline file not found (make one with `edgekd baseline RUN -o {path}`)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON baseline ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT or not isinstance(
+            data.get("artifacts"), dict):
+        raise UserError(f"{path}: not an edgekd baseline (expected \"format\": \"{BASELINE_FORMAT}\"; make one with "
+                        "`edgekd baseline RUN -o FILE`)")
+    if data.get("version") != BASELINE_VERSION:
+        raise UserError(f"{path}: baseline version {data.get('version')!r}; this edgekd reads version "
+                        f"{BASELINE_VERSION}")
+    return data
+
+
+def _check_comparable(old: dict[str, Any], new: dict[str, Any], source: str) -> None:
+    for key in ("recipe", "device", "smoke"):
+        if old[key] != new[key]:
+            raise UserError(f"{source}: baseline is of {key} {old[key]!r}, this run of {key} {new[key]!r}; compare "
+                            "runs of the same recipe on the same device (and both smoke or neither)")
+    for name, art in new["artifacts"].items():
+        ref = old["artifacts"].get(name)
+        if ref and ref.get("batch_size") and art.get("batch_size") and ref["batch_size"] != art["batch_size"]:
+            raise UserError(f"{source}: {name} was timed with batch {ref['batch_size']} in the baseline and batch "
+                            f"{art['batch_size']} in this run; latencies of different batches do not compare")
+
+
+def _size_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row:
+    delta = new["bytes"] - old["bytes"]
+    verdict = "regression" if delta > tol.size_bytes else "improved" if delta < 0 else "ok"
+    change = f"{delta:+,} B ({100 * delta / old['bytes']:+.2f} %)" if old["bytes"] else f"{delta:+,} B"
+    if delta == 0 and new["sha256"] != old["sha256"]:
+        change += ", content changed"
+    return Row(name, "size (bytes)", f"{old['bytes']:,}", f"{new['bytes']:,}", change, verdict)
+
+
+def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
+    a, b = old.get("accuracy"), new.get("accuracy")
+    if a is None:
+        return None if b is None else Row(name, "accuracy", "—", f"{b:.4f}", "newly measured", "new")
+    if b is None:
+        return Row(name, "accuracy", f"{a:.4f}", "—", "no longer measured", "regression")
+    points = 100 * (b - a)
+    verdict = "regression" if points < -tol.accuracy_points - 1e-9 else "improved" if points > 1e-9 else "ok"
+    return Row(name, "accuracy", f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
+
+
+def _latency_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
+    a, b = old.get("samples_ms"), new.get("samples_ms")
+    if not a:
+        p50 = (new.get("latency_ms") or {}).get("p50")
+        return None if p50 is None else Row(name, "latency p50 (ms)", "—", f"{p50:.4f}", "no baseline samples",
+                                            "new")
+    if not b:
+        return Row(name, "latency p50 (ms)", f"{old['latency_ms']['p50']:.4f}", "—", "no latency samples in this "
+                   "run (bench did not run, or an edgekd without samples_ms)", "regression")
+    ci = ratio_of_medians(a, b, resamples=tol.resamples, confidence=tol.confidence, seed=tol.seed)
+    limit = 1 + tol.latency_pct / 100
+    verdict = ("regression" if ci.low > limit else "improved" if ci.high < 1 - tol.latency_pct / 100 else "ok")
+    old_median, new_median = (old["latency_ms"] or {}).get("p50"), (new["latency_ms"] or {}).get("p50")
+    change = (f"×{ci.ratio:.3f} [{ci.low:.3f}, {ci.high:.3f}] ({100 * ci.confidence:.0f} % CI, "
+              f"{len(a)} vs {len(b)} runs)")
+    return Row(name, "latency p50 (ms)", f"{old_median:.4f}" if old_median else "—",
+               f"{new_median:.4f}" if new_median else "—", change, verdict)
+
+
+def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances, *, source: str = "baseline"
+            ) -> GateResult:
+    """Rows of the gate for the run ``manifest`` against ``baseline`` (see the module docstring)."""
+    new = snapshot(manifest)
+    _check_comparable(baseline, new, source)
+    result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol)
+    for name, old_art in baseline["artifacts"].items():
+        art = new["artifacts"].get(name)
+        if art is None:
+            result.rows.append(Row(name, "artifact", old_art["status"], "missing", "not in this run", "regression"))
+            continue
+        if art["status"] == "failed" and old_art["status"] != "failed":
+            result.rows.append(Row(name, "artifact", old_art["status"], "failed", "failed in this run",
+                                   "regression"))
+            continue
+        result.rows.append(_size_row(name, old_art, art, tol))
+        result.rows += [r for r in (_accuracy_row(name, old_art, art, tol), _latency_row(name, old_art, art, tol))
+                        if r is not None]
+    for name, art in new["artifacts"].items():
+        if name not in baseline["artifacts"]:
+            result.rows.append(Row(name, "artifact", "—", art["status"], "not in the baseline", "new"))
+    return result
+
+
+GATE_HEADER = ["artifact", "metric", "old", "new", "change", "verdict"]
+
+
+def gate_rows(result: GateResult) -> list[list[str]]:
+    """The gate's table, one list of cells per row (``GATE_HEADER``)."""
+    return [[r.artifact, r.metric, r.old, r.new, r.change, r.verdict] for r in result.rows]
