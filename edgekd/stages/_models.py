@@ -12,18 +12,29 @@ from torch import nn
 from edgekd.config import ModelRef
 from edgekd.data import DataBundle
 from edgekd.errors import UserError
-from edgekd.models import MODELS, count_parameters, create, load_checkpoint, load_weights, model_from_checkpoint
+from edgekd.models import (
+    MODELS,
+    count_parameters,
+    create,
+    layout_kwargs,
+    load_checkpoint,
+    load_weights,
+    model_from_checkpoint,
+)
 from edgekd.runtime import save_torch_artifact
 from edgekd.pipeline.artifacts import Artifact, input_spec
 from edgekd.pipeline.context import StageContext
 
 
 def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:
-    """The factory call that builds ``ref`` for ``data``: zoo models get the data's channels and classes."""
+    """The factory call that builds ``ref`` for ``data``: zoo models get the data's channels and classes, and the
+    small-input or ImageNet layout that fits its image size (:func:`~edgekd.models.layout_kwargs`) unless the
+    recipe sets ``small_input`` in ``kwargs``; the choice is recorded in the spec."""
     kwargs = dict(ref.kwargs)
     shape_args = {"num_classes": data.num_classes, "in_channels": data.in_channels}
     if ref.name in MODELS:
         accepted = inspect.signature(MODELS.get(ref.name)).parameters
+        shape_args.update(layout_kwargs(ref.name, data.image_size))
         kwargs = {**{k: v for k, v in shape_args.items() if k in accepted}, **kwargs}
     return {"name": ref.name, "kwargs": kwargs}
 
