@@ -43,6 +43,7 @@ from edgekd._atomic import atomic_path
 from edgekd.config import TrainConfig
 from edgekd.data import DataBundle, Split, augment_batch
 from edgekd.distill._precision import Precision, check_channels_last
+from edgekd.distill.memory import check_step_fits
 from edgekd.distill.mixing import MixedBatch, mix_batch
 from edgekd.distill.objective import DistillTerm, Objective
 from edgekd.distill.schedule import make_scheduler
@@ -62,6 +63,7 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict[str, float]]
     state_dict: dict[str, torch.Tensor]
+    memory: dict[str, Any] | None = None
 
 
 @torch.no_grad()
@@ -175,6 +177,15 @@ class Trainer:
         for term in self.terms:
             dist.broadcast_state(term.loss)
 
+    def _check_memory(self) -> dict[str, Any] | None:
+        """Refuse (UserError) a batch size whose training step would not fit in memory, before any training
+        (:mod:`edgekd.distill.memory`); on CPU only (a GPU reports its own out-of-memory error)."""
+        if self.device.type != "cpu":
+            return None
+        per_rank = -(-self.config.batch_size // self.world.world_size)
+        return check_step_fits(self.net, tuple(self.data.train.x.shape[1:]), per_rank, teacher=self.teacher,
+                               optimizer=self.config.optimizer, label=self.label)
+
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _save(self, state: dict[str, Any]) -> None:
         if self.world.is_main:
@@ -193,6 +204,7 @@ class Trainer:
         if self.world.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.seed)
+        memory = self._check_memory()
         self.objective.prepare(self.data, self.normalize)
         self._probe()
         optimizer = self._optimizer()
@@ -236,7 +248,7 @@ class Trainer:
         self.objective.close()
         self.model = self.net
         self.net.load_state_dict(best_state)
-        return TrainResult(best_epoch + 1, best_acc, history, best_state)
+        return TrainResult(best_epoch + 1, best_acc, history, best_state, memory)
 
     def _global_batch(self, index: torch.Tensor, generator: torch.Generator) -> MixedBatch:
         """The seeded global batch at ``index``: augmented, then mixed (identical on every rank)."""

@@ -16,9 +16,18 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the ``meta`` device (shapes, no data), without the original's forward hooks."""
+    meta = copy.deepcopy(model).to("meta")
+    for module in meta.modules():
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    return meta
+
+
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass of ``model`` on one input of shape ``input_shape`` (C, H, W)."""
-    meta = copy.deepcopy(model).to("meta").eval()
+    meta = meta_copy(model).eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         meta(torch.empty((1, *input_shape), device="meta"))

@@ -39,6 +39,12 @@ def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:
     return {"name": ref.name, "kwargs": kwargs}
 
 
+def layout_name(spec: dict[str, Any]) -> str:
+    """``small-input layout`` / ``ImageNet layout`` for a spec with a ``small_input`` switch, else ``own layout``."""
+    choice = spec["kwargs"].get("small_input")
+    return "own layout" if choice is None else "small-input layout" if choice else "ImageNet layout"
+
+
 def build_net(ref: ModelRef, data: DataBundle, *, seed: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Create the model of ``ref`` (loading ``ref.checkpoint`` if set) and return it with its spec.
 
