@@ -80,10 +80,10 @@ class ImageArray:
     def __getitem__(self, key: Any) -> torch.Tensor:
         head, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         if isinstance(head, (int, np.integer)):
-            batch = self[[int(head)]][0]
-        else:
-            batch = _as_float(self.store[self._store_rows(head)])
-        return batch[rest] if rest else batch
+            image = self[[int(head)]][0]
+            return image[rest] if rest else image
+        batch = _as_float(self.store[self._store_rows(head)])
+        return batch[(slice(None), *rest)] if rest else batch
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), ROWS_PER_CHUNK):
