@@ -19,7 +19,8 @@ covers the rest.
 
 Available memory is the smallest of ``MemAvailable`` (``/proc/meminfo``), the cgroup's limit less its usage
 (``/sys/fs/cgroup/memory.max``, or v1's ``memory.limit_in_bytes``), and ``$EDGEKD_MEMORY_LIMIT_MB`` (a cap on this
-process's resident memory) less the resident memory now (``VmRSS``).
+process's resident memory) less what it holds now (:func:`anonymous_resident`: the pages of memory-mapped image
+files are reclaimable page cache and do not count).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def _proc_kib(path: str, field: str) -> int | None:
     return None
 
 
+def anonymous_resident() -> int:
+    """Resident bytes of this process that the kernel cannot simply drop (``RssAnon + RssShmem``): pages of the
+    memory-mapped image stores are file-backed and reclaimable, so they do not count against the limit."""
+    return sum(_proc_kib("/proc/self/status", field) or 0 for field in ("RssAnon", "RssShmem"))
+
+
 def available_memory() -> tuple[int, str] | None:
     """(bytes this process may still use, which limit says so), or None when nothing can be read."""
     found: list[tuple[int, str]] = []
@@ -135,7 +142,7 @@ def available_memory() -> tuple[int, str] | None:
             cap_bytes = int(float(cap) * _MIB)
         except ValueError:
             raise UserError(f"${MEMORY_LIMIT_ENV}: expected a number of MiB, got {cap!r}") from None
-        resident = _proc_kib("/proc/self/status", "VmRSS") or 0
+        resident = anonymous_resident()
         found.append((cap_bytes - resident, f"${MEMORY_LIMIT_ENV}={cap} less the {resident // _MIB:,} MiB resident"))
     return min(found) if found else None
 
