@@ -105,14 +105,34 @@ def print_devices(out: Console) -> None:
     out.print(_table("device profiles", ["name", "access", "runtimes", "budgets", "description"], rows))
 
 
+def _si(count: int) -> str:
+    """``1,234,567`` as ``1.23M``, ``45,600`` as ``45.6k``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return str(count)
+
+
+ZOO_INPUT_SIZES = (32, 224)
+"""Input sizes (3-channel, square) at which `edgekd zoo models` counts MACs, each with the layout chosen for it."""
+
+
 def print_models(out: Console) -> None:
-    from edgekd.models import MODELS, model_info
+    import torch
+
+    from edgekd.models import MODELS, count_macs, count_parameters, create, layout_kwargs, model_info
 
     rows = []
     for name in MODELS.names():
         info = model_info(name)
-        rows.append([name, info["family"], info["paper"], ", ".join(info["default_taps"])])
-    out.print(_table("models (edgekd.models.create)", ["name", "family", "paper", "default taps"], rows))
+        with torch.device("meta"):  # shapes only: no weights are initialised, nothing is computed
+            params = count_parameters(create(name))
+            macs = [count_macs(create(name, **layout_kwargs(name, (s, s))), (3, s, s)) for s in ZOO_INPUT_SIZES]
+        rows.append([name, info["family"], _si(params), *(_si(m) for m in macs), info["paper"],
+                     ", ".join(info["default_taps"])])
+    header = ["name", "family", "params (10 classes)", *(f"MACs @3×{s}×{s}" for s in ZOO_INPUT_SIZES), "paper",
+              "default taps"]
+    out.print(_table("models (edgekd.models.create)", header, rows))
 
 
 def print_losses(out: Console) -> None:

@@ -282,7 +282,14 @@ def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------------------------- npz, image-folder
 
 
-def test_npz_layouts_scaling_and_class_names(tmp_path: Path) -> None:
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private home folder: the decoded-image caches (~/.cache/edgekd/...) go under tmp_path."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_npz_layouts_scaling_and_class_names(tmp_path: Path, home: Path) -> None:
     rng = np.random.default_rng(1)
     x_train = rng.integers(0, 256, (30, 5, 6, 3), dtype=np.uint8)  # NHWC
     y_train = np.repeat(np.arange(3), 10)
@@ -295,7 +302,7 @@ def test_npz_layouts_scaling_and_class_names(tmp_path: Path) -> None:
     expected = torch.from_numpy(x_train.transpose(0, 3, 1, 2) / 255.0).float()
     assert torch.equal(torch.cat([bundle.train.x, bundle.val.x]).sort(0).values, expected.sort(0).values)
     assert np.bincount(bundle.val.y.numpy()).tolist() == [2, 2, 2]
-    assert bundle.mean == pytest.approx(tuple(bundle.train.x.mean(dim=(0, 2, 3)).tolist()), abs=1e-6)
+    assert bundle.mean == pytest.approx(tuple(bundle.train.x[:].mean(dim=(0, 2, 3)).tolist()), abs=1e-6)
 
     np.savez(tmp_path / "nhw.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_train[:2, ..., 0],
              y_test=np.array([0, 5]))
@@ -325,7 +332,7 @@ def _png_tree(root: Path, colours: dict[str, list[tuple[int, int, int]]], size: 
             Image.new("RGB", size, colour).save(root / class_name / f"{i}.png")
 
 
-def test_image_folder_resizes_labels_by_folder_and_carves_test(tmp_path: Path) -> None:
+def test_image_folder_resizes_labels_by_folder_and_carves_test(tmp_path: Path, home: Path) -> None:
     red, blue = [(200, 10, 30 + i) for i in range(10)], [(5, 40 + i, 250) for i in range(10)]
     _png_tree(tmp_path / "set" / "train", {"red": red, "blue": blue})
     bundle = load_dataset("image-folder", {"root": tmp_path / "set", "image_size": 4}, val_fraction=0.2)

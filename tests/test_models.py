@@ -17,8 +17,11 @@ from edgekd.errors import UserError
 from edgekd.models import (
     FORMAT,
     MODELS,
+    SMALL_INPUT_BELOW,
+    count_macs,
     count_parameters,
     create,
+    layout_kwargs,
     load_checkpoint,
     load_weights,
     model_from_checkpoint,
@@ -77,7 +80,8 @@ def test_forward_shape_on_small_inputs(name: str, in_channels: int) -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_registry_metadata_and_default_taps(name: str) -> None:
     entry = MODELS.entry(name)
-    assert entry.meta["family"] in {"resnet", "plain", "mobilenetv2"} and name.startswith(entry.meta["family"])
+    family = entry.meta["family"]
+    assert family in {"resnet", "resnet-imagenet", "plain", "mobilenetv2"} and name.startswith(family.split("-")[0])
     assert entry.meta["paper"] and entry.meta["description"]
     taps = entry.meta["default_taps"]
     assert len(taps) >= 2
@@ -171,6 +175,45 @@ def test_mobilenetv2_matches_the_reference_port() -> None:
     convs = [m for m in half.modules() if isinstance(m, nn.Conv2d)]
     assert all(m.out_channels % 8 == 0 for m in convs)
     assert convs[0].out_channels == 16 and convs[-1].out_channels == 1280
+
+
+def test_imagenet_resnets_match_torchvision_counts() -> None:
+    # torchvision's resnet18/34/50 (1000 classes) and their MACs at 3×224×224 (torchvision docs: 1.81, 3.66,
+    # 4.09 GFLOPS, its name for multiply-accumulates; He et al. 2016 Table 1: 1.8, 3.6, 3.8 × 10⁹ FLOPs)
+    expected = {"resnet18": (11_689_512, 1.814e9), "resnet34": (21_797_672, 3.664e9), "resnet50": (25_557_032, 4.089e9)}
+    for name, (params, macs) in expected.items():
+        model = create(name, num_classes=1000)
+        assert count_parameters(model) == params
+        assert count_macs(model, (3, 224, 224)) == pytest.approx(macs, rel=1e-3)
+    # the CIFAR variant of ResNet-18 (3×3 stem, no max-pool; kuangliu/pytorch-cifar): 11,173,962 with 10 classes
+    assert count_parameters(create("resnet18", small_input=True)) == 11_173_962
+    with torch.no_grad():
+        for small_input, size, before_layer1 in ((False, 224, 56), (True, 32, 32)):  # stem stride 4 or 1
+            net = create("resnet18", small_input=small_input).eval()
+            assert net.maxpool(net.conv1(torch.rand(1, 3, size, size))).shape[-1] == before_layer1
+
+
+def test_macs_by_hand_and_for_mobilenetv2() -> None:
+    # conv 3→8, 3×3, stride 1, same padding on 10×10: 8·3·9·100 MACs; linear 800→5: 4000 MACs
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(800, 5))
+    assert count_macs(net, (3, 10, 10)) == 8 * 3 * 9 * 100 + 800 * 5
+    depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)  # C_in / groups = 1 per output channel
+    assert count_macs(depthwise, (16, 7, 7)) == 16 * 9 * 49
+    # Sandler et al. 2018, Table 4: MobileNetV2 1.0 at 224 px, 300M multiply-adds (ImageNet layout)
+    mobile = create("mobilenetv2", num_classes=1000, small_input=False)
+    assert count_macs(mobile, (3, 224, 224)) == pytest.approx(300e6, rel=0.01)
+    # the small-input layout at 224 px: stride 8 instead of 32, so the features cost about 16× as much
+    small = count_macs(create("mobilenetv2", num_classes=1000), (3, 224, 224))
+    assert 12 < small / count_macs(mobile, (3, 224, 224)) < 16
+
+
+def test_layout_follows_the_image_size() -> None:
+    assert SMALL_INPUT_BELOW == 64
+    assert layout_kwargs("mobilenetv2", (32, 32)) == {"small_input": True}
+    assert layout_kwargs("mobilenetv2_x0_5", (224, 224)) == {"small_input": False}
+    assert layout_kwargs("resnet18", (63, 200)) == {"small_input": True}
+    assert layout_kwargs("resnet50", (64, 64)) == {"small_input": False}
+    assert layout_kwargs("resnet8", (224, 224)) == {} and layout_kwargs("pkg.mod:fn", (224, 224)) == {}
 
 
 def test_small_input_keeps_resolution() -> None:

@@ -1,4 +1,8 @@
-"""In-memory splits and the bundle a data set loads into: images as float32 NCHW in [0, 1], labels as int64."""
+"""Splits and the bundle a data set loads into: images as float32 NCHW in [0, 1], labels as int64.
+
+Small data sets hold their images as tensors; data sets read from disk (image folders, ``.npz`` files) hold a
+memory-mapped :class:`~edgekd.data.images.ImageArray` that converts rows batch by batch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edgekd.data.images import ImageArray
 from edgekd.errors import UserError
 
 STD_FLOOR = 1e-6
@@ -18,11 +23,12 @@ class Split:
     """One split of a data set.
 
     Attributes:
-        x: images, float32, shape ``(N, C, H, W)``, values in [0, 1].
+        x: images, float32, shape ``(N, C, H, W)``, values in [0, 1]: a tensor, or an on-disk
+            :class:`ImageArray` whose indexing (``x[index]``, ``x[a:b]``) gives tensors.
         y: labels, int64, shape ``(N,)``.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | ImageArray
     y: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -36,7 +42,7 @@ class Split:
 
     def take(self, index: torch.Tensor) -> Split:
         """The samples at ``index`` (a 1-D integer tensor), in that order."""
-        return Split(self.x[index], self.y[index])
+        return Split(self.x.index_select(0, index), self.y[index])
 
     def subset(self, n: int, seed: int) -> Split:
         """A deterministic random subset of ``n`` samples (in their original order); ``self`` if ``n >= len``."""
@@ -130,7 +136,27 @@ def split_stratified(split: Split, held_out: float | int, seed: int, *, what: st
     return split.take(kept), split.take(held)
 
 
-def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of an NCHW batch; std floored at :data:`STD_FLOOR`."""
-    std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0)
+def channel_stats(x: torch.Tensor | ImageArray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of NCHW images; std floored at :data:`STD_FLOOR`.
+
+    An on-disk :class:`ImageArray` is reduced chunk by chunk in float64 (sums of ``x`` and ``x²``), so memory stays
+    bounded by a chunk.
+    """
+    if isinstance(x, torch.Tensor):
+        std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0)
+        return tuple(mean.tolist()), tuple(max(s, STD_FLOOR) for s in std.tolist())
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in x.chunks():
+        chunk = chunk.double()
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square().sum(dim=(0, 2, 3))
+    count = max(1, len(x) * x.shape[2] * x.shape[3])
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
     return tuple(mean.tolist()), tuple(max(s, STD_FLOOR) for s in std.tolist())
+
+
+def split_from_store(store: np.ndarray, y: np.ndarray) -> Split:
+    """A :class:`Split` over a memory-mapped NCHW ``store`` (uint8 or float32 in [0, 1]) and its labels."""
+    return Split(ImageArray(store), torch.from_numpy(np.asarray(y, dtype=np.int64)))

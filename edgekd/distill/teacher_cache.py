@@ -8,26 +8,34 @@ version). :func:`cache_key` hashes exactly these; the model-init seed is not amo
 an ablation over init seeds that share ``data_seed`` share the cache. Rows follow the epoch's sample order: row ``k``
 holds the logits of the ``k``-th (augmented, mixed) sample the student sees in that epoch.
 
-Layout: ``<root>/<key>/epoch-<e>.pt``, a dict ``{"key", "epoch", "logits"}`` (float32, ``(N, num_classes)``), written
-atomically by rank 0 at the end of the epoch; an epoch interrupted half-way is simply recomputed. Only logit losses
-can use the cache: feature losses need the teacher's intermediate features, hence the live teacher.
+Layout: ``<root>/<key>/epoch-<e>.npy``, float32 ``(N, num_classes)``, on disk rather than in memory: the epoch being
+recorded is filled through a writable memory map (:meth:`TeacherCache.record`) and renamed into place when the epoch
+ends (atomic; an epoch interrupted half-way is simply recomputed), a cached epoch is read memory-mapped
+(:meth:`TeacherCache.load`), batch by batch. Only logit losses can use the cache: feature losses need the teacher's
+intermediate features, hence the live teacher.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgekd._atomic import atomic_path
 from edgekd.data import Split
+from edgekd.data.images import image_chunks
 
 #: Bumped whenever the file layout or the meaning of a row changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def module_digest(net: nn.Module) -> str:
@@ -40,11 +48,12 @@ def module_digest(net: nn.Module) -> str:
 
 
 def split_digest(split: Split) -> str:
-    """SHA-256 of a split's images and labels."""
+    """SHA-256 of a split's images (as float32, chunk by chunk for on-disk images) and labels."""
     digest = hashlib.sha256()
-    for tensor in (split.x, split.y):
+    for tensor, chunks in ((split.x, image_chunks(split.x)), (split.y, [split.y])):
         digest.update(f"{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        for chunk in chunks:
+            digest.update(chunk.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -60,7 +69,7 @@ def cache_key(*, teacher: str, data: str, normalization: Any, data_seed: int, ba
 
 
 class TeacherCache:
-    """The cached teacher logits of one key: ``root/key/epoch-<e>.pt``."""
+    """The cached teacher logits of one key: ``root/key/epoch-<e>.npy``."""
 
     def __init__(self, root: Path, key: str, rows: int, num_classes: int) -> None:
         self.folder = Path(root) / key
@@ -69,29 +78,39 @@ class TeacherCache:
 
     def path(self, epoch: int) -> Path:
         """File of epoch ``epoch`` (0-based)."""
-        return self.folder / f"epoch-{epoch}.pt"
+        return self.folder / f"epoch-{epoch}.npy"
 
     def load(self, epoch: int) -> torch.Tensor | None:
-        """The logits of ``epoch``, or None when absent or not for this key and shape (they are recomputed)."""
+        """The logits of ``epoch``, memory-mapped read-only, or None when absent or of another shape (recomputed)."""
         path = self.path(epoch)
         if not path.is_file():
             return None
         try:
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError):
+            stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
             return None
-        if not isinstance(stored, dict) or stored.get("key") != self.key or stored.get("epoch") != epoch:
+        if stored.shape != self.shape or stored.dtype != np.float32:
             return None
-        logits = stored.get("logits")
-        if not isinstance(logits, torch.Tensor):
-            return None
-        return logits if tuple(logits.shape) == self.shape and logits.dtype == torch.float32 else None
+        with warnings.catch_warnings():  # torch warns that the map is read-only; the trainer only reads it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(stored)
 
-    def save(self, epoch: int, logits: torch.Tensor) -> Path:
-        """Store the logits of ``epoch`` atomically; returns the file."""
-        if tuple(logits.shape) != self.shape:
-            raise ValueError(f"teacher cache: expected logits of shape {self.shape}, got {tuple(logits.shape)}")
-        path = self.path(epoch)
-        with atomic_path(path) as tmp:
-            torch.save({"key": self.key, "epoch": epoch, "logits": logits.detach().float().cpu()}, tmp)
-        return path
+    @contextmanager
+    def record(self, epoch: int, *, keep: bool = True) -> Iterator[torch.Tensor]:
+        """A zeroed ``(N, num_classes)`` float32 tensor on disk to fill with the logits of ``epoch``.
+
+        With ``keep`` (rank 0) it becomes the cached epoch, atomically, when the block ends without error; without
+        (the other ranks of a multi-process run, whose rows are summed into rank 0's) it is a scratch file, removed.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path(epoch)) if keep else _scratch(self.folder) as file:
+            array = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=self.shape)
+            yield torch.from_numpy(array)
+            array.flush()
+
+
+@contextmanager
+def _scratch(folder: Path) -> Iterator[Path]:
+    """A temporary file path in ``folder``, removed afterwards."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".scratch-") as tmp:
+        yield Path(tmp) / "logits.npy"

@@ -12,7 +12,7 @@ interrupted before it. A checkpoint is written atomically after every epoch; :me
 
 Consistent teaching (Beyer et al., CVPR 2022): teacher and student see the same augmented and mixed batch; with
 mixup/CutMix the cross-entropy uses the mixed targets (:mod:`edgekd.distill.mixing`). With logit-only losses the
-teacher's logits are cached per epoch (:mod:`edgekd.distill.teacher_cache`) and the teacher is not run again.
+teacher's logits are cached per epoch on disk (:mod:`edgekd.distill.teacher_cache`) and the teacher is not run again.
 
 Multi-process (``torchrun``, :mod:`edgekd._distributed`): the student is wrapped in DistributedDataParallel; every
 rank draws the same seeded global batch of ``batch_size`` samples and trains on its contiguous slice, with its loss
@@ -25,11 +25,12 @@ its own slice's statistics and the trajectory differs from one process by that m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 from rich.console import Console
@@ -42,6 +43,7 @@ from edgekd._atomic import atomic_path
 from edgekd.config import TrainConfig
 from edgekd.data import DataBundle, Split, augment_batch
 from edgekd.distill._precision import Precision, check_channels_last
+from edgekd.distill.memory import check_step_fits
 from edgekd.distill.mixing import MixedBatch, mix_batch
 from edgekd.distill.objective import DistillTerm, Objective
 from edgekd.distill.schedule import make_scheduler
@@ -61,6 +63,7 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict[str, float]]
     state_dict: dict[str, torch.Tensor]
+    memory: dict[str, Any] | None = None
 
 
 @torch.no_grad()
@@ -174,6 +177,15 @@ class Trainer:
         for term in self.terms:
             dist.broadcast_state(term.loss)
 
+    def _check_memory(self) -> dict[str, Any] | None:
+        """Refuse (UserError) a batch size whose training step would not fit in memory, before any training
+        (:mod:`edgekd.distill.memory`); on CPU only (a GPU reports its own out-of-memory error)."""
+        if self.device.type != "cpu":
+            return None
+        per_rank = -(-self.config.batch_size // self.world.world_size)
+        return check_step_fits(self.net, tuple(self.data.train.x.shape[1:]), per_rank, teacher=self.teacher,
+                               optimizer=self.config.optimizer, label=self.label)
+
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _save(self, state: dict[str, Any]) -> None:
         if self.world.is_main:
@@ -192,6 +204,7 @@ class Trainer:
         if self.world.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.seed)
+        memory = self._check_memory()
         self.objective.prepare(self.data, self.normalize)
         self._probe()
         optimizer = self._optimizer()
@@ -235,7 +248,7 @@ class Trainer:
         self.objective.close()
         self.model = self.net
         self.net.load_state_dict(best_state)
-        return TrainResult(best_epoch + 1, best_acc, history, best_state)
+        return TrainResult(best_epoch + 1, best_acc, history, best_state, memory)
 
     def _global_batch(self, index: torch.Tensor, generator: torch.Generator) -> MixedBatch:
         """The seeded global batch at ``index``: augmented, then mixed (identical on every rank)."""
@@ -257,37 +270,33 @@ class Trainer:
         cached = self.cache.load(epoch) if self.cache is not None else None
         if not dist.broadcast_flag(cached is not None):  # rank 0 decides, so that all ranks agree
             cached = None
-        fresh = None
-        if self.cache is not None and cached is None:  # cold: record the live teacher's logits of this epoch
-            fresh = torch.zeros(n, self.data.num_classes, device=self.device)
         self.model.train()
         start_time = time.perf_counter()
         loss_sum = correct = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
-        for step in range(steps):
-            offset = step * bs
-            batch = self._global_batch(order[offset : offset + bs], generator)
-            size = len(batch.y_a)
-            lo, hi = dist.shard(size, self.world)
-            weight = (hi - lo) * self.world.world_size / size
-            if hi == lo:  # fewer samples than ranks: join the gradient all-reduce with a zero-weighted sample
-                lo, hi = size - 1, size
-            part = batch.rows(lo, hi).to(self.device)
-            part = MixedBatch(self.normalize(part.x).contiguous(memory_format=self.memory_format), part.y_a,
-                              part.y_b, part.lam)
-            teacher_logits = cached[offset + lo : offset + hi].to(self.device) if cached is not None else None
-            loss, logits, teacher_logits = self._step(part, teacher_logits, weight, optimizer)
-            scheduler.step()
-            if weight:
-                if fresh is not None:
-                    fresh[offset + lo : offset + hi] = teacher_logits.detach().float()
-                loss_sum = loss_sum + loss.detach() * (hi - lo)
-                correct = correct + (logits.argmax(1) == part.target).sum()
-                seen += hi - lo
-        if fresh is not None and self.cache is not None:
-            dist.all_reduce_sum(fresh)
-            if self.world.is_main:
-                self.cache.save(epoch, fresh)
+        with self._recording(epoch, cached) as fresh:  # cold: record the live teacher's logits of this epoch
+            for step in range(steps):
+                offset = step * bs
+                batch = self._global_batch(order[offset : offset + bs], generator)
+                size = len(batch.y_a)
+                lo, hi = dist.shard(size, self.world)
+                weight = (hi - lo) * self.world.world_size / size
+                if hi == lo:  # fewer samples than ranks: join the gradient all-reduce with a zero-weighted sample
+                    lo, hi = size - 1, size
+                part = batch.rows(lo, hi).to(self.device)
+                part = MixedBatch(self.normalize(part.x).contiguous(memory_format=self.memory_format), part.y_a,
+                                  part.y_b, part.lam)
+                teacher_logits = cached[offset + lo : offset + hi].to(self.device) if cached is not None else None
+                loss, logits, teacher_logits = self._step(part, teacher_logits, weight, optimizer)
+                scheduler.step()
+                if weight:
+                    if fresh is not None:
+                        fresh[offset + lo : offset + hi] = teacher_logits.detach().float().cpu()
+                    loss_sum = loss_sum + loss.detach() * (hi - lo)
+                    correct = correct + (logits.argmax(1) == part.target).sum()
+                    seen += hi - lo
+            if fresh is not None and self.world.distributed:  # every rank filled its own rows
+                _sum_over_ranks(fresh, self.device)
         totals = dist.all_reduce_sum(torch.stack([loss_sum, correct.double(), torch.tensor(
             float(seen), dtype=torch.float64, device=self.device)]))
         loss_total, correct_total, seen_total = totals.tolist()
@@ -298,6 +307,13 @@ class Trainer:
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - start_time, 3),
         }
+
+    def _recording(self, epoch: int, cached: torch.Tensor | None) -> ContextManager[torch.Tensor | None]:
+        """Where this epoch's teacher logits are written (on disk, :meth:`TeacherCache.record`), or None when the
+        cache is off or already holds the epoch; rank 0's file becomes the cached epoch."""
+        if self.cache is None or cached is not None:
+            return contextlib.nullcontext()
+        return self.cache.record(epoch, keep=self.world.is_main)
 
     def _step(
         self, part: MixedBatch, teacher_logits: torch.Tensor | None, weight: float, optimizer: torch.optim.Optimizer
@@ -320,7 +336,7 @@ class Trainer:
             dist.broadcast_state(self.net)
         split = self.data.val
         lo, hi = dist.shard(len(split), self.world)
-        part = Split(split.x[lo:hi], split.y[lo:hi])
+        part = split.take(torch.arange(lo, hi))
         counts = torch.tensor([correct_count(self.net, part, self.normalize), hi - lo],
                               dtype=torch.float64, device=self.device)
         correct, total = dist.all_reduce_sum(counts).tolist()
@@ -331,6 +347,13 @@ class Trainer:
             TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console, transient=False,
         )
+
+
+def _sum_over_ranks(rows: torch.Tensor, device: torch.device, chunk: int = 1 << 16) -> None:
+    """Sum a CPU tensor over the ranks in place, ``chunk`` rows at a time through ``device`` (NCCL needs CUDA)."""
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk].to(device)
+        rows[start : start + chunk] = dist.all_reduce_sum(part).cpu()
 
 
 def _default_device() -> torch.device:

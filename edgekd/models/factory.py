@@ -23,6 +23,10 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 _META_KEYS = ("family", "paper", "default_taps", "description")
 
+SMALL_INPUT_BELOW = 64
+"""Images smaller than this (pixels, shorter side) get the small-input (CIFAR-style) layout of a zoo model that has
+one (``small_input``); from this size up the ImageNet-style layout, which downsamples 4× in the stem."""
+
 
 def create(name: str, **kwargs: Any) -> nn.Module:
     """Build the model ``name`` with keyword arguments ``kwargs``.
@@ -77,6 +81,17 @@ def model_info(name: str) -> dict[str, Any]:
         param.name: param.default for param in inspect.signature(entry.obj).parameters.values()
     }
     return info
+
+
+def layout_kwargs(name: str, image_size: tuple[int, int]) -> dict[str, bool]:
+    """``{"small_input": ...}`` chosen from the data's image size for a zoo model with that switch, else ``{}``.
+
+    At 224 px the small-input layout keeps every activation 16× larger than the ImageNet network does (stride 1
+    instead of 4 before the first stage), far beyond what the model needs and what the machine holds.
+    """
+    if name not in MODELS or "small_input" not in inspect.signature(MODELS.get(name)).parameters:
+        return {}
+    return {"small_input": min(image_size) < SMALL_INPUT_BELOW}
 
 
 def count_parameters(model: nn.Module) -> int:

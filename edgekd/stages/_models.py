@@ -14,7 +14,8 @@ from edgekd.config import ModelRef
 from edgekd.data import DataBundle
 from edgekd.errors import UserError
 from edgekd.models import (
-    check_model, count_parameters, create, factory_of, load_checkpoint, load_weights, model_from_checkpoint,
+    check_model, count_parameters, create, factory_of, layout_kwargs, load_checkpoint, load_weights,
+    model_from_checkpoint,
 )
 from edgekd.runtime import save_torch_artifact
 from edgekd.pipeline.artifacts import Artifact, input_spec
@@ -25,9 +26,12 @@ def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:
     """The factory call that builds ``ref`` for ``data``.
 
     A factory, zoo or user, whose signature names a ``num_classes`` or ``in_channels`` parameter gets the data's
-    (not through ``**kwargs``); the recipe's ``kwargs`` win.
+    (not through ``**kwargs``); a zoo model with a ``small_input`` switch gets the small-input or ImageNet layout that
+    fits the data's image size (:func:`~edgekd.models.layout_kwargs`). The recipe's ``kwargs`` win; the choice is
+    recorded in the spec.
     """
-    shape_args = {"num_classes": data.num_classes, "in_channels": data.in_channels}
+    shape_args = {"num_classes": data.num_classes, "in_channels": data.in_channels,
+                  **layout_kwargs(ref.name, data.image_size)}
     accepted = _named_parameters(factory_of(ref.name))
     return {"name": ref.name, "kwargs": {**{k: v for k, v in shape_args.items() if k in accepted}, **ref.kwargs}}
 
@@ -40,6 +44,12 @@ def _named_parameters(factory: Any) -> set[str]:
         return set()
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {p.name for p in params if p.kind in named}
+
+
+def layout_name(spec: dict[str, Any]) -> str:
+    """``small-input layout`` / ``ImageNet layout`` for a spec with a ``small_input`` switch, else ``own layout``."""
+    choice = spec["kwargs"].get("small_input")
+    return "own layout" if choice is None else "small-input layout" if choice else "ImageNet layout"
 
 
 def build_net(ref: ModelRef, data: DataBundle, *, seed: int | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -22,7 +22,7 @@ from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._chain import selected_assistant, train_refs
 from edgekd.stages._checks import check_losses, check_model
-from edgekd.stages._models import check_net, check_refs, load_plain_net, model_spec, write_torch_artifact
+from edgekd.stages._models import check_net, check_refs, layout_name, load_plain_net, model_spec, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
 
@@ -111,7 +111,8 @@ class Distill(Stage):
             extra = {} if is_student else {"chain_step": index, "val_accuracy": step.record["val_accuracy"]}
             artifact = write_torch_artifact(ctx, step.net, spec, name=name, role=name if is_student else "assistant",
                                             info=extra)
-            ctx.log(f"{folder} {spec['name']}: {artifact.info['parameters']:,} parameters, val accuracy "
+            ctx.log(f"{folder} {spec['name']} ({layout_name(spec)}): {artifact.info['parameters']:,} parameters, "
+                    "val accuracy "
                     f"{step.record['val_accuracy']:.4f}" + (" (finished earlier)" if step.record["reused"] else ""))
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info=info)

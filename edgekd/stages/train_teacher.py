@@ -16,7 +16,7 @@ from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Normalize
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
 from edgekd.stages._checks import check_model
-from edgekd.stages._models import build_net, write_torch_artifact
+from edgekd.stages._models import build_net, layout_name, write_torch_artifact
 from edgekd.stages._training import smoke_config
 
 
@@ -55,12 +55,12 @@ class TrainTeacher(Stage):
             result = Trainer(net, data, config, ctx.stage_dir / "teacher", seed=ctx.recipe.seed,
                              console=ctx.console, label="teacher").fit()
             info = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
-                    "history": result.history, "epochs": config.epochs}
+                    "history": result.history, "epochs": config.epochs, "memory": result.memory}
         else:
             info = {"val_accuracy": accuracy(net, data.val, Normalize(data.mean, data.std)), "trained": False}
         if not dist.is_main():  # under torchrun, rank 0 alone writes the artifact
             return StageResult(info=info)
         artifact = write_torch_artifact(ctx, net, spec, name="teacher", role="teacher", info={})
-        ctx.log(f"teacher {spec['name']}: {artifact.info['parameters']:,} parameters, "
+        ctx.log(f"teacher {spec['name']} ({layout_name(spec)}): {artifact.info['parameters']:,} parameters, "
                 f"val accuracy {info['val_accuracy']:.4f}")
         return StageResult(artifacts=[artifact], info=info)
