@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 CASES = [
-    ("mobilenetv2", 224, 8, "imagenet"), ("mobilenetv2", 224, 32, "imagenet"), ("mobilenetv2_x0_5", 224, 32, "imagenet"),
+    ("mobilenetv2", 224, 8, "imagenet"), ("mobilenetv2", 224, 32, "imagenet"),
+    ("mobilenetv2_x0_5", 224, 32, "imagenet"),
     ("mobilenetv2", 224, 2, "small"), ("resnet18", 224, 16, "imagenet"), ("resnet50", 224, 8, "imagenet"),
     ("resnet8", 32, 128, "own"), ("mobilenetv2", 32, 64, "small"),
 ]

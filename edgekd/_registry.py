@@ -36,7 +36,7 @@ class Registry(Generic[T]):
         """Decorator registering ``obj`` under ``name`` (default: ``obj.__name__``) with metadata ``meta``."""
 
         def decorator(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             self.add(key, obj, **meta)
             return obj
 

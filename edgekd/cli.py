@@ -34,7 +34,8 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 def run(
     recipe: Annotated[Path, typer.Argument(help="pipeline recipe (pipelines/*.yaml)")],
     device: DeviceOpt,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="run directory (default runs/<recipe>-<device>-<time>)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="run directory (default runs/<recipe>-<device>-<time>)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
     overrides: SetOpt = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="every stage for real, with tiny budgets")] = False,

@@ -278,7 +278,8 @@ def test_student_with_wrong_outputs_is_exit_2_before_distilling(tmp_path: Path) 
     weights = tmp_path / "teacher-weights.pt"
     torch.save(create(BYO, num_classes=3, in_channels=3).state_dict(), weights)  # a teacher taken as is: no training
     result = run_cli(*_byo_args(tmp_path / "run", data_root, "teacher.train=null",
-                                f"teacher.model.checkpoint={weights}", "student.model.name=tests.byo_models:ten_classes"))
+                                f"teacher.model.checkpoint={weights}",
+                                "student.model.name=tests.byo_models:ten_classes"))
     assert result.returncode == 2, result.stdout + result.stderr
     line = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert "student model 'tests.byo_models:ten_classes'" in line and "(2, 10)" in line and "expected (2, 3)" in line

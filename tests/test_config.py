@@ -53,10 +53,13 @@ def test_override_reaches_the_schema() -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda d: d["teacher"]["model"].update(name="resnet21"), "teacher.model.name: unknown model 'resnet21'; did you mean"),
+        (lambda d: d["teacher"]["model"].update(name="resnet21"),
+         "teacher.model.name: unknown model 'resnet21'; did you mean"),
         (lambda d: d["teacher"]["train"].update(epocs=3), "teacher.train.epocs: unknown key; did you mean 'epochs'?"),
-        (lambda d: d["teacher"]["train"].update(epochs="many"), "teacher.train.epochs: Input should be a valid integer"),
-        (lambda d: d["distill"]["losses"][0].update(name="kdd"), "distill.losses.0: unknown loss 'kdd'; did you mean 'kd'"),
+        (lambda d: d["teacher"]["train"].update(epochs="many"),
+         "teacher.train.epochs: Input should be a valid integer"),
+        (lambda d: d["distill"]["losses"][0].update(name="kdd"),
+         "distill.losses.0: unknown loss 'kdd'; did you mean 'kd'"),
         (lambda d: d["data"].update(name="cifar"), "data: unknown data set 'cifar'"),
         (lambda d: d.pop("distill"), "student needs a distill section"),
     ],
@@ -133,12 +136,11 @@ def test_jetson_profile_selects_tensorrt(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_cli_zoo_lists_every_registered_name() -> None:
+    import edgekd.stages  # noqa: F401
     from edgekd.data import DATASETS
     from edgekd.distill.losses import LOSSES
     from edgekd.models import MODELS
     from edgekd.pipeline.stage import STAGES
-
-    import edgekd.stages  # noqa: F401
 
     result = run_cli("zoo", timeout=120, env={"COLUMNS": "250"})
     assert result.returncode == 0, result.stderr

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
-from edgekd.data import DATASETS, Split, augment_batch, dataset_params_model, load_dataset
-from edgekd.data import _idx
+from edgekd.data import DATASETS, Split, _idx, augment_batch, dataset_params_model, load_dataset
 from edgekd.data.idx import IDX_SPECS
 from edgekd.errors import UserError
 

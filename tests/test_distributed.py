@@ -23,7 +23,6 @@ import pytest
 import torch
 from torch import nn
 
-
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 EXACT = 1e-5

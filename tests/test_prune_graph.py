@@ -9,8 +9,15 @@ from torch import nn
 from edgekd.errors import UserError
 from edgekd.models import create
 from edgekd.prune.graph import Skip, analyse
-from edgekd.prune.segments import (Plan, Segment, candidate_options, drop_changes, option_of, segment_options,
-                                   valid_structure)
+from edgekd.prune.segments import (
+    Plan,
+    Segment,
+    candidate_options,
+    drop_changes,
+    option_of,
+    segment_options,
+    valid_structure,
+)
 
 X = torch.rand(2, 1, 28, 28)
 

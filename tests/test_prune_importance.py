@@ -12,8 +12,13 @@ from edgekd.data import load_dataset
 from edgekd.models import create
 from edgekd.prune import importance as imp
 from edgekd.prune.graph import analyse
-from edgekd.prune.importance import (ImportanceSettings, ImportanceStore, importance_value, load_importance,
-                                     measure_importance)
+from edgekd.prune.importance import (
+    ImportanceSettings,
+    ImportanceStore,
+    importance_value,
+    load_importance,
+    measure_importance,
+)
 from edgekd.prune.segments import candidate_options
 
 

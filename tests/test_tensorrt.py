@@ -134,7 +134,7 @@ INSPECTOR_JSON = """{"Layers": [
 
 def test_inspector_layers_read_each_layers_data_types() -> None:
     layers = inspector_layers(INSPECTOR_JSON)
-    assert [(l["name"], l["inputs"], l["outputs"]) for l in layers] == [
+    assert [(layer["name"], layer["inputs"], layer["outputs"]) for layer in layers] == [
         ("reformat_in", ["fp32"], ["int8"]), ("conv1", ["int8"], ["fp16"]), ("shape", [], []),
         ("pool", ["fp16"], ["fp32"])]
     assert layers[1]["type"] == "CaskConvolution" and layers[1]["tactic"].endswith("i8i8")

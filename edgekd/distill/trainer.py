@@ -28,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -308,7 +309,7 @@ class Trainer:
             "seconds": round(time.perf_counter() - start_time, 3),
         }
 
-    def _recording(self, epoch: int, cached: torch.Tensor | None) -> ContextManager[torch.Tensor | None]:
+    def _recording(self, epoch: int, cached: torch.Tensor | None) -> AbstractContextManager[torch.Tensor | None]:
         """Where this epoch's teacher logits are written (on disk, :meth:`TeacherCache.record`), or None when the
         cache is off or already holds the epoch; rank 0's file becomes the cached epoch."""
         if self.cache is None or cached is not None:

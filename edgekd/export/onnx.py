@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.export._private import preserved_mode
 from edgekd._atomic import atomic_path
 from edgekd.errors import UserError
+from edgekd.export._private import preserved_mode
 from edgekd.runtime import deployable, predict
 
 INPUT_NAME = "input"

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekd._atomic import atomic_path
 from edgekd.errors import UserError
 from edgekd.models.factory import create
-from edgekd._atomic import atomic_path
 
 FORMAT = "edgekd-checkpoint/1"
 _RESERVED = ("format", "spec", "state_dict")

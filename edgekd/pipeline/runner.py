@@ -30,9 +30,9 @@ from rich.console import Console
 
 from edgekd import __version__
 from edgekd import _distributed as dist
+from edgekd._atomic import atomic_write_json, atomic_write_text
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
-from edgekd._atomic import atomic_write_json, atomic_write_text
 from edgekd.pipeline.context import ALL_ARTIFACTS, ALL_RECORDS, SMOKE_SUBSET, StageContext, fingerprint
 from edgekd.pipeline.hashing import describe_output, output_change, sha256_json
 from edgekd.pipeline.lock import run_dir_lock

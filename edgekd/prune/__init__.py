@@ -22,8 +22,13 @@ from __future__ import annotations
 from edgekd.prune.apply import build_merged, build_pruned
 from edgekd.prune.dp import Entry, KnapsackItem, Solution, solve, solve_knapsack, solve_merge_only, table_budget
 from edgekd.prune.graph import Chain, Layer, Skip, analyse
-from edgekd.prune.importance import (ImportanceSettings, ImportanceStore, importance_value, load_importance,
-                                     measure_importance)
+from edgekd.prune.importance import (
+                                     ImportanceSettings,
+                                     ImportanceStore,
+                                     importance_value,
+                                     load_importance,
+                                     measure_importance,
+)
 from edgekd.prune.latency import LatencySettings, LatencyTable, build_latency_table, measure_module
 from edgekd.prune.segments import Option, Plan, Segment, candidate_options, drop_changes, segment_options
 

@@ -47,7 +47,8 @@ def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
         agreement = f"{parity['top1_agreement']:.4f}" if parity else "—"
         diff = f"{parity['max_abs_diff']:.1e}" if parity else "—"
         verdict = metrics.get("meets_budgets")
-        verdict_text = "—" if verdict is None else ("yes" if verdict else "no: " + "; ".join(metrics["budget_failures"]))
+        failures = "; ".join(metrics.get("budget_failures", []))
+        verdict_text = "—" if verdict is None else ("yes" if verdict else f"no: {failures}")
         if art.get("status") == "failed":
             verdict_text = f"**failed**: {art['reason']}"
         compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
@@ -58,7 +59,8 @@ def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-ARTIFACT_HEADER = ["artifact", "format", "precision", "computed in", "runtime", "size MB", "test accuracy", "top-1 agreement",
+ARTIFACT_HEADER = ["artifact", "format", "precision", "computed in", "runtime", "size MB", "test accuracy",
+                   "top-1 agreement",
                    "max |Δlogit|", "p50 ms", "p90 ms", "p99 ms", "meets budgets"]
 
 

@@ -16,7 +16,7 @@ What actually ran is recorded beside every measurement (``metrics.compute``: the
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 """Every precision an artifact can be labelled with (DESIGN.md manifest ``precision``)."""
@@ -25,7 +25,7 @@ WEIGHTS: dict[str, str] = {"fp32": "fp32", "bf16": "fp32", "fp16": "fp16", "int8
 """Artifact precision → the precision its weights are stored in."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def openvino_capabilities(device: str = "CPU") -> frozenset[str]:
     """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of ``device`` (e.g. ``{"FP32", "BF16", "INT8", ...}``); empty if the
     device is not available."""
@@ -47,7 +47,7 @@ def openvino_hint(precision: str, device: str = "CPU") -> str:
     return "f32"  # fp32, int8 (non-quantized parts), fp16 weights on a device without fp16 arithmetic
 
 
-@lru_cache(maxsize=None)
+@cache
 def torch_bf16_supported() -> bool:
     """Whether this CPU computes bf16 natively in PyTorch's oneDNN kernels (AVX-512 BF16 or AMX)."""
     import torch

@@ -2,4 +2,5 @@
 
 from edgekd.stages import ablation, assistant, bench, distill, evaluate, export, quantize, report, select, train_teacher
 
-__all__ = ["ablation", "assistant", "bench", "distill", "evaluate", "export", "quantize", "report", "select", "train_teacher"]
+__all__ = ["ablation", "assistant", "bench", "distill", "evaluate", "export", "quantize", "report", "select",
+           "train_teacher"]

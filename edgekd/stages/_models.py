@@ -14,12 +14,18 @@ from edgekd.config import ModelRef
 from edgekd.data import DataBundle
 from edgekd.errors import UserError
 from edgekd.models import (
-    check_model, count_parameters, create, factory_of, layout_kwargs, load_checkpoint, load_weights,
+    check_model,
+    count_parameters,
+    create,
+    factory_of,
+    layout_kwargs,
+    load_checkpoint,
+    load_weights,
     model_from_checkpoint,
 )
-from edgekd.runtime import save_torch_artifact
 from edgekd.pipeline.artifacts import Artifact, input_spec
 from edgekd.pipeline.context import StageContext
+from edgekd.runtime import save_torch_artifact
 
 
 def model_spec(ref: ModelRef, data: DataBundle) -> dict[str, Any]:

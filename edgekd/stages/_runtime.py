@@ -12,7 +12,6 @@ from edgekd.runtime import Runner, open_runner
 from edgekd.runtime.precision import openvino_hint
 from edgekd.runtime.tensorrt_runner import tensorrt_problem
 
-
 #: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
 CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
 

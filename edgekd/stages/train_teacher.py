@@ -13,8 +13,8 @@ from edgekd.config import Device, Recipe
 from edgekd.data import DataBundle
 from edgekd.distill.trainer import Trainer, accuracy
 from edgekd.pipeline.context import StageContext
-from edgekd.runtime import Normalize
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.runtime import Normalize
 from edgekd.stages._checks import check_model
 from edgekd.stages._models import build_net, layout_name, write_torch_artifact
 from edgekd.stages._training import smoke_config
