@@ -27,12 +27,11 @@ def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None
     """Teacher vs student table, the selected artifact, and where the report is."""
     rows = summary_rows(manifest)
     selected = manifest.get("selected")
-    failed = {a["name"] for a in manifest["artifacts"] if a.get("status") == "failed"}
     for row in rows:
         if row[1] == selected:
             row[1] = f"[bold green]{row[1]} ✓[/bold green]"
-        elif row[1] in failed:
-            row[1] = f"[red]{row[1]} ✗ failed[/red]"
+        elif row[1].endswith("✗ failed"):
+            row[1] = f"[red]{row[1]}[/red]"
     out.print(_table(f"{manifest['recipe']} on {manifest['device']}" + (" (smoke)" if manifest["smoke"] else ""),
                      SUMMARY_HEADER, rows))
     stages = ", ".join(f"{s['name']} {s['status']}" for s in manifest["stages"] if s["status"] != "skipped")

@@ -56,7 +56,9 @@ def test_the_failed_artifact_keeps_its_figures_and_the_others_go_through_every_s
         assert "accuracy" in art["metrics"] and "latency_ms" in art["metrics"], art["name"]
     report = (run_dir / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| student-openvino-fp16 |"))
-    assert "**failed**: parity check failed against torch" in row
+    assert "**failed** (see Failed artifacts)" in row
+    assert "- `student-openvino-fp16`: parity check failed against torch on" in report
+    assert "| student | student-openvino-fp16 ✗ failed |" in report
     assert [s["status"] for s in m["stages"] if s["name"] in ("evaluate", "bench", "report")] == ["done"] * 3
 
 

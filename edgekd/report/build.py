@@ -158,6 +158,10 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
     ]
     if "accuracy_latency" in plots:
         parts += ["![accuracy vs latency, with the Pareto front](plots/accuracy_latency.png)", ""]
+    failed = [a for a in manifest["artifacts"] if a.get("status") == "failed"]
+    if failed:
+        parts += ["## Failed artifacts", "", "Kept with their figures, not measured further, never selected.", "",
+                  *[f"- `{a['name']}`: {a['reason']}" for a in failed], ""]
     parts += _selection_lines(manifest)
     parts += _gate_lines(gate)
     training = _training_lines(records)

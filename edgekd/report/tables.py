@@ -28,8 +28,9 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
     """Teacher vs student: one row per role, the torch model and its best deployed artifact."""
     rows = []
     for art in manifest["artifacts"]:
+        name = f"{art['name']} ✗ failed" if art.get("status") == "failed" else art["name"]
         rows.append([
-            art["role"], art["name"], f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_size(art),
+            art["role"], name, f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_size(art),
             fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
         ])
     return rows
@@ -50,7 +51,7 @@ def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
         failures = "; ".join(metrics.get("budget_failures", []))
         verdict_text = "—" if verdict is None else ("yes" if verdict else f"no: {failures}")
         if art.get("status") == "failed":
-            verdict_text = f"**failed**: {art['reason']}"
+            verdict_text = "**failed** (see Failed artifacts)"
         compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
         rows.append([
             art["name"], art["format"], art["precision"], compute, art["runtime"], fmt_size(art), fmt_accuracy(art),
