@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -64,6 +64,11 @@ class Device(Strict):
     access: Access = Field(default_factory=Access, description="how to reach the device")
     runtimes: list[RuntimeTarget] = Field(min_length=1, description="runtimes and precisions to build for")
     budgets: Budgets = Field(default_factory=Budgets, description="selection budgets")
+
+    def settings(self) -> dict[str, Any]:
+        """The profile without its cosmetic fields (``description``, ``accelerator``: words for people), for cache
+        keys and what is derived from the profile as a whole."""
+        return self.model_dump(mode="json", exclude={"description", "accelerator"})
 
     def runtime(self, name: str) -> RuntimeTarget | None:
         """The target entry for runtime ``name``, if the device offers it."""

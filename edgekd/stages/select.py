@@ -36,7 +36,7 @@ class Select(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         return {"budgets": device.budgets.model_dump(mode="json"), "runtimes": [r.runtime for r in device.runtimes],
-                "select": recipe.select.model_dump(mode="json"), "device": device.model_dump(mode="json")}
+                "select": recipe.select.model_dump(mode="json"), "device": device.settings()}
 
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets
@@ -74,7 +74,7 @@ class Select(Stage):
         records = ctx.records()
         card = build_card(
             manifest=manifest, artifact=entry, recipe=ctx.recipe.model_dump(mode="json"),
-            device=ctx.device.model_dump(mode="json"), records=records, selection=selection,
+            device=ctx.device.settings(), records=records, selection=selection,
             files=[{"path": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources],
             runtime_options=runner_options(ctx.device, entry["runtime"], entry["precision"]),
             class_names=list(ctx.data().class_names),
