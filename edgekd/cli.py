@@ -87,6 +87,27 @@ def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], de
 
 
 @app.command()
+def bench(
+    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .pt), in a run folder or not")],
+    device: DeviceOpt,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="timed calls (at least)")] = 200,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed calls first")] = 20,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="time at least this long")] = 0.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="batch of a timed call")] = 1,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
+    compare_native: Annotated[bool, typer.Option("--compare-native", help="also run OpenVINO's benchmark_app on it")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure one ARTIFACT on DEVICE (locally or over the profile's ssh access), outside a run."""
+    from edgekd.cli_bench import bench_command
+
+    bench_command(out, artifact, device, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
+                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out)
+
+
+@app.command()
 def devices(debug: DebugOpt = False) -> None:
     """List the device profiles."""
     from edgekd.cli_views import print_devices

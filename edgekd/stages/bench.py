@@ -1,26 +1,28 @@
-"""Stage `bench`: latency of every artifact in its own runtime on the device (warm-up, then timed runs)."""
+"""Stage `bench`: latency of every artifact in its own runtime on the device, through the device runner (this machine
+for a local profile, the board over ssh for an ssh one), with the protocol of :mod:`edgekd.bench.device_runner`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from edgekd.bench.latency import measure_latency
+from edgekd.bench.measure import LocalTarget, bench_artifact
+from edgekd.bench.remote import SshTarget
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.stages._failures import attempt, usable
-from edgekd.stages._runtime import open_artifact
+from edgekd.stages._runtime import runner_options
 
 
 def smoke_bench(cfg: BenchConfig, smoke: bool) -> BenchConfig:
     """A short benchmark in a smoke run."""
     if not smoke:
         return cfg
-    return cfg.model_copy(update={"warmup": min(cfg.warmup, 3), "runs": min(cfg.runs, 20), "max_seconds": 5.0})
+    return cfg.model_copy(update={"warmup": min(cfg.warmup, 3), "runs": min(cfg.runs, 20), "max_seconds": 5.0,
+                                  "warmup_seconds": min(cfg.warmup_seconds, 0.5),
+                                  "min_seconds": min(cfg.min_seconds, 0.5)})
 
 
 @register_stage
@@ -40,32 +42,35 @@ class Bench(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         assert ctx.recipe.bench is not None
-        if ctx.device.access.kind != "local":
-            raise UserError(f"device {ctx.device.name}: access.kind {ctx.device.access.kind!r} is not supported by "
-                            "the bench stage of this version; use a local device profile")
         cfg = smoke_bench(ctx.recipe.bench, ctx.smoke)
-        x = ctx.data().test.x[: cfg.batch_size].numpy()
+        access = ctx.device.access
+        if access.kind == "adb":
+            raise UserError(f"device {ctx.device.name}: access.kind 'adb' is measured with the device's own perf "
+                            "binary, which the bench stage of this version does not drive; use ssh or local")
         metrics: dict[str, dict[str, Any]] = {}
         failures: dict[str, dict[str, Any]] = {}
         for artifact in usable(ctx.artifacts):
-            measured, failed = attempt(lambda: _latency(ctx, artifact, x, cfg), ctx.log, f"{artifact.name}: bench")
+            if access.kind != "local" and ctx.device.runtime(artifact.runtime) is None:
+                ctx.log(f"{artifact.name}: not measured on {ctx.device.name} (the profile offers no "
+                        f"{artifact.runtime} runtime)")
+                continue
+            measured, failed = attempt(lambda: _latency(ctx, artifact, cfg), ctx.log, f"{artifact.name}: bench")
             if failed is not None:
                 failures[artifact.name] = failed
                 continue
             assert measured is not None
             metrics[artifact.name] = measured
             stats = measured["latency_ms"]
-            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute']['inference_precision']}): "
-                    f"p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over {stats['runs']} runs")
+            flag = f", {measured['stability']['note']}" if measured["stability"]["unstable"] else ""
+            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute']['inference_precision']}, "
+                    f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
+                    f"{stats['runs']} runs{flag}")
         return StageResult(metrics=metrics, failures=failures)
 
 
-def _latency(ctx: StageContext, artifact: Artifact, x: np.ndarray, cfg: BenchConfig) -> dict[str, Any]:
-    """Latency statistics of ``artifact`` in its own runtime, with the runtime settings in force."""
-    runner = open_artifact(ctx, artifact)
-    try:
-        stats = measure_latency(lambda: runner(x), warmup=cfg.warmup, runs=cfg.runs, max_seconds=cfg.max_seconds)
-        return {"latency_ms": stats, "batch_size": cfg.batch_size, "threads": ctx.device.threads,
-                "compute": runner.describe()}
-    finally:
-        runner.close()
+def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
+    """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
+    target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
+    options = runner_options(ctx.device, artifact.runtime, artifact.precision)
+    return bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
+                          sample_shape=artifact.input["shape"][1:])
