@@ -4,13 +4,17 @@ its result fetched back, the folder removed.
 Only the system ``ssh``/``scp`` binaries, called with argument lists (never a local shell), key-based and with host-key
 checking on: ``BatchMode=yes`` (never a password prompt), ``StrictHostKeyChecking=yes``, ``UserKnownHostsFile`` from
 the profile, ``IdentitiesOnly`` with the profile's key, ``ConnectTimeout``. The remote command line is built with
-``shlex.quote`` around every word, and folder names are edgekd's own (``run-<hex>``), never the device's.
+``shlex.quote`` around every word, and folder names are edgekd's own (``run-<hex>``), never the device's. The
+copies and commands of one run share one connection (``ControlMaster`` with a socket in a private local folder,
+closed at the end).
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -63,7 +67,8 @@ class SshTarget:
         return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"UserKnownHostsFile={Path(access.known_hosts).expanduser()}",  # type: ignore[arg-type]
                 "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
-                "-o", f"ConnectTimeout={self.connect_timeout}",
+                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self._control}/%C", "-o", "ControlPersist=60",
                 "-i", str(Path(access.identity_file).expanduser())]  # type: ignore[arg-type]
 
     def ssh(self, words: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -92,15 +97,30 @@ class SshTarget:
         return f"{self.host}:{PurePosixPath(self.folder) / safe_name(name)}"
 
     def __enter__(self) -> SshTarget:
+        self._control = tempfile.mkdtemp(prefix="edgekd-ssh-")
+        try:
+            self._open()
+        except BaseException:
+            self._close_control()
+            raise
+        return self
+
+    def _close_control(self) -> None:
+        subprocess.run(["ssh", *self._options(), "-p", str(self.access.port), "-O", "exit", self.host],
+                       capture_output=True, timeout=10)
+        shutil.rmtree(self._control, ignore_errors=True)
+
+    def _open(self) -> None:
         self.ssh(["mkdir", "-p", "-m", "700", self.folder], timeout=self.connect_timeout + 20)
         self._scp(str(RUNNER_FILE), self._remote(RUNNER_FILE.name))
-        return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.ssh(["rm", "-rf", "--", self.folder], timeout=self.connect_timeout + 20)
         except (UserError, RuntimeFailure):
             pass  # the host went away: nothing more to clean from here
+        finally:
+            self._close_control()
 
     def put(self, local: Path, name: str) -> str:
         self._scp(str(local), self._remote(name))
