@@ -1,4 +1,4 @@
-"""The `edgekd` command line: run, validate, devices, zoo, report.
+"""The `edgekd` command line: run, validate, bench, profile, devices, zoo, report.
 
 Exit codes (DESIGN.md): 0 success; 1 a budget, parity or regression check failed; 2 bad input (one line naming the
 file, the key and what is expected; a traceback only with --debug); 3 an unexpected internal error; 130 interrupted.
@@ -105,6 +105,23 @@ def bench(
 
     bench_command(out, artifact, device, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
                   runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out)
+
+
+@app.command()
+def profile(
+    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .engine)")],
+    device: DeviceOpt,
+    against: Annotated[Optional[Path], typer.Option("--against", help="another artifact of the same model to diff")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="rows shown")] = 15,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="profiled inferences (averaged)")] = 100,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write every row to this JSON file")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Per-layer times of ARTIFACT from its runtime's profiler; --against diffs two artifacts layer by layer."""
+    from edgekd.cli_bench import profile_command
+
+    profile_command(out, artifact, device, against=against, top=top, runs=runs, runtime=runtime, json_out=json_out)
 
 
 @app.command()

@@ -73,3 +73,58 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
     if json_out is not None:
         atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
     return metrics
+
+
+def _profile_of(artifact: Path, device: Any, runs: int, runtime: str | None) -> tuple[dict[str, Any], list[dict]]:
+    from edgekd.bench.measure import runner_settings
+    from edgekd.bench.profile import profile_artifact
+    from edgekd.bench.standalone import describe_artifact
+    from edgekd.stages._runtime import runner_options
+
+    what = describe_artifact(artifact, runtime)
+    options = runner_options(device, what["runtime"], what["precision"])
+    settings = runner_settings(what["runtime"], options) if what["runtime"] != "tensorrt" else {}
+    shape = what["sample_shape"] or _static_sample_shape(artifact, what["runtime"])
+    return what, profile_artifact(artifact, what["runtime"], settings, shape, runs)
+
+
+def _static_sample_shape(artifact: Path, runtime: str) -> list[int]:
+    from edgekd.runtime import open_runner
+
+    with open_runner(runtime, artifact) as runner:
+        dims = list(runner.input_shape[1:])
+    if any(d is None for d in dims):
+        raise UserError(f"{artifact}: input dimensions {dims} are dynamic; profile an artifact of a run folder")
+    return [int(d) for d in dims]
+
+
+def profile_command(out: Console, artifact: Path, device_name: str, *, against: Path | None, top: int, runs: int,
+                    runtime: str | None, json_out: Path | None) -> dict[str, Any]:
+    """The per-layer profile of ``artifact`` (and its diff with ``against``), as tables and optionally JSON."""
+    device = load_device(device_name)
+    if device.access.kind != "local":
+        raise UserError(f"device {device.name}: per-layer profiles run on this machine in this version "
+                        f"(access.kind {device.access.kind!r}); profile on the device with a local profile")
+    what, rows = _profile_of(artifact, device, runs, runtime)
+    total = sum(r["time_ms"] for r in rows)
+    out.print(_table(f"{artifact} ({what['runtime']}/{what['precision']}): top {min(top, len(rows))} of {len(rows)} "
+                     f"layers, {total:.4f} ms per inference in layers, mean of {runs} runs",
+                     ["layer", "module", "op", "kernel", "ms", "share"],
+                     [[r["layer"][:60], r["module"] or "—", r["op_type"], str(r["kernel"] or "—"),
+                       f"{r['time_ms']:.4f}", f"{r['share']:.1%}"] for r in rows[:top]]))
+    report: dict[str, Any] = {"artifact": str(artifact), **what, "device": device.name, "runs": runs, "layers": rows}
+    if against is not None:
+        from edgekd.bench.profile import diff
+
+        other_what, other_rows = _profile_of(against, device, runs, None)
+        changes = diff(rows, other_rows)
+        out.print(_table(f"layer by layer: {artifact.name} ({what['precision']}) → {against.name} "
+                         f"({other_what['precision']}), largest slow-down first",
+                         ["layer", "module A", "module B", "A ms", "B ms", "Δ ms", "B/A"],
+                         [[c["layer"][:40], str(c["module_a"] or "—")[:40], str(c["module_b"] or "—")[:40],
+                           f"{c['a_ms']:.4f}", f"{c['b_ms']:.4f}", f"{c['delta_ms']:+.4f}",
+                           f"{c['ratio']:.2f}" if c["ratio"] is not None else "—"] for c in changes[:top]]))
+        report["against"] = {"artifact": str(against), **other_what, "layers": other_rows, "diff": changes}
+    if json_out is not None:
+        atomic_write_json(json_out, report)
+    return report
