@@ -163,7 +163,7 @@ def _valid_result() -> dict:
             "protocol": {"warmup_runs": 0, "warmup_seconds": 0, "runs": 1, "min_seconds": 0, "max_seconds": 1,
                          "cv_threshold": 0.1},
             "batches": [{"batch_size": 1, "latency_ms": stats, "stability": dr.stability(stats, 0.1),
-                         "output_shape": [1, 3]}]}
+                         "output_shape": [1, 3], "energy": "energy: not available (test)"}]}
 
 
 @pytest.mark.parametrize("tamper, message", [
@@ -213,3 +213,35 @@ def test_onnxruntime_perf_test_reports_from_its_docs() -> None:
     session = parse_onnxruntime_perf_test((FIXTURES / "onnxruntime_perf_test_session.txt").read_text())
     assert session["session_creation_ms"] == pytest.approx(1841.49) and session["mean_ms"] == 734.606
     assert session["requests"] == 1
+
+
+def test_tegrastats_lines_from_real_boards() -> None:
+    orin, tx2 = [line for line in (FIXTURES / "tegrastats.txt").read_text().splitlines() if not line.startswith("#")]
+    a = dr.parse_tegrastats(orin)
+    assert a["ram_mb"] == {"used": 4321, "total": 62801} and len(a["cpu"]) == 12 and a["cpu"][0] == {"load": 0,
+                                                                                                   "mhz": 729}
+    assert a["temperature_c"]["tj"] == 44.343 and a["gpu_load"] == 0
+    # AGX Orin prints no VDD_IN: the rails are summed, 2340 + 390 + 4025 + 0 + 301 (+ 0) mW
+    assert a["power_mw"] == 7056 and a["power_source"] == "sum of rails"
+    b = dr.parse_tegrastats(tx2)
+    assert b["power_mw"] == 3140 and b["power_source"] == "VDD_IN" and b["rails"]["VDD_SYS_GPU"] == {"mw": 153,
+                                                                                                   "avg_mw": 158}
+    assert b["cpu"][1] == {"load": 21, "mhz": 345} and b["temperature_c"]["PMIC"] == 100.0
+
+
+def test_rapl_energy_from_powercap_with_wrap_around(tmp_path: Path) -> None:
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("1000000\n")
+    (zone / "energy_uj").write_text("900000\n")
+    meter = dr.EnergyMeter(powercap=str(tmp_path))
+    meter.start()
+    (zone / "energy_uj").write_text("100000\n")  # wrapped: 900000 -> 1000000 -> 100000 is 0.2 J
+    energy = meter.stop(calls=100)
+    assert energy["joules"] == pytest.approx(0.2) and energy["mj_per_inference"] == pytest.approx(2.0)
+    assert "package-0" in energy["method"]
+    missing = dr.EnergyMeter(powercap=str(tmp_path / "absent"))
+    missing.start()
+    if missing.why:  # no tegrastats on this machine either: the reason, never a blank
+        assert missing.stop(calls=1).startswith("energy: not available (")

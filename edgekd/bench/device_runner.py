@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,9 +64,10 @@ def stability(stats, cv_threshold):
 
 
 def timed_loop(fn, warmup_runs=20, warmup_seconds=0.0, runs=200, min_seconds=0.0, max_seconds=30.0,
-               clock=time.perf_counter_ns, after=None):
+               clock=time.perf_counter_ns, after=None, begin_timed=None):
     """Durations (ns) of timed calls of ``fn`` after the warm-up, following the protocol above. ``after`` (if given)
-    is called after each timed call, outside the timed region (e.g. to read the runtime's own latency)."""
+    is called after each timed call, outside the timed region (e.g. to read the runtime's own latency);
+    ``begin_timed`` once between the warm-up and the first timed call (e.g. to start an energy meter)."""
     if warmup_runs < 0 or runs < 1 or warmup_seconds < 0 or min_seconds < 0 or max_seconds <= 0:
         raise ValueError(f"need warmup_runs >= 0, runs >= 1, warmup/min seconds >= 0 and max_seconds > 0; got "
                          f"{warmup_runs}, {runs}, {warmup_seconds}, {min_seconds}, {max_seconds}")
@@ -76,6 +78,8 @@ def timed_loop(fn, warmup_runs=20, warmup_seconds=0.0, runs=200, min_seconds=0.0
         fn()
         count += 1
     durations = []
+    if begin_timed is not None:
+        begin_timed()
     begin = clock()
     min_ns, max_ns = int(min_seconds * 1e9), int(max_seconds * 1e9)
     while True:
@@ -228,6 +232,102 @@ def peak_memory():
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
     return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20,
             "method": "ru_maxrss of the runner process"}
+
+
+# ---------------------------------------------------------------- energy
+
+def rapl_zones(root="/sys/class/powercap"):
+    """``{name: (energy_uj path, max_energy_range_uj)}`` of the readable top-level RAPL packages, or why none."""
+    try:
+        names = sorted(d for d in os.listdir(root) if re.fullmatch(r"intel-rapl:\d+", d))
+    except OSError:
+        return _unavailable(root + " absent (no RAPL: not an Intel/AMD host, or a VM or container hides it)")
+    zones = {}
+    for name in names:
+        base = os.path.join(root, name)
+        if _read(os.path.join(base, "energy_uj")) is None:
+            continue
+        wrap = _read(os.path.join(base, "max_energy_range_uj"))
+        zones[_read(os.path.join(base, "name")) or name] = (os.path.join(base, "energy_uj"),
+                                                           int(wrap) if wrap and wrap.isdigit() else None)
+    return zones or _unavailable("RAPL energy_uj not readable (root only since Linux 5.10)")
+
+
+def _rapl_read(zones):
+    return {name: int(_read(path) or 0) for name, (path, _) in zones.items()}
+
+
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?")
+
+
+def parse_tegrastats(line):
+    """One ``tegrastats`` line: RAM (MB), per-CPU load/frequency, GPU load (``GR3D_FREQ``), temperatures (°C) and
+    power rails (``NAME cur/avg``, mW; JetPack 5+ prints ``mW``, older releases bare numbers). ``power_mw`` is
+    ``VDD_IN`` (the module's input) where printed, else the sum of the rails (AGX Orin prints no input rail)."""
+    out = {}
+    ram = re.search(r"RAM (\d+)/(\d+)MB", line)
+    if ram:
+        out["ram_mb"] = {"used": int(ram.group(1)), "total": int(ram.group(2))}
+    cpu = re.search(r"CPU \[([^\]]*)\]", line)
+    if cpu:
+        out["cpu"] = [{"load": int(m.group(1)), "mhz": int(m.group(2)) if m.group(2) else None}
+                      for m in re.finditer(r"(\d+)%(?:@(\d+))?", cpu.group(1))]
+    gpu = re.search(r"GR3D_FREQ (\d+)%", line)
+    if gpu:
+        out["gpu_load"] = int(gpu.group(1))
+    out["temperature_c"] = {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+)@(-?\d+(?:\.\d+)?)C\b", line)}
+    rails = {m.group(1): {"mw": int(m.group(2)), "avg_mw": int(m.group(3))} for m in _RAIL.finditer(line)}
+    for memory in ("RAM", "SWAP", "IRAM"):  # memory figures share the `used/total` shape
+        rails.pop(memory, None)
+    if rails:
+        out["rails"] = rails
+        out["power_mw"] = rails["VDD_IN"]["mw"] if "VDD_IN" in rails else sum(r["mw"] for r in rails.values())
+        out["power_source"] = "VDD_IN" if "VDD_IN" in rails else "sum of rails"
+    return out
+
+
+class EnergyMeter:
+    """Energy of the timed loop: RAPL counters (x86, where readable) or ``tegrastats`` samples (Jetson), else
+    ``energy: not available (why)``."""
+
+    def __init__(self, powercap="/sys/class/powercap"):
+        self.zones = rapl_zones(powercap)
+        self.tegrastats = None
+        self.why = None
+        if isinstance(self.zones, str):
+            if shutil.which("tegrastats"):
+                self.zones = None
+            else:
+                self.why = "energy: " + self.zones + "; tegrastats not found (not a Jetson)"
+
+    def start(self):
+        self.t0 = time.perf_counter()
+        if isinstance(self.zones, dict):
+            self.e0 = _rapl_read(self.zones)
+        elif self.zones is None:
+            self.tegrastats = subprocess.Popen(["tegrastats", "--interval", "100"], stdout=subprocess.PIPE, text=True)
+
+    def stop(self, calls):
+        seconds = time.perf_counter() - self.t0
+        if self.why:
+            return self.why
+        if isinstance(self.zones, dict):
+            e1 = _rapl_read(self.zones)
+            joules = 0.0
+            for name, (_, wrap) in self.zones.items():
+                delta = e1[name] - self.e0[name]
+                joules += (delta + (wrap or 0) if delta < 0 else delta) / 1e6
+            method = "RAPL package counters (" + ", ".join(self.zones) + "): whole package, not the model alone"
+        else:
+            self.tegrastats.terminate()
+            text = self.tegrastats.communicate(timeout=5)[0]
+            powers = [p["power_mw"] for p in map(parse_tegrastats, text.splitlines()) if "power_mw" in p]
+            if not powers:
+                return "energy: not available (tegrastats printed no power rail)"
+            joules = sum(powers) / len(powers) / 1e3 * seconds
+            method = "tegrastats mean power x duration (" + str(len(powers)) + " samples): whole module"
+        return {"joules": joules, "seconds": seconds, "mean_power_w": joules / seconds if seconds else 0.0,
+                "mj_per_inference": joules * 1e3 / calls, "method": method}
 
 
 # ---------------------------------------------------------------- runtimes
@@ -433,9 +533,12 @@ def bench(spec, folder):
                         "first_inference_ms": (t1 - t0) / 1e6, "cold_start_ms": (loaded - imported + t1 - t0) / 1e6,
                         "note": "session creation + first inference, in a fresh process (import excluded)"}
             reported = []
+            meter = EnergyMeter()
             durations = timed_loop(call, protocol["warmup_runs"], protocol["warmup_seconds"], protocol["runs"],
                                    protocol["min_seconds"], protocol["max_seconds"],
-                                   after=None if runtime_latency is None else lambda: reported.append(runtime_latency()))
+                                   after=None if runtime_latency is None else lambda: reported.append(runtime_latency()),
+                                   begin_timed=meter.start)
+            energy = meter.stop(len(durations))
         except Failed:
             raise
         except Exception as exc:  # the runtime crashed on a batch it accepted at load time
@@ -443,7 +546,7 @@ def bench(spec, folder):
                          + _first_line(exc) + ")") from exc
         stats = summarize(durations, batch)
         entry = {"batch_size": batch, "latency_ms": stats, "stability": stability(stats, protocol["cv_threshold"]),
-                 "output_shape": list(np.asarray(output()).shape)}
+                 "output_shape": list(np.asarray(output()).shape), "energy": energy}
         if reported:
             entry["runtime_reported_ms"] = summarize([int(r * 1e6) for r in reported], batch)
         results.append(entry)

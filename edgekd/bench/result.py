@@ -51,6 +51,8 @@ class BatchResult(_Checked):
     latency_ms: LatencyStats
     stability: Stability
     output_shape: list[int]
+    energy: dict[str, Any] | str = Field(description="joules, seconds, mean_power_w, mj_per_inference, method; or "
+                                         "'energy: not available (why)'")
     runtime_reported_ms: LatencyStats | None = None
 
 
