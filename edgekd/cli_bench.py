@@ -108,7 +108,7 @@ def profile_command(out: Console, artifact: Path, device_name: str, *, against: 
     what, rows = _profile_of(artifact, device, runs, runtime)
     total = sum(r["time_ms"] for r in rows)
     out.print(_table(f"{artifact} ({what['runtime']}/{what['precision']}): top {min(top, len(rows))} of {len(rows)} "
-                     f"layers, {total:.4f} ms per inference in layers, mean of {runs} runs",
+                     f"layers, {total:.4f} ms per inference in layers (medians of {runs} runs)",
                      ["layer", "module", "op", "kernel", "ms", "share"],
                      [[r["layer"][:60], r["module"] or "—", r["op_type"], str(r["kernel"] or "—"),
                        f"{r['time_ms']:.4f}", f"{r['share']:.1%}"] for r in rows[:top]]))

@@ -9,8 +9,8 @@
 - TensorRT: an ``IProfiler`` whose ``report_layer_time(layer, ms)`` is called per layer after each execution; layer
   names are the ONNX node names TensorRT fused (``node_a + node_b``).
 
-Every row is ``{layer, onnx_nodes, module, op_type, kernel, time_ms, share}`` where ``time_ms`` is the mean per
-inference over the profiled runs and ``module`` the PyTorch module path recovered from the names the export kept
+Every row is ``{layer, onnx_nodes, module, op_type, kernel, time_ms, share, order}`` where ``time_ms`` is the
+median per inference over the profiled runs (robust to the spikes of a shared machine) and ``module`` the PyTorch module path recovered from the names the export kept
 (ONNX scopes ``/net/features/features.0/Conv`` → ``net.features.0``; OpenVINO's ``__module.net.features.0/...`` →
 ``net.features.0``), or ``None``. :func:`diff` joins two profiles of the same model by module (fp32 vs INT8: which
 layers got slower; compute layers matched by kind and position, the rest by module).
@@ -70,20 +70,22 @@ def onnx_origin(name: str, nodes: set[str], producers: dict[str, str]) -> list[s
         candidate = shorter
 
 
-def _rows(times: dict[str, float], meta: dict[str, dict[str, Any]], runs: int) -> list[dict[str, Any]]:
+def _rows(samples: dict[str, list[float]], meta: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows from each layer's per-inference times (ms): the median, robust to the spikes of a shared machine."""
+    times = {layer: float(np.median(values)) if values else 0.0 for layer, values in samples.items()}
     total = sum(times.values()) or 1.0
     rows = []
     for order, (layer, spent) in enumerate(times.items()):  # insertion order: execution order of the first run
         info = meta[layer]
         modules = [m for m in (module_path(n) for n in info["onnx_nodes"] or [layer]) if m]
         rows.append({"layer": layer, "onnx_nodes": info["onnx_nodes"], "module": modules[0] if modules else None,
-                     "op_type": info["op_type"], "kernel": info.get("kernel"), "time_ms": spent / runs,
+                     "op_type": info["op_type"], "kernel": info.get("kernel"), "time_ms": spent,
                      "share": spent / total, "order": order})
     return sorted(rows, key=lambda r: -r["time_ms"])
 
 
 def profile_onnxruntime(path: Path, settings: dict[str, Any], x: np.ndarray, runs: int) -> list[dict[str, Any]]:
-    """Per-node mean time (ms per inference) of ``runs`` inferences of ``x`` in ONNX Runtime."""
+    """Per-node median time (ms per inference) of ``runs`` inferences of ``x`` in ONNX Runtime."""
     with tempfile.TemporaryDirectory(prefix="edgekd-ortprof-") as tmp:
         session = OrtSession(str(path), settings, profile_prefix=str(Path(tmp) / "ort"))
         call, _, _ = session.bind(x)
@@ -91,7 +93,7 @@ def profile_onnxruntime(path: Path, settings: dict[str, Any], x: np.ndarray, run
             call()
         trace = Path(session.session.end_profiling())
         events = json.loads(trace.read_text())
-    times: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
     meta: dict[str, dict[str, Any]] = {}
     for event in events:
@@ -102,9 +104,9 @@ def profile_onnxruntime(path: Path, settings: dict[str, Any], x: np.ndarray, run
         if counts[node] == 1:  # the first call: allocations and caches, not steady state
             meta[node] = {"onnx_nodes": [node], "op_type": event.get("args", {}).get("op_name", "?"),
                           "kernel": event.get("args", {}).get("provider")}
-            times[node] = 0.0
+            times[node] = []
             continue
-        times[node] = times.get(node, 0.0) + float(event["dur"]) / 1e3
+        times[node].append(float(event["dur"]) / 1e3)
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -115,11 +117,11 @@ def profile_onnxruntime(path: Path, settings: dict[str, Any], x: np.ndarray, run
         info["runtime_node"] = node
     if not times:
         raise UserError(f"{path}: ONNX Runtime's profile has no node events (profiling unsupported by the provider?)")
-    return _rows(times, meta, max(counts.values()) - 1)
+    return _rows(times, meta)
 
 
 def profile_openvino(path: Path, settings: dict[str, Any], x: np.ndarray, runs: int) -> list[dict[str, Any]]:
-    """Per-node mean ``real_time`` (ms per inference) of ``runs`` inferences of ``x`` in OpenVINO."""
+    """Per-node median ``real_time`` (ms per inference) of ``runs`` inferences of ``x`` in OpenVINO."""
     import openvino as ov
 
     config = {**(settings.get("config") or {}), "PERF_COUNT": True}
@@ -131,16 +133,16 @@ def profile_openvino(path: Path, settings: dict[str, Any], x: np.ndarray, runs: 
     request = session.compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(x, shared_memory=True))
     request.infer()  # the first inference (allocations) is not counted
-    times: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
     meta: dict[str, dict[str, Any]] = {}
     for _ in range(runs):
         request.infer()
         for info in request.profiling_info:  # the counters of the last inference
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
-                times[info.node_name] = times.get(info.node_name, 0.0) + info.real_time.total_seconds() * 1e3
+                times.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e3)
                 meta.setdefault(info.node_name, {"onnx_nodes": originals.get(info.node_name, [info.node_name]),
                                                  "op_type": info.node_type, "kernel": info.exec_type})
-    return _rows(times, meta, runs)
+    return _rows(times, meta)
 
 
 class _TensorRtProfiler:
@@ -152,16 +154,16 @@ class _TensorRtProfiler:
         class Profiler(trt.IProfiler):
             def __init__(self) -> None:
                 trt.IProfiler.__init__(self)
-                self.times: dict[str, float] = {}
+                self.times: dict[str, list[float]] = {}
 
             def report_layer_time(self, layer_name: str, ms: float) -> None:
-                self.times[layer_name] = self.times.get(layer_name, 0.0) + ms
+                self.times.setdefault(layer_name, []).append(ms)
 
         return Profiler()
 
 
 def profile_tensorrt(path: Path, x: np.ndarray, runs: int) -> list[dict[str, Any]]:
-    """Per-layer mean time of ``runs`` executions of an engine (layer names: the ONNX nodes fused, ``a + b``)."""
+    """Per-layer median time of ``runs`` executions of an engine (layer names: the ONNX nodes fused, ``a + b``)."""
     from edgekd.runtime import open_runner
 
     with open_runner("tensorrt", path) as runner:
@@ -172,7 +174,7 @@ def profile_tensorrt(path: Path, x: np.ndarray, runs: int) -> list[dict[str, Any
             runner(x)
     meta = {layer: {"onnx_nodes": [n.strip() for n in re.split(r" \+ ", layer)], "op_type": "TensorRT layer"}
             for layer in profiler.times}
-    return _rows(profiler.times, meta, runs)
+    return _rows(profiler.times, meta)
 
 
 def profile_artifact(path: Path, runtime: str, settings: dict[str, Any], sample_shape: Sequence[int],

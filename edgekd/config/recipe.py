@@ -243,6 +243,8 @@ class BenchConfig(Strict):
     min_seconds: float = Field(0.0, ge=0, description="time at least this long (after `runs` calls, go on until it)")
     cv_threshold: float = Field(0.10, gt=0, description="flag a measurement unstable above this coefficient of "
                                 "variation (std/mean; trtexec warns above 0.01 on a GPU)")
+    profile_layers: int = Field(15, ge=0, description="keep the top N layers of each artifact's per-layer profile "
+                                "(onnxruntime/openvino on a local device; 0: no profile)")
     batch_sizes: list[PositiveInt] = Field(default_factory=list, description="further batch sizes measured besides "
                                    "`batch_size` (throughput)")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.bench.measure import LocalTarget, bench_artifact
+from edgekd.bench.measure import LocalTarget, bench_artifact, runner_settings
+from edgekd.bench.profile import profile_artifact
 from edgekd.bench.remote import SshTarget
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.errors import UserError
@@ -72,5 +73,19 @@ def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[st
     """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
     target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
-    return bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
-                          sample_shape=artifact.input["shape"][1:])
+    metrics = bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
+                             sample_shape=artifact.input["shape"][1:])
+    if cfg.profile_layers:
+        metrics["layers"] = _layers(ctx, artifact, options, cfg)
+    return metrics
+
+
+def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig) -> list[dict] | str:
+    """The top layers of the artifact's per-layer profile, or why there is none."""
+    if artifact.runtime not in {"onnxruntime", "openvino"}:
+        return f"not available (no per-layer profiler for {artifact.runtime} artifacts)"
+    if ctx.device.access.kind != "local":
+        return "not available (per-layer profiles run on a local device in this version)"
+    rows = profile_artifact(ctx.path(artifact), artifact.runtime, runner_settings(artifact.runtime, options),
+                            artifact.input["shape"][1:], runs=min(cfg.runs, 50))
+    return rows[: cfg.profile_layers]
