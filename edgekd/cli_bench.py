@@ -19,8 +19,6 @@ def _target(device: Any) -> Any:
 
     if device.access.kind == "ssh":
         return SshTarget(device.access)
-    if device.access.kind == "adb":
-        raise UserError(f"device {device.name}: adb targets are not benchmarked by this version; use ssh or local")
     return LocalTarget()
 
 
@@ -41,6 +39,18 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
     options = runner_options(device, what["runtime"], what["precision"])
     cfg = BenchConfig(runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
                       max_seconds=max(30.0, 2 * min_seconds))
+    if device.access.kind == "adb":
+        from edgekd.bench.adb import AdbTarget
+
+        metrics = AdbTarget(device.access).bench(artifact, options.get("providers", []), options.get("threads"), cfg)
+        stats = metrics["latency_ms"]
+        out.print(_table(f"edgekd bench on {device.name} ({metrics['target']}, {metrics['compute']['perf_binary']})",
+                         ["artifact", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+                         [[artifact.name, str(stats["runs"]), *(f"{stats[k]:.4f}" if stats[k] is not None else "—"
+                                                                for k in ("p50", "p90", "p99", "mean"))]]))
+        if json_out is not None:
+            atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
+        return metrics
     metrics = bench_artifact(artifact, what["runtime"], options, cfg, _target(device), what["sample_shape"])
     stats = metrics["latency_ms"]
     rows = [[artifact.name, f"{what['runtime']}/{what['precision']}", metrics["compute"].get("inference_precision", "?"),

@@ -41,7 +41,7 @@ def _energy(metrics: dict[str, Any]) -> str:
 
 def measurement_section(manifest: dict[str, Any], plots: dict[str, Path]) -> list[str]:
     """Markdown lines: one row per measured artifact, the environment of the first, the layer chart."""
-    measured = [a for a in manifest["artifacts"] if "stability" in a.get("metrics", {})]
+    measured = [a for a in manifest["artifacts"] if isinstance(a.get("metrics", {}).get("stability"), dict)]
     if not measured:
         return []
     rows = []

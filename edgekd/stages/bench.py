@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekd.bench.adb import AdbTarget
 from edgekd.bench.measure import LocalTarget, bench_artifact, runner_settings
 from edgekd.bench.profile import profile_artifact
 from edgekd.bench.remote import SshTarget
@@ -45,9 +46,6 @@ class Bench(Stage):
         assert ctx.recipe.bench is not None
         cfg = smoke_bench(ctx.recipe.bench, ctx.smoke)
         access = ctx.device.access
-        if access.kind == "adb":
-            raise UserError(f"device {ctx.device.name}: access.kind 'adb' is measured with the device's own perf "
-                            "binary, which the bench stage of this version does not drive; use ssh or local")
         metrics: dict[str, dict[str, Any]] = {}
         failures: dict[str, dict[str, Any]] = {}
         for artifact in usable(ctx.artifacts):
@@ -62,8 +60,9 @@ class Bench(Stage):
             assert measured is not None
             metrics[artifact.name] = measured
             stats = measured["latency_ms"]
-            flag = f", {measured['stability']['note']}" if measured["stability"]["unstable"] else ""
-            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute']['inference_precision']}, "
+            stability = measured.get("stability", {})
+            flag = f", {stability['note']}" if stability.get("unstable") else ""
+            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute'].get('inference_precision')}, "
                     f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
                     f"{stats['runs']} runs{flag}")
         return StageResult(metrics=metrics, failures=failures)
@@ -71,8 +70,13 @@ class Bench(Stage):
 
 def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
-    target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
+    if ctx.device.access.kind == "adb":
+        if artifact.runtime != "onnxruntime":
+            raise UserError(f"{artifact.name}: adb devices run ONNX Runtime artifacts through their perf binary")
+        return AdbTarget(ctx.device.access).bench(ctx.path(artifact), options.get("providers", []),
+                                                  options.get("threads"), cfg)
+    target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
     metrics = bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
                              sample_shape=artifact.input["shape"][1:])
     if cfg.profile_layers:
