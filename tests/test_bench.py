@@ -245,3 +245,24 @@ def test_rapl_energy_from_powercap_with_wrap_around(tmp_path: Path) -> None:
     missing.start()
     if missing.why:  # no tegrastats on this machine either: the reason, never a blank
         assert missing.stop(calls=1).startswith("energy: not available (")
+
+
+def test_cli_bench_compare_native_runs_benchmark_app_on_the_same_ir(tiny, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    out = tmp_path / "bench.json"
+    done = run_cli("bench", str(tiny["openvino"]), "--device", "x86-cpu", "--runs", "50", "--compare-native",
+                   "--json", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(out.read_text())["metrics"]
+    native = metrics["native"]
+    command = native["command"]  # same IR, threads, precision, one sync request, the static shape edgekd ran
+    for flag, value in (("-m", str(tiny["openvino"])), ("-nthreads", "2"), ("-infer_precision", "f32"),
+                        ("-shape", "[1,1,8,8]"), ("-hint", "none"), ("-nireq", "1"), ("-api", "sync")):
+        assert command[command.index(flag) + 1] == value
+    assert native["count"] == metrics["latency_ms"]["runs"] and native["latency_ms"]["median"] > 0
+    assert native["edgekd_vs_native"] == pytest.approx(metrics["latency_ms"]["p50"] / native["latency_ms"]["median"]
+                                                       - 1)
+    assert "benchmark_app median ms" in done.stdout
+    refused = run_cli("bench", str(tiny["onnxruntime"]), "--device", "x86-cpu", "--compare-native", timeout=120)
+    assert refused.returncode == 2 and "benchmark_app" in refused.stderr and "Traceback" not in refused.stderr
