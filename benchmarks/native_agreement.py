@@ -2,9 +2,9 @@
 
 For each IR given, runs ``edgekd bench IR --device DEVICE --runs N --json`` and ``benchmark_app`` with the command
 line ``edgekd bench --compare-native`` uses, ``--repeats`` times in alternating order (A B, B A, ...: a machine that
-gets slower or faster during the run biases neither side), and prints, per IR, every pair of medians, the relative difference of each
-pair (edgekd's wall-clock p50, and the p50 of OpenVINO's own per-request timer, which is what benchmark_app reports)
-and the median and spread of those differences. Goal: edgekd's median within 10 % of benchmark_app's.
+gets slower or faster during the run biases neither side), and prints, per IR, every pair of medians, the relative
+difference of each pair (edgekd's wall-clock p50, and the p50 of OpenVINO's own per-request timer, which is what
+benchmark_app reports) and the median and spread of those differences. Goal: edgekd's median within 10 % of benchmark_app's.
 
 Example (the Fashion-MNIST student's IRs of ``edgekd run pipelines/fmnist-quantize.yaml --device x86-cpu --smoke
 --out /tmp/fq-smoke``)::

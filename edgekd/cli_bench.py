@@ -53,7 +53,8 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
         return metrics
     metrics = bench_artifact(artifact, what["runtime"], options, cfg, _target(device), what["sample_shape"])
     stats = metrics["latency_ms"]
-    rows = [[artifact.name, f"{what['runtime']}/{what['precision']}", metrics["compute"].get("inference_precision", "?"),
+    compute = metrics["compute"].get("inference_precision", "?")
+    rows = [[artifact.name, f"{what['runtime']}/{what['precision']}", compute,
              str(stats["runs"]), *(f"{stats[k]:.4f}" for k in ("p50", "p90", "p99", "mean", "std")),
              f"{stats['throughput_per_s']:.0f}", f"{stats['cv']:.1%}" + (" unstable" if metrics["stability"]["unstable"]
                                                                           else "")]]

@@ -60,7 +60,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     config.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"AuthorizedKeysFile {root}/authorized_keys",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "UsePAM no",
-        "StrictModes no", "Subsystem sftp /usr/lib/openssh/sftp-server", f"PidFile {root}/sshd.pid", "PermitRootLogin prohibit-password", "LogLevel ERROR", ""]))
+        "StrictModes no", "Subsystem sftp /usr/lib/openssh/sftp-server", f"PidFile {root}/sshd.pid",
+        "PermitRootLogin prohibit-password", "LogLevel ERROR", ""]))
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10

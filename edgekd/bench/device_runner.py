@@ -551,9 +551,9 @@ def bench(spec, folder):
                         "note": "session creation + first inference, in a fresh process (import excluded)"}
             reported = []
             meter = EnergyMeter()
+            record = None if runtime_latency is None else lambda: reported.append(runtime_latency())
             durations = timed_loop(call, protocol["warmup_runs"], protocol["warmup_seconds"], protocol["runs"],
-                                   protocol["min_seconds"], protocol["max_seconds"],
-                                   after=None if runtime_latency is None else lambda: reported.append(runtime_latency()),
+                                   protocol["min_seconds"], protocol["max_seconds"], after=record,
                                    begin_timed=meter.start)
             energy = meter.stop(len(durations))
         except Failed:

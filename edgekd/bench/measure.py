@@ -5,8 +5,8 @@ The same self-contained :mod:`edgekd.bench.device_runner` runs everywhere: local
 resident memory and cold start are the artifact's, not edgekd's), remotely in a per-run folder over ssh
 (:mod:`edgekd.bench.remote`). Either way the result is schema-checked (:mod:`edgekd.bench.result`) and turned into the
 manifest's ``metrics`` (``latency_ms`` with ``p50/p90/p99/mean`` as before, plus ``p95``, ``std``, ``min``, ``max``,
-``cv`` and ``throughput_per_s``; ``stability``, ``energy``, ``cold_start``, ``memory``, ``harness_overhead_ms``, ``environment``,
-``batches`` and ``compute``, the settings in force).
+``cv`` and ``throughput_per_s``; ``stability``, ``energy``, ``cold_start``, ``memory``, ``harness_overhead_ms``,
+``environment``, ``batches`` and ``compute``, the settings in force).
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def to_metrics(result: BenchResult, runtime: str, options: dict[str, Any], path:
         compute.update(threads=options.get("threads"), inference_precision=graph_precision(path))
     metrics: dict[str, Any] = {
         "latency_ms": first.latency_ms.model_dump(), "batch_size": first.batch_size,
-        "threads": options.get("threads"), "compute": compute, "stability": first.stability.model_dump(), "energy": first.energy,
+        "threads": options.get("threads"), "compute": compute, "stability": first.stability.model_dump(),
+        "energy": first.energy,
         "cold_start": result.cold_start.model_dump(), "memory": result.memory.model_dump(),
         "harness_overhead_ms": result.harness_overhead_ms.model_dump(), "environment": result.environment,
         "input": result.input, "protocol": result.protocol.model_dump(), "target": label,

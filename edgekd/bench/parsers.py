@@ -45,8 +45,8 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
     return out
 
 
-_TRT_METRICS = {"Latency": "latency", "Enqueue Time": "enqueue", "H2D Latency": "h2d", "GPU Compute Time": "gpu_compute",
-                "D2H Latency": "d2h"}
+_TRT_METRICS = {"Latency": "latency", "Enqueue Time": "enqueue", "H2D Latency": "h2d",
+                "GPU Compute Time": "gpu_compute", "D2H Latency": "d2h"}
 
 
 def parse_trtexec(text: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@
   names are the ONNX node names TensorRT fused (``node_a + node_b``).
 
 Every row is ``{layer, onnx_nodes, module, op_type, kernel, time_ms, share, order}`` where ``time_ms`` is the
-median per inference over the profiled runs (robust to the spikes of a shared machine) and ``module`` the PyTorch module path recovered from the names the export kept
+median per inference over the profiled runs (robust to the spikes of a shared machine) and ``module`` the PyTorch
+module path recovered from the names the export kept
 (ONNX scopes ``/net/features/features.0/Conv`` → ``net.features.0``; OpenVINO's ``__module.net.features.0/...`` →
 ``net.features.0``), or ``None``. :func:`diff` joins two profiles of the same model by module (fp32 vs INT8: which
 layers got slower; compute layers matched by kind and position, the rest by module).

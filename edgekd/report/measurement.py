@@ -54,6 +54,8 @@ def measurement_section(manifest: dict[str, Any], plots: dict[str, Path]) -> lis
     reasons = sorted({a["metrics"]["energy"] for a in measured if isinstance(a["metrics"].get("energy"), str)})
     env = measured[0]["metrics"].get("environment", {})
     cpu = env.get("cpu", {})
+    load = env.get("load_average")
+    load_text = ", ".join(f"{v:.2f}" for v in load) if isinstance(load, list) else str(load or "?")
     lines = ["## Measurement", "",
              "Each artifact timed by edgekd's device runner on the target (inputs bound once; warm-up, then timed "
              "calls); cv = std/mean, flagged above the recipe's `bench.cv_threshold`; cold start = session creation "
@@ -62,8 +64,8 @@ def measurement_section(manifest: dict[str, Any], plots: dict[str, Path]) -> lis
                              "energy"], rows), "",
              f"Environment: {cpu.get('model', '?')}, {env.get('usable_cpus', '?')} usable CPUs, governor "
              f"{env.get('frequency', {}).get('governor', '?')}, load average "
-             f"{', '.join(f'{v:.2f}' for v in env['load_average']) if isinstance(env.get('load_average'), list) else '?'}, "
-             f"thermal {env.get('thermal_c', '?')}, Jetson {env.get('jetson', '?')}, Pi {env.get('pi_throttling', '?')}.",
+             f"{load_text}, thermal {env.get('thermal_c', '?')}, Jetson {env.get('jetson', '?')}, "
+             f"Pi {env.get('pi_throttling', '?')}.",
              "", *[f"- {reason}" for reason in reasons], ""]
     if "layers" in plots:
         lines += ["![per-layer profile of the selected artifact](plots/layers.png)", ""]

@@ -62,7 +62,8 @@ class Bench(Stage):
             stats = measured["latency_ms"]
             stability = measured.get("stability", {})
             flag = f", {stability['note']}" if stability.get("unstable") else ""
-            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {measured['compute'].get('inference_precision')}, "
+            precision = measured["compute"].get("inference_precision")
+            ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {precision}, "
                     f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
                     f"{stats['runs']} runs{flag}")
         return StageResult(metrics=metrics, failures=failures)
