@@ -1,4 +1,4 @@
-"""The `edgekd` command line: run, validate, devices, zoo, report, baseline, check.
+"""The `edgekd` command line: run, validate, bench, profile, devices, zoo, report, baseline, check.
 
 Exit codes (DESIGN.md): 0 success; 1 a budget, parity or regression check failed; 2 bad input (one line naming the
 file, the key and what is expected; a traceback only with --debug); 3 an unexpected internal error; 130 interrupted.
@@ -106,6 +106,44 @@ def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], de
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
     print_plan(out, spec, target)
+
+
+@app.command()
+def bench(
+    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .pt), in a run folder or not")],
+    device: DeviceOpt,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="timed calls (at least)")] = 200,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed calls first")] = 20,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="time at least this long")] = 0.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="batch of a timed call")] = 1,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
+    compare_native: Annotated[bool, typer.Option("--compare-native", help="also run OpenVINO's benchmark_app on it")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure one ARTIFACT on DEVICE (locally or over the profile's ssh access), outside a run."""
+    from edgekd.cli_bench import bench_command
+
+    bench_command(out, artifact, device, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
+                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out)
+
+
+@app.command()
+def profile(
+    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .engine)")],
+    device: DeviceOpt,
+    against: Annotated[Optional[Path], typer.Option("--against", help="another artifact of the same model to diff")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="rows shown")] = 15,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="profiled inferences (averaged)")] = 100,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write every row to this JSON file")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Per-layer times of ARTIFACT from its runtime's profiler; --against diffs two artifacts layer by layer."""
+    from edgekd.cli_bench import profile_command
+
+    profile_command(out, artifact, device, against=against, top=top, runs=runs, runtime=runtime, json_out=json_out)
 
 
 @app.command()

@@ -89,11 +89,17 @@ def test_accuracy_control_without_a_floor_names_the_device_file(validate, tmp_pa
     assert code == 2 and stderr.startswith(f"error: {device}: budgets.min_accuracy: quantize.accuracy_control"), stderr
 
 
-def test_a_device_the_bench_stage_cannot_reach(validate, tmp_path: Path) -> None:
-    device = write(tmp_path, "d.yaml", {"name": "phone", "access": {"kind": "adb", "serial": "X"},
-                                        "runtimes": [{"runtime": "onnxruntime"}]})
+def test_a_device_the_bench_stage_cannot_measure(validate, tmp_path: Path) -> None:
+    device = write(tmp_path, "d.yaml", {"name": "phone", "access": {"kind": "adb", "serial": "X",
+                                                                    "perf_binary": "/data/local/tmp/perf"},
+                                        "runtimes": [{"runtime": "openvino"}]})
     code, stderr = validate(QUICKSTART, device)
-    assert code == 2 and stderr.startswith(f"error: {device}: access.kind: 'adb' is not supported"), stderr
+    assert code == 2 and stderr.startswith(f"error: {device}: runtimes: an adb device is measured through"), stderr
+    ssh = write(tmp_path, "s.yaml", {"name": "pi", "access": {"kind": "ssh", "host": "127.0.0.1",
+                                                              "identity_file": str(tmp_path / "missing-key")},
+                                     "runtimes": [{"runtime": "onnxruntime"}]})
+    code, stderr = validate(QUICKSTART, ssh)
+    assert code == 2 and stderr.startswith(f"error: {ssh}: access.identity_file: {tmp_path / 'missing-key'}"), stderr
 
 
 def test_run_checks_before_any_stage(tmp_path: Path) -> None:

@@ -164,20 +164,26 @@ def test_latency_statistics_match_numpy_on_hand_made_data() -> None:
 
 
 def test_measure_latency_times_each_run_with_the_injected_clock() -> None:
-    calls = []
-    # readings: the deadline, then (start, end) of each timed run: 3, 1, 2 and 4 ms
-    readings = iter([0, 0, 3_000_000, 3_000_000, 4_000_000, 4_000_000, 6_000_000, 6_000_000, 10_000_000])
-    stats = measure_latency(lambda: calls.append(1), warmup=2, runs=4, max_seconds=60, clock=readings.__next__)
-    assert len(calls) == 6  # 2 warm-up + 4 timed
-    assert stats["runs"] == 4
+    now = [0]
+    steps = iter([5, 5, 3, 1, 2, 4])  # ms: two warm-up calls, then 3, 1, 2 and 4 ms
+
+    def fn() -> None:
+        now[0] += next(steps) * 1_000_000
+
+    stats = measure_latency(fn, warmup=2, runs=4, max_seconds=60, clock=lambda: now[0])
+    assert stats["runs"] == 4  # 2 warm-up + 4 timed: the iterator is exactly used up
     assert stats["mean"] == pytest.approx(2.5)
     assert stats["p50"] == pytest.approx(2.5)
     assert (stats["min"], stats["max"]) == (1.0, 4.0)
 
 
 def test_measure_latency_stops_at_the_time_limit() -> None:
-    readings = iter([0, 0, 400_000_000, 400_000_000, 800_000_000, 800_000_000, 1_200_000_000])
-    stats = measure_latency(lambda: None, warmup=0, runs=100, max_seconds=1.0, clock=readings.__next__)
+    now = [0]
+
+    def fn() -> None:
+        now[0] += 400_000_000
+
+    stats = measure_latency(fn, warmup=0, runs=100, max_seconds=1.0, clock=lambda: now[0])
     assert stats["runs"] == 3  # 400 ms each: the third run ends past the 1 s deadline
     assert stats["p50"] == pytest.approx(400.0)
     with pytest.raises(ValueError):

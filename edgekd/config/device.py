@@ -24,12 +24,16 @@ class Access(Strict):
     known_hosts: Path | None = Field(None, description="known_hosts file used with StrictHostKeyChecking=yes")
     serial: str | None = Field(None, description="adb device serial (kind: adb)")
     workdir: str = Field("/tmp/edgekd", description="scratch folder on the device")
+    perf_binary: str | None = Field(None, description="adb: path on the device of the perf binary that runs the "
+                                    "model (onnxruntime_perf_test built for Android)")
     python: str = Field("python3", description="Python interpreter on the device")
 
     @model_validator(mode="after")
     def _check_kind(self) -> Access:
         if self.kind == "ssh" and not self.host:
             raise ValueError("access.kind 'ssh' needs access.host")
+        if self.kind == "adb" and not self.perf_binary:
+            raise ValueError("access.kind 'adb' needs access.perf_binary (e.g. /data/local/tmp/onnxruntime_perf_test)")
         return self
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from edgekd.config._base import Strict
 
@@ -239,6 +239,14 @@ class BenchConfig(Strict):
     warmup: int = Field(20, ge=0, description="untimed calls first")
     runs: int = Field(200, ge=1, description="timed calls")
     max_seconds: float = Field(30.0, gt=0, description="stop timing an artifact after this long")
+    warmup_seconds: float = Field(0.0, ge=0, description="also warm up until this many seconds have passed")
+    min_seconds: float = Field(0.0, ge=0, description="time at least this long (after `runs` calls, go on until it)")
+    cv_threshold: float = Field(0.10, gt=0, description="flag a measurement unstable above this coefficient of "
+                                "variation (std/mean; trtexec warns above 0.01 on a GPU)")
+    profile_layers: int = Field(15, ge=0, description="keep the top N layers of each artifact's per-layer profile "
+                                "(onnxruntime/openvino on a local device; 0: no profile)")
+    batch_sizes: list[PositiveInt] = Field(default_factory=list, description="further batch sizes measured besides "
+                                   "`batch_size` (throughput)")
 
 
 SelectObjective = Literal["latency", "accuracy", "size"]

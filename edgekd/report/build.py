@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd._atomic import atomic_write_text
+from edgekd.report.measurement import layers_plot, measurement_section
 from edgekd.report.plots import accuracy_latency_plot, training_plot
 from edgekd.report.sections import distillation_sections
 from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
@@ -158,6 +159,7 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
     ]
     if "accuracy_latency" in plots:
         parts += ["![accuracy vs latency, with the Pareto front](plots/accuracy_latency.png)", ""]
+    parts += measurement_section(manifest, plots)
     failed = [a for a in manifest["artifacts"] if a.get("status") == "failed"]
     if failed:
         parts += ["## Failed artifacts", "", "Kept with their figures, not measured further, never selected.", "",
@@ -211,6 +213,8 @@ def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dic
     }
     if (p := training_plot(histories, run_dir / "plots" / "training.png")) is not None:
         plots["training"] = p
+    if (p := layers_plot(manifest, run_dir / "plots" / "layers.png")) is not None:
+        plots["layers"] = p
     markdown = build_markdown(manifest, records, plots, gate)
     files = [*plots.values(), run_dir / "report.md"]
     atomic_write_text(run_dir / "report.md", markdown)

@@ -15,6 +15,7 @@ from edgekd.runtime import openvino_runner, ort_runner, tensorrt_runner, torch_r
 from edgekd.runtime.base import (
     FORMAT_SUFFIXES,
     RUNTIMES,
+    Bound,
     Runner,
     artifact_format,
     evaluate_accuracy,
@@ -31,6 +32,7 @@ from edgekd.runtime.torch_artifact import (
 )
 
 __all__ = [
+    "Bound",
     "Deployable",
     "FORMAT_SUFFIXES",
     "RUNTIMES",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,16 @@ def artifact_format(path: Path) -> str:
     except KeyError:
         known = ", ".join(FORMAT_SUFFIXES)
         raise UserError(f"{path}: unknown artifact suffix {path.suffix!r}; expected one of {known}") from None
+
+
+class Bound(NamedTuple):
+    """Inputs bound once to a runner, for a timed loop: ``call()`` runs one inference with no per-call validation,
+    conversion or copy; ``output()`` returns the last logits (a view where the runtime allows); ``runtime_latency()``
+    is the runtime's own duration of the last call in milliseconds, where it measures one (else None)."""
+
+    call: Callable[[], object]
+    output: Callable[[], np.ndarray]
+    runtime_latency: Callable[[], float] | None = None
 
 
 class Runner(ABC):
@@ -96,6 +106,19 @@ class Runner(ABC):
         """Logits (float32, batch × classes) of ``x`` (float32 NCHW in [0, 1])."""
         self._check_input(x)
         return np.asarray(self._run(np.ascontiguousarray(x)), dtype=np.float32)
+
+    def bind(self, x: np.ndarray) -> Bound:
+        """``x`` checked and bound once, for a timed loop (see :class:`Bound`). Runners whose runtime can bind
+        inputs (ONNX Runtime I/O binding, OpenVINO input tensors) override this; the default calls :meth:`_run`."""
+        self._check_input(x)
+        x = np.ascontiguousarray(x)
+        last: list[np.ndarray] = []
+
+        def call() -> None:
+            last[:] = [self._run(x)]
+
+        call()
+        return Bound(call, lambda: np.asarray(last[0], dtype=np.float32))
 
     def __enter__(self) -> Runner:
         return self

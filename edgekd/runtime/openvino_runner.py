@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import RuntimeFailure, UserError
-from edgekd.runtime.base import Runner, first_line, register_runtime
+from edgekd.runtime.base import Bound, Runner, first_line, register_runtime
 
 _PRECISIONS = {"f32": "f32", "fp32": "f32", "f16": "f16", "fp16": "f16", "bf16": "bf16"}
 
@@ -36,6 +36,19 @@ def layer_precisions(compiled: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def compile_config(device: str, threads: int | None, inference_precision: str) -> dict[str, Any]:
+    """The ``compile_model`` config of every edgekd OpenVINO run: ``PERFORMANCE_HINT: LATENCY``, the CPU's
+    ``INFERENCE_NUM_THREADS`` and the explicit ``INFERENCE_PRECISION_HINT``."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None and device.upper() == "CPU":
+        config["INFERENCE_NUM_THREADS"] = threads
+    if inference_precision.lower() not in _PRECISIONS:
+        raise UserError(f"runtime 'openvino': inference_precision {inference_precision!r} is not one of "
+                        f"{', '.join(_PRECISIONS)}")
+    config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[inference_precision.lower()]
+    return config
+
+
 @register_runtime("openvino", formats=("openvino", "onnx"), precisions=("fp32", "bf16", "fp16", "int8"),
                   devices=("CPU", "GPU", "NPU"), options=("device", "inference_precision"))
 class OpenVinoRunner(Runner):
@@ -51,13 +64,7 @@ class OpenVinoRunner(Runner):
         if self.device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise UserError(f"{self.path}: OpenVINO device {device!r} is not available here "
                             f"(available: {', '.join(core.available_devices)})")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if self.threads is not None and self.device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = self.threads
-        if inference_precision.lower() not in _PRECISIONS:
-            raise UserError(f"runtime 'openvino': inference_precision {inference_precision!r} is not one of "
-                            f"{', '.join(_PRECISIONS)}")
-        config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[inference_precision.lower()]
+        config = compile_config(self.device, self.threads, inference_precision)
         try:
             model = core.read_model(str(self.path))
             self.compiled = core.compile_model(model, self.device, config)
@@ -84,6 +91,26 @@ class OpenVinoRunner(Runner):
             raise RuntimeFailure(f"{self.path}: OpenVINO failed on a batch of shape {tuple(x.shape)} "
                                  f"({first_line(exc)})") from exc
         return self._request.get_output_tensor(0).data.copy()
+
+    def bind(self, x: np.ndarray) -> Bound:
+        """A request of its own whose input tensor shares ``x``'s memory, set once; each call is the binding's
+        synchronous ``infer({}, share_outputs=True)``, the C++ call under ``InferRequest.infer()`` without its
+        per-call input dispatch and output copies; the output is read in place; ``runtime_latency`` is OpenVINO's
+        own ``request.latency`` (ms)."""
+        import openvino as ov
+
+        self._check_input(x)
+        x = np.ascontiguousarray(x)
+        request = self.compiled.create_infer_request()
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        native = type(request).__mro__[1].infer  # the pybind11 class under openvino's Python InferRequest
+        inputs: dict[str, Any] = {}
+
+        def call(_shared: np.ndarray = x) -> None:  # keeps x alive: the tensor shares its memory
+            native(request, inputs, True, False)
+
+        call()
+        return Bound(call, lambda: request.get_output_tensor(0).data, lambda: request.latency)
 
     def describe(self) -> dict[str, Any]:
         import openvino as ov

@@ -1,0 +1,144 @@
+"""The ``edgekd bench`` and ``edgekd profile`` commands: one artifact measured outside a run, printed as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgekd._atomic import atomic_write_json
+from edgekd.cli_views import _table
+from edgekd.config import BenchConfig, load_device
+from edgekd.errors import UserError
+
+
+def _target(device: Any) -> Any:
+    from edgekd.bench.measure import LocalTarget
+    from edgekd.bench.remote import SshTarget
+
+    if device.access.kind == "ssh":
+        return SshTarget(device.access)
+    return LocalTarget()
+
+
+def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, warmup: int, min_seconds: float,
+                  batch_size: int, runtime: str | None, precision: str | None, compare_native: bool,
+                  json_out: Path | None) -> dict[str, Any]:
+    """Benchmark ``artifact`` on the device profile; with ``compare_native`` also with benchmark_app."""
+    from edgekd.bench.measure import bench_artifact
+    from edgekd.bench.native import agreement, run_benchmark_app
+    from edgekd.bench.standalone import describe_artifact
+    from edgekd.stages._runtime import runner_options
+
+    device = load_device(device_name)
+    what = describe_artifact(artifact, runtime, precision)
+    if compare_native and what["runtime"] != "openvino":
+        raise UserError(f"{artifact}: --compare-native runs OpenVINO's benchmark_app; this artifact runs in "
+                        f"{what['runtime']} (give --runtime openvino for an ONNX file)")
+    options = runner_options(device, what["runtime"], what["precision"])
+    cfg = BenchConfig(runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
+                      max_seconds=max(30.0, 2 * min_seconds))
+    if device.access.kind == "adb":
+        from edgekd.bench.adb import AdbTarget
+
+        metrics = AdbTarget(device.access).bench(artifact, options.get("providers", []), options.get("threads"), cfg)
+        stats = metrics["latency_ms"]
+        out.print(_table(f"edgekd bench on {device.name} ({metrics['target']}, {metrics['compute']['perf_binary']})",
+                         ["artifact", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+                         [[artifact.name, str(stats["runs"]), *(f"{stats[k]:.4f}" if stats[k] is not None else "—"
+                                                                for k in ("p50", "p90", "p99", "mean"))]]))
+        if json_out is not None:
+            atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
+        return metrics
+    metrics = bench_artifact(artifact, what["runtime"], options, cfg, _target(device), what["sample_shape"])
+    stats = metrics["latency_ms"]
+    compute = metrics["compute"].get("inference_precision", "?")
+    rows = [[artifact.name, f"{what['runtime']}/{what['precision']}", compute,
+             str(stats["runs"]), *(f"{stats[k]:.4f}" for k in ("p50", "p90", "p99", "mean", "std")),
+             f"{stats['throughput_per_s']:.0f}", f"{stats['cv']:.1%}" + (" unstable" if metrics["stability"]["unstable"]
+                                                                          else "")]]
+    out.print(_table(f"edgekd bench on {device.name} ({metrics['target']}; {what['source']})",
+                     ["artifact", "runtime", "compute", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
+                      "per s", "cv"], rows))
+    cold, memory = metrics["cold_start"], metrics["memory"]
+    out.print(f"cold start {cold['cold_start_ms']:.1f} ms (load {cold['load_ms']:.1f} + first inference "
+              f"{cold['first_inference_ms']:.2f}); peak RSS {memory['peak_rss_mb']:.1f} MB ({memory['method']}); "
+              f"harness overhead p50 {metrics['harness_overhead_ms']['p50'] * 1e3:.2f} µs; load average "
+              f"{metrics['environment'].get('load_average')}")
+    if compare_native:
+        shape = [batch_size, *metrics["input"]["sample_shape"]]
+        native = run_benchmark_app(artifact, device=metrics["compute"]["device"], threads=options.get("threads"),
+                                   precision_hint=metrics["compute"]["inference_precision"], shape=shape,
+                                   niter=stats["runs"])
+        reported = metrics.get("runtime_reported_ms", {}).get("p50")
+        median = native["latency_ms"]["median"]
+        metrics["native"] = {"tool": "benchmark_app", **native,
+                             "edgekd_vs_native": agreement(stats["p50"], median),
+                             "runtime_timer_vs_native": agreement(reported, median) if reported is not None else None}
+        out.print(_table("median latency, edgekd vs benchmark_app (same IR, threads, precision, 1 sync request); "
+                         "benchmark_app reports OpenVINO's own per-request timer",
+                         ["edgekd p50 ms (wall clock)", "edgekd p50 ms (OpenVINO's timer)", "benchmark_app median ms",
+                          "wall clock vs benchmark_app", "OpenVINO's timer vs benchmark_app"],
+                         [[f"{stats['p50']:.4f}", f"{reported:.4f}" if reported is not None else "—", f"{median:.4f}",
+                           f"{agreement(stats['p50'], median):+.1%}",
+                           f"{agreement(reported, median):+.1%}" if reported is not None else "—"]]))
+        out.print("benchmark_app: " + " ".join(native["command"]), soft_wrap=True, highlight=False)
+    if json_out is not None:
+        atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
+    return metrics
+
+
+def _profile_of(artifact: Path, device: Any, runs: int, runtime: str | None) -> tuple[dict[str, Any], list[dict]]:
+    from edgekd.bench.measure import runner_settings
+    from edgekd.bench.profile import profile_artifact
+    from edgekd.bench.standalone import describe_artifact
+    from edgekd.stages._runtime import runner_options
+
+    what = describe_artifact(artifact, runtime)
+    options = runner_options(device, what["runtime"], what["precision"])
+    settings = runner_settings(what["runtime"], options) if what["runtime"] != "tensorrt" else {}
+    shape = what["sample_shape"] or _static_sample_shape(artifact, what["runtime"])
+    return what, profile_artifact(artifact, what["runtime"], settings, shape, runs)
+
+
+def _static_sample_shape(artifact: Path, runtime: str) -> list[int]:
+    from edgekd.runtime import open_runner
+
+    with open_runner(runtime, artifact) as runner:
+        dims = list(runner.input_shape[1:])
+    if any(d is None for d in dims):
+        raise UserError(f"{artifact}: input dimensions {dims} are dynamic; profile an artifact of a run folder")
+    return [int(d) for d in dims]
+
+
+def profile_command(out: Console, artifact: Path, device_name: str, *, against: Path | None, top: int, runs: int,
+                    runtime: str | None, json_out: Path | None) -> dict[str, Any]:
+    """The per-layer profile of ``artifact`` (and its diff with ``against``), as tables and optionally JSON."""
+    device = load_device(device_name)
+    if device.access.kind != "local":
+        raise UserError(f"device {device.name}: per-layer profiles run on this machine in this version "
+                        f"(access.kind {device.access.kind!r}); profile on the device with a local profile")
+    what, rows = _profile_of(artifact, device, runs, runtime)
+    total = sum(r["time_ms"] for r in rows)
+    out.print(_table(f"{artifact} ({what['runtime']}/{what['precision']}): top {min(top, len(rows))} of {len(rows)} "
+                     f"layers, {total:.4f} ms per inference in layers (medians of {runs} runs)",
+                     ["layer", "module", "op", "kernel", "ms", "share"],
+                     [[r["layer"][:60], r["module"] or "—", r["op_type"], str(r["kernel"] or "—"),
+                       f"{r['time_ms']:.4f}", f"{r['share']:.1%}"] for r in rows[:top]]))
+    report: dict[str, Any] = {"artifact": str(artifact), **what, "device": device.name, "runs": runs, "layers": rows}
+    if against is not None:
+        from edgekd.bench.profile import diff
+
+        other_what, other_rows = _profile_of(against, device, runs, None)
+        changes = diff(rows, other_rows)
+        out.print(_table(f"layer by layer: {artifact.name} ({what['precision']}) → {against.name} "
+                         f"({other_what['precision']}), largest slow-down first",
+                         ["layer", "module A", "module B", "A ms", "B ms", "Δ ms", "B/A"],
+                         [[c["layer"][:40], str(c["module_a"] or "—")[:40], str(c["module_b"] or "—")[:40],
+                           f"{c['a_ms']:.4f}", f"{c['b_ms']:.4f}", f"{c['delta_ms']:+.4f}",
+                           f"{c['ratio']:.2f}" if c["ratio"] is not None else "—"] for c in changes[:top]]))
+        report["against"] = {"artifact": str(against), **other_what, "layers": other_rows, "diff": changes}
+    if json_out is not None:
+        atomic_write_json(json_out, report)
+    return report
