@@ -20,6 +20,8 @@ quickstart: setup
 	$(BIN)/edgekd run pipelines/quickstart.yaml --device x86-cpu --out runs/quickstart
 
 test: setup
+	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -9,11 +9,19 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from edgekd.errors import UserError
 
-T = TypeVar("T")
+
+class _Named(Protocol):
+    """What can be registered without an explicit name: classes and functions."""
+
+    @property
+    def __name__(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name`` (default: ``obj.__name__``) with metadata ``meta``."""
+    def register(self, name: str | None = None, /, **meta: Any) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name`` (default: ``obj.__name__``) with metadata ``meta``.
+
+        ``name`` is positional-only, so ``meta`` may hold any key (``register(**family_meta)``).
+        """
 
         def decorator(obj: T) -> T:
             key = name or obj.__name__

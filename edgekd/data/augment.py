@@ -25,11 +25,11 @@ def augment_batch(
     if crop_padding < 0:
         raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
     n, channels, height, width = x.shape
-    draw = {"generator": generator, "device": generator.device}
+    device = generator.device
     if crop_padding:
         span = 2 * crop_padding + 1
-        dy = torch.randint(0, span, (n,), **draw).to(x.device)
-        dx = torch.randint(0, span, (n,), **draw).to(x.device)
+        dy = torch.randint(0, span, (n,), generator=generator, device=device).to(x.device)
+        dx = torch.randint(0, span, (n,), generator=generator, device=device).to(x.device)
         padded = F.pad(x, (crop_padding,) * 4)
         rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
         cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
@@ -37,6 +37,6 @@ def augment_batch(
         channel = torch.arange(channels, device=x.device)[None, :, None, None]
         x = padded[batch, channel, rows, cols]
     if hflip:
-        flip = (torch.rand(n, **draw) < 0.5).to(x.device)
+        flip = (torch.rand(n, generator=generator, device=device) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x

@@ -62,7 +62,7 @@ class ImageArray:
         """The rows at ``index`` (1-D integers), in that order, as another lazy view (``dim`` must be 0)."""
         if dim != 0:
             raise ValueError("ImageArray.index_select selects rows only (dim=0)")
-        return ImageArray(self.store, self._store_rows(index))
+        return ImageArray(self.store, self._index_rows(index))
 
     def _store_rows(self, key: Any) -> np.ndarray | slice:
         """Rows of the store selected by ``key`` (a slice stays a slice when it can, for one contiguous read)."""
@@ -71,6 +71,10 @@ class ImageArray:
                 start, stop, _ = key.indices(len(self))
                 return slice(start, max(start, stop))
             key = np.arange(len(self))[key]
+        return self._index_rows(key)
+
+    def _index_rows(self, key: Any) -> np.ndarray:
+        """Rows of the store at the view positions ``key`` (integers, an array or a tensor; negatives count back)."""
         index = np.asarray(key.cpu().numpy() if isinstance(key, torch.Tensor) else key, dtype=np.int64)
         if index.size and not (-len(self) <= index.min() and index.max() < len(self)):
             raise IndexError(f"index out of range for {len(self)} images")

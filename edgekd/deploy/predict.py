@@ -48,8 +48,9 @@ def load_input(path: Path, chw: list[int]) -> np.ndarray:
         except ImportError:
             fail(f"{path}: reading image files needs Pillow (pip install pillow), or pass a .npy batch")
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
+            mode = "L" if channels == 1 else "RGB"
+            resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)  # Pillow >= 9.1
+            pixels = np.asarray(resized, dtype=np.float32) / 255.0
         x = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]
     if x.ndim != 4 or list(x.shape[1:]) != list(chw):
         fail(f"{path}: samples of shape {tuple(x.shape)}; the model takes (N, {channels}, {height}, {width})")

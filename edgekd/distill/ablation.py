@@ -12,6 +12,7 @@ weights: see :mod:`edgekd.distill.chain`); only what it learns from changes:
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 VARIANTS: dict[str, str] = {
@@ -22,7 +23,7 @@ VARIANTS: dict[str, str] = {
 }
 
 
-def summarize(runs: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> list[dict[str, Any]]:
     """One row per variant: test accuracies by seed, their mean and sample standard deviation (ddof = 1).
 
     ``gain`` is the mean's difference to the ``no-kd`` mean (None without a no-kd variant); ``std`` is None for a

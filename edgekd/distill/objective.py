@@ -43,7 +43,9 @@ class Objective:
         self.ce_weight = ce_weight
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.taps = [
-            (FeatureTaps(net, t.student_taps), FeatureTaps(teacher, t.teacher_taps)) if t.kind == "feature" else None
+            (FeatureTaps(net, t.student_taps), FeatureTaps(teacher, t.teacher_taps))
+            if t.kind == "feature" and teacher is not None
+            else None
             for t in terms
         ]
         self.needs = [check_needs(getattr(term.loss, "needs", ())) for term in terms]

@@ -31,7 +31,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from rich.console import Console
@@ -54,6 +54,13 @@ from edgekd.runtime.torch_artifact import Normalize
 
 CHECKPOINT = "last.pt"
 __all__ = ["CHECKPOINT", "DistillTerm", "TrainResult", "Trainer", "accuracy", "correct_count"]
+
+
+@runtime_checkable
+class _EpochAware(Protocol):
+    """A loss told the epoch about to run (0-based), e.g. for a warm-up (``EpochWarmup``)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
 
 
 @dataclass
@@ -140,7 +147,8 @@ class Trainer:
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _place(self, net: nn.Module) -> nn.Module:
         if self.config.channels_last:
-            return net.to(self.device, memory_format=torch.channels_last)
+            # Module.to(memory_format=...) is documented and works; torch's overload stubs leave it out
+            return net.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         return net.to(self.device)
 
     def _teacher_cache(self, root: Path | None) -> TeacherCache | None:
@@ -265,7 +273,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + epoch)
         torch.manual_seed(self.seed * 1_000_003 + epoch)
         for term in self.terms:
-            if hasattr(term.loss, "set_epoch"):
+            if isinstance(term.loss, _EpochAware):
                 term.loss.set_epoch(epoch)
         order = torch.randperm(n, generator=generator)
         cached = self.cache.load(epoch) if self.cache is not None else None
@@ -292,6 +300,8 @@ class Trainer:
                 scheduler.step()
                 if weight:
                     if fresh is not None:
+                        if teacher_logits is None:
+                            raise RuntimeError("teacher cache: the objective returned no teacher logits to record")
                         fresh[offset + lo : offset + hi] = teacher_logits.detach().float().cpu()
                     loss_sum = loss_sum + loss.detach() * (hi - lo)
                     correct = correct + (logits.argmax(1) == part.target).sum()

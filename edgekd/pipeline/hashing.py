@@ -53,7 +53,9 @@ def describe_output(run_dir: Path, path: Path) -> dict[str, Any]:
     """``bytes``, ``sha256`` (of ``path`` itself; for a folder, its combined digest), ``combined_sha256`` and
     ``files`` (``{path, bytes, sha256}`` for every file, paths relative to ``run_dir``) of the output at ``path``."""
     paths = artifact_files(path)
-    files = [{"path": str(f.relative_to(run_dir)), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in paths]
+    files: list[dict[str, Any]] = [
+        {"path": str(f.relative_to(run_dir)), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in paths
+    ]
     combined = (files[0]["sha256"] if paths == [path]
                 else _combine([(f.name, record["sha256"]) for f, record in zip(paths, files)]))
     main = files[0]["sha256"] if path.is_file() else combined  # a file comes first among its artifact's files

@@ -60,6 +60,7 @@ def build_pruned(chain: Chain, plan: Plan) -> fx.GraphModule:
         total = _segment_padding(chain, segment.kept)
         for order, i in enumerate(segment.kept):
             conv = gm.get_submodule(chain.layer(i).conv)
+            assert isinstance(conv, nn.Conv2d)  # the chain records Conv2d layers only (graph.analyse)
             conv.padding = (total, total) if order == 0 else (0, 0)
         for skip in absorbed_skips(chain, segment):
             amount = _excess(chain, segment, skip.target) - _excess(chain, segment, skip.source)
@@ -91,8 +92,10 @@ def _finish(gm: fx.GraphModule) -> fx.GraphModule:
 def _affine(chain: Chain, net: nn.Module, index: int) -> AffineConv:
     """Layer ``index`` of ``net`` with its BN folded, at its original padding."""
     layer = chain.layer(index)
+    conv = net.get_submodule(layer.conv)
     bn = net.get_submodule(layer.bn) if layer.bn is not None else None
-    folded = fold_bn(net.get_submodule(layer.conv), bn)
+    assert isinstance(conv, nn.Conv2d) and (bn is None or isinstance(bn, nn.BatchNorm2d))  # as the chain records
+    folded = fold_bn(conv, bn)
     return AffineConv(folded.weight, folded.bias, folded.stride, layer.padding, folded.groups)
 
 

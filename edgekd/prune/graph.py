@@ -272,9 +272,11 @@ def analyse(model: nn.Module, example: torch.Tensor) -> Chain:
         conv = modules[str(conv_node.target)]
         kernel, stride, padding = _conv_geometry(conv_node, conv)
         act = group.get("act")
+        conv_input = conv_node.args[0]
+        assert isinstance(conv_input, fx.Node)  # a call_module node's first argument is the node feeding it
         layers.append(Layer(index, str(conv_node.target), str(group["bn"].target) if "bn" in group else None,
                             conv.in_channels, conv.out_channels, kernel, stride, padding, conv.groups,
-                            tuple(int(d) for d in conv_node.args[0].meta["tensor_meta"].shape),
+                            tuple(int(d) for d in conv_input.meta["tensor_meta"].shape),
                             _activation(act, modules) if act is not None else None))
         pre_add = group.get("bn", conv_node)
         nodes.append(PositionNodes(conv_node.name, pre_add.name, group["add"].name if "add" in group else None,

@@ -75,7 +75,8 @@ class AffineConv:
                          groups=self.groups, bias=True)
         with torch.no_grad():
             conv.weight.copy_(self.weight.to(conv.weight.dtype))
-            conv.bias.copy_(self.bias.to(conv.bias.dtype))
+            bias = conv.get_parameter("bias")  # built with bias=True
+            bias.copy_(self.bias.to(bias.dtype))
         return conv
 
 
@@ -93,6 +94,8 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> AffineConv:
     """
     if conv.padding_mode != "zeros" or _square(conv.dilation, "dilation") != 1:
         raise ValueError("only zero-padded, undilated convolutions can be merged")
+    if isinstance(conv.padding, str):
+        raise ValueError(f"only convolutions with numeric padding can be folded, got padding={conv.padding!r}")
     weight = conv.weight.detach().double()
     bias = conv.bias.detach().double() if conv.bias is not None else weight.new_zeros(weight.shape[0])
     if bn is not None:

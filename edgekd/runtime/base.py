@@ -82,8 +82,12 @@ class Runner(ABC):
         self._load(**options)
 
     @abstractmethod
-    def _load(self, **options: Any) -> None:
-        """Open ``self.path`` with the runtime's ``options``."""
+    def _load(self, *args: Any, **options: Any) -> None:
+        """Open ``self.path`` with the runtime's ``options``, called by keyword only.
+
+        Subclasses declare their options as keyword parameters with defaults; this ``(*args: Any, **options: Any)``
+        signature is the one type checkers accept as overridden by any parameter list.
+        """
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:

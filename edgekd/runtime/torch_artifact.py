@@ -29,6 +29,9 @@ from edgekd.models.checkpoint import load_checkpoint, model_from_checkpoint, sav
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with ``mean`` and ``std`` stored as (1, C, 1, 1) buffers."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std) or not len(mean):
@@ -76,7 +79,7 @@ def save_torch_artifact(net: nn.Module, spec: Mapping[str, Any], mean: Sequence[
     return Path(path)
 
 
-def load_torch_artifact(path: Path) -> nn.Module:
+def load_torch_artifact(path: Path) -> Deployable:
     """The deployable network (eval mode, CPU) stored at ``path`` by :func:`save_torch_artifact`."""
     payload = load_checkpoint(path)
     norm = payload.get("normalize")

@@ -73,7 +73,8 @@ BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
 
 def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """The (runtime, precision) pairs this stage builds for ``device``, and why any other pair is not built here."""
-    plan, not_here = [], {}
+    plan: list[tuple[str, str]] = []
+    not_here: dict[str, str] = {}
     for target in device.runtimes:
         for precision in target.precisions:
             pair = (target.runtime, precision)

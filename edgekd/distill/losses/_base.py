@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -39,12 +39,16 @@ class Hparams(BaseModel):
 
 
 class DistillLoss(nn.Module, ABC):
-    """A distillation term. Concrete losses set ``Params`` (and ``needs``) and implement ``compute``/``pair_loss``."""
+    """A distillation term. Concrete losses set ``Params`` (and ``needs``) and implement ``compute``/``pair_loss``.
+
+    A loss narrows the type of ``hp`` to its ``Params`` class (``hp: _KDParams``) so its fields type-check.
+    """
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     Params: ClassVar[type[Hparams]] = Hparams
+    hp: Hparams
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__()
@@ -120,6 +124,11 @@ class FeatureLoss(DistillLoss):
         return module
 
 
+class _WarmupParams(Protocol):
+    @property
+    def warmup_epochs(self) -> int: ...
+
+
 class EpochWarmup:
     """Mixin: linear warm-up of the loss weight over ``warmup_epochs`` (mdistiller's DKD schedule).
 
@@ -128,7 +137,7 @@ class EpochWarmup:
     mdistiller's ``min(epoch / warmup, 1)`` with its 1-based epochs. ``warmup_epochs = 0`` disables the warm-up.
     """
 
-    hp: Any
+    hp: _WarmupParams
     epoch: int = 0
 
     def set_epoch(self, epoch: int) -> None:

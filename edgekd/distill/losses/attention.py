@@ -46,8 +46,9 @@ class AT(FeatureLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _ATParams
+    hp: _ATParams
 
-    def pair_loss(self, index: int, student: Tensor, teacher: Tensor) -> Tensor:
+    def pair_loss(self, index: int, student: Tensor, teacher: Tensor, **extras: Any) -> Tensor:
         require_maps(self.name, student, teacher)
         student, teacher = match_spatial(student, teacher)
         return (attention_map(student, self.hp.p) - attention_map(teacher, self.hp.p)).pow(2).mean()
@@ -89,6 +90,7 @@ class CATKD(FeatureLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _CATKDParams
+    hp: _CATKDParams
     needs: ClassVar[frozenset[str]] = frozenset({"student_head", "teacher_head"})
     max_pairs: ClassVar[int | None] = 1
 
@@ -101,6 +103,6 @@ class CATKD(FeatureLoss):
         cam_student = F.adaptive_avg_pool2d(cam_student, size)
         cam_teacher = F.adaptive_avg_pool2d(cam_teacher, size)
         if self.hp.normalize:
-            cam_student = F.normalize(cam_student, dim=(2, 3))
-            cam_teacher = F.normalize(cam_teacher, dim=(2, 3))
+            cam_student = F.normalize(cam_student, dim=(2, 3))  # type: ignore[arg-type]  # stub says int; norm takes a tuple
+            cam_teacher = F.normalize(cam_teacher, dim=(2, 3))  # type: ignore[arg-type]  # stub says int; norm takes a tuple
         return F.mse_loss(cam_student, cam_teacher)

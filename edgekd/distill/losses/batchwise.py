@@ -50,6 +50,7 @@ class LumiNet(EpochWarmup, LogitLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _LumiNetParams
+    hp: _LumiNetParams
 
     def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
         hp = self.hp
@@ -97,6 +98,7 @@ class SinKD(LogitLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _SinKDParams
+    hp: _SinKDParams
 
     def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
         hp = self.hp

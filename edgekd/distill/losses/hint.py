@@ -7,7 +7,7 @@ before it builds the optimizer, and adds ``loss.parameters()`` to it. The teache
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from pydantic import Field
@@ -67,8 +67,9 @@ class FitNets(FeatureLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _FitNetsParams
+    hp: _FitNetsParams
 
-    def pair_loss(self, index: int, student: Tensor, teacher: Tensor) -> Tensor:
+    def pair_loss(self, index: int, student: Tensor, teacher: Tensor, **extras: Any) -> Tensor:
         require_maps(self.name, student, teacher)
         connector = self.adapter(index, lambda: fitnets_connector(student, teacher, self.hp.relu), student)
         return F.mse_loss(connector(student), teacher)
@@ -95,7 +96,7 @@ class VkD(FeatureLoss):
             - {name: vkd, weight: 1.0, student_taps: [layer3], teacher_taps: [layer3]}
     """
 
-    def pair_loss(self, index: int, student: Tensor, teacher: Tensor) -> Tensor:
+    def pair_loss(self, index: int, student: Tensor, teacher: Tensor, **extras: Any) -> Tensor:
         z_student, z_teacher = embed(student), embed(teacher)
         projector = self.adapter(
             index, lambda: orthogonal(nn.Linear(z_student.shape[1], z_teacher.shape[1], bias=False)), z_student

@@ -44,6 +44,7 @@ class KD(LogitLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _KDParams
+    hp: _KDParams
 
     def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
         return tempered_kl(student, teacher, self.hp.temperature)
@@ -81,6 +82,7 @@ class DKD(EpochWarmup, LogitLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _DKDParams
+    hp: _DKDParams
 
     def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
         classes = student.shape[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +56,9 @@ class RKD(FeatureLoss):
     """
 
     Params: ClassVar[type[Hparams]] = _RKDParams
+    hp: _RKDParams
 
-    def pair_loss(self, index: int, student: Tensor, teacher: Tensor) -> Tensor:
+    def pair_loss(self, index: int, student: Tensor, teacher: Tensor, **extras: Any) -> Tensor:
         e_student, e_teacher = embed(student), embed(teacher)
         loss = student.new_zeros(())
         if self.hp.distance_weight:
