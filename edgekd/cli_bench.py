@@ -109,7 +109,7 @@ def _static_sample_shape(artifact: Path, runtime: str) -> list[int]:
         dims = list(runner.input_shape[1:])
     if any(d is None for d in dims):
         raise UserError(f"{artifact}: input dimensions {dims} are dynamic; profile an artifact of a run folder")
-    return [int(d) for d in dims]
+    return [int(d) for d in dims if d is not None]
 
 
 def profile_command(out: Console, artifact: Path, device_name: str, *, against: Path | None, top: int, runs: int,

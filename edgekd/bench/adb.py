@@ -60,11 +60,13 @@ class AdbTarget:
         """The perf binary's figures for ``model`` as manifest metrics."""
         if model.suffix != ".onnx":
             raise UserError(f"{model}: adb targets run ONNX models through {self.access.perf_binary}")
-        engines = [PERF_TEST_PROVIDERS.get(p) for p in providers or ["CPUExecutionProvider"]]
-        if None in engines:
+        wanted = providers or ["CPUExecutionProvider"]
+        if any(p not in PERF_TEST_PROVIDERS for p in wanted):
             raise UserError(f"{self.label}: onnxruntime_perf_test runs {', '.join(PERF_TEST_PROVIDERS)}, "
                             f"not {providers}")
+        engines = [PERF_TEST_PROVIDERS[p] for p in wanted]
         remote_model = str(PurePosixPath(self.folder) / "model.onnx")
+        assert self.access.perf_binary is not None  # the schema requires it for adb
         command = [self.access.perf_binary, "-e", engines[0], "-m", "times", "-r", str(cfg.runs), "-s", "-I"]
         if threads:
             command += ["-x", str(threads)]

@@ -170,7 +170,7 @@ def profile_tensorrt(path: Path, x: np.ndarray, runs: int) -> list[dict[str, Any
     with open_runner("tensorrt", path) as runner:
         profiler = _TensorRtProfiler()
         runner(x)
-        runner.context.profiler = profiler
+        runner.context.profiler = profiler  # type: ignore[attr-defined]  # a TensorRtRunner's execution context
         for _ in range(runs):
             runner(x)
     meta = {layer: {"onnx_nodes": [n.strip() for n in re.split(r" \+ ", layer)], "op_type": "TensorRT layer"}

@@ -125,7 +125,7 @@ def measure_module(net: nn.Module, example: torch.Tensor, settings: LatencySetti
         x = example.numpy()
         with open_runner(settings.runtime, path, **options) as runner:
             return measure_latency(lambda: runner(x), warmup=settings.warmup, runs=settings.runs,
-                                   max_seconds=settings.max_seconds)
+                                   max_seconds=settings.max_seconds if settings.max_seconds is not None else 30.0)
 
 
 def _entry_network(sig: dict[str, Any]) -> tuple[nn.Module, torch.Tensor]:

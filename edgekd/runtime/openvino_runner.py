@@ -103,7 +103,7 @@ class OpenVinoRunner(Runner):
         x = np.ascontiguousarray(x)
         request = self.compiled.create_infer_request()
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
-        native = type(request).__mro__[1].infer  # the pybind11 class under openvino's Python InferRequest
+        native = type(request).__mro__[1].infer  # type: ignore[attr-defined]  # openvino's pybind11 base class
         inputs: dict[str, Any] = {}
 
         def call(_shared: np.ndarray = x) -> None:  # keeps x alive: the tensor shares its memory
