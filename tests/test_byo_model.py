@@ -110,7 +110,7 @@ def test_onnx_export_outputs_the_logits(tmp_path: Path, returns: str) -> None:
 
 
 def test_user_factories_get_the_data_shape_when_they_name_it() -> None:
-    data = SimpleNamespace(num_classes=3, in_channels=1)
+    data = SimpleNamespace(num_classes=3, in_channels=1, image_size=(28, 28))
     ref = SimpleNamespace(name=BYO, kwargs={})
     assert model_spec(ref, data)["kwargs"] == {"num_classes": 3, "in_channels": 1}
     ref = SimpleNamespace(name=BYO, kwargs={"num_classes": 7, "returns": "tuple"})  # the recipe's kwargs win
