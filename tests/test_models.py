@@ -115,6 +115,7 @@ def test_fx_trace_names_every_layer_once(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_onnx_export_matches_onnxruntime(name: str) -> None:
+    torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8)
     model = _calibrated(create(name), torch.rand(8, 3, 8, 8))
     buffer = io.BytesIO()
@@ -124,7 +125,9 @@ def test_onnx_export_matches_onnxruntime(name: str) -> None:
     with torch.no_grad():
         expected = model(x).numpy()
     assert expected.std() > 1e-3  # a meaningful comparison, not two vectors of zeros
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    # float32 round-off grows with the logits' magnitude (about 100 for a random ResNet-50): scale the tolerance
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, atol=1e-4 * scale, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------- parameter counts
