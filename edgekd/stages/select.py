@@ -1,8 +1,9 @@
 """Stage `select`: the best artifact that meets the device's budgets.
 
-Candidates are the artifacts whose runtime the device offers. An artifact meets the budgets when its file size,
-latency (at ``budgets.latency_stat``) and test accuracy are all within the device's limits; an unmeasured metric that
-a budget needs counts as a failure. Among those that pass, the highest test accuracy wins; ties go to the lower
+Candidates are the artifacts whose runtime the device offers, except those of a comparison role (the prune stage's
+baselines, other budgets, the unpruned student). An artifact meets the budgets when its file size, latency (at
+``budgets.latency_stat``) and test accuracy are all within the device's limits; an unmeasured metric that a budget
+needs counts as a failure. Among those that pass, the highest test accuracy wins; ties go to the lower
 latency, then the smaller file.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.config import Budgets, Device, Recipe
-from edgekd.pipeline.artifacts import Artifact
+from edgekd.pipeline.artifacts import COMPARISON_ROLES, Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
 from edgekd.stages._failures import usable
@@ -60,7 +61,7 @@ class Select(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets
         offered = {r.runtime for r in ctx.device.runtimes}
-        candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered]
+        candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered and a.role not in COMPARISON_ROLES]
         metrics: dict[str, dict[str, Any]] = {}
         passing = []
         for artifact in candidates:
