@@ -23,9 +23,25 @@ from edgekd.errors import UserError, first_line
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
 from edgekd.prune import (
-    Chain, Entry, ImportanceSettings, ImportanceStore, KnapsackItem, LatencySettings, Option, Plan,
-    Segment, analyse, build_latency_table, candidate_options, drop_changes, measure_importance, measure_module,
-    solve, solve_knapsack, solve_merge_only, table_budget,
+    Chain,
+    Entry,
+    ImportanceSettings,
+    ImportanceStore,
+    KnapsackItem,
+    LatencySettings,
+    Option,
+    Plan,
+    Segment,
+    analyse,
+    build_latency_table,
+    candidate_options,
+    drop_changes,
+    measure_importance,
+    measure_module,
+    solve,
+    solve_knapsack,
+    solve_merge_only,
+    table_budget,
 )
 from edgekd.prune.importance import BASE as BASE_KEY
 from edgekd.prune.segments import option_of

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -64,6 +65,15 @@ def table_runtime(cfg: PruneConfig, device: Device) -> str | None:
     return next((t.runtime for t in device.runtimes if t.runtime in TABLE_RUNTIMES), None)
 
 
+def required_runtime(cfg: PruneConfig, device: Device) -> str:
+    """:func:`table_runtime`, or a ConfigError naming the device's runtimes when it offers none the table supports."""
+    runtime = table_runtime(cfg, device)
+    if runtime is None:
+        raise ConfigError("device", "runtimes", f"{device.name} offers no runtime the LayerMerge latency table is "
+                          f"timed on ({', '.join(TABLE_RUNTIMES)}); add one or remove the prune section")
+    return runtime
+
+
 def table_batch(recipe: Recipe, cfg: PruneConfig) -> int:
     """Batch size of a timed table call: ``prune.latency.batch_size``, else the bench stage's, else 1."""
     if cfg.latency.batch_size is not None:
@@ -74,8 +84,7 @@ def table_batch(recipe: Recipe, cfg: PruneConfig) -> int:
 def latency_settings(cfg: PruneConfig, device: Device, smoke: bool) -> Any:
     from edgekd.prune import LatencySettings
 
-    runtime = table_runtime(cfg, device)
-    assert runtime is not None
+    runtime = required_runtime(cfg, device)
     timing = SMOKE_LATENCY if smoke else {"warmup": cfg.latency.warmup, "runs": cfg.latency.runs,
                                           "max_seconds": cfg.latency.max_seconds}
     return LatencySettings(device=device.name, runtime=runtime, precision=cfg.precision,
@@ -106,8 +115,6 @@ class Prune(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         cfg = recipe.prune
         assert cfg is not None
-        from dataclasses import asdict
-
         return {"prune": cfg.model_dump(mode="json"), "latency": asdict(latency_settings(cfg, device, smoke)),
                 "importance": asdict(importance_settings(cfg, recipe.seed, smoke)),
                 "batch_size": table_batch(recipe, cfg), "export": (recipe.export or ExportConfig()).model_dump(
@@ -119,11 +126,11 @@ class Prune(Stage):
         runtime = table_runtime(cfg, device)
         ft = cfg.finetune
         losses = ", ".join(f"{t.weight}×{t.name}" for t in ft.losses) or "none"
-        return [f"LayerMerge on {recipe.student.model.name} at budgets {', '.join(cfg.labels())} (fractions of its "
-                f"measured latency, or ms); baselines {', '.join(cfg.baselines) or 'none'}",
-                f"latency table on {runtime}/{cfg.precision}, batch {table_batch(recipe, cfg)}, "
-                f"{cfg.latency.runs} runs per entry ({cfg.latency.statistic}); importance {cfg.importance.mode}, "
-                f"{cfg.importance.steps} steps per entry",
+        return [(f"LayerMerge on {recipe.student.model.name} at budgets {', '.join(cfg.labels())} (fractions of "
+                 f"its measured latency, or ms); baselines {', '.join(cfg.baselines) or 'none'}"),
+                (f"latency table on {runtime}/{cfg.precision}, batch {table_batch(recipe, cfg)}, "
+                 f"{cfg.latency.runs} runs per entry ({cfg.latency.statistic}); importance {cfg.importance.mode}, "
+                 f"{cfg.importance.steps} steps per entry"),
                 f"fine-tune {ft.train.epochs} epochs, loss {ft.ce_weight}×CE + {losses} from the unpruned student",
                 f"LayerMerge at {cfg.deploy_label()} replaces `student`; the unpruned one stays as `student-unpruned`"]
 
@@ -132,10 +139,7 @@ class Prune(Stage):
 
         cfg = recipe.prune
         assert cfg is not None and recipe.student is not None
-        runtime = table_runtime(cfg, device)
-        if runtime is None:
-            raise ConfigError("device", "runtimes", f"{device.name} offers no runtime the LayerMerge latency table "
-                              f"is timed on ({', '.join(TABLE_RUNTIMES)}); add one or remove the prune section")
+        runtime = required_runtime(cfg, device)
         target = device.runtime(runtime)
         if target is None:
             raise ConfigError("recipe", "prune.runtime", f"{runtime!r} is not a runtime of device {device.name} "
