@@ -290,6 +290,7 @@ class Recipe(Strict):
     teacher: TeacherConfig | None = None
     student: StudentConfig | None = None
     distill: DistillConfig | None = None
+    prune: PruneConfig | None = None
     quantize: QuantizeConfig | None = None
     export: ExportConfig | None = None
     evaluate: EvaluateConfig | None = None
@@ -311,6 +312,8 @@ class Recipe(Strict):
         if self.distill is not None and (self.distill.assistants or self.distill.auto_assistant is not None):
             if not self.distill.losses:
                 raise ValueError("distill.assistants / auto_assistant need distillation losses to learn from")
+        if self.prune is not None and self.distill is None:
+            raise ValueError("prune needs a student and a distill section (it prunes the distilled student)")
         if self.ablation is not None:
             self._check_ablation()
         return self
@@ -335,7 +338,8 @@ class Recipe(Strict):
                 raise ValueError("ablation variant 'auto-ta' needs distill.auto_assistant")
 
 
-# The quantize section reuses LossTerm and TrainConfig from this module, so it is resolved after them.
+# The prune and quantize sections reuse LossTerm and TrainConfig from this module, so they are resolved after them.
+from edgekd.config.prune import PruneConfig  # noqa: E402
 from edgekd.config.quantize import QuantizeConfig  # noqa: E402
 
 Recipe.model_rebuild()

@@ -11,6 +11,10 @@ from edgekd.pipeline.hashing import describe_output
 Format = Literal["torch", "onnx", "openvino", "tensorrt"]
 Status = Literal["ok", "failed"]
 
+#: roles of artifacts built only to be measured beside the deployed model (the prune stage's baselines, other
+#: budgets and the unpruned student): evaluated, timed and reported, never selected
+COMPARISON_ROLES = frozenset({"pruned", "unpruned"})
+
 
 @dataclass
 class Artifact:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import copy
 import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from edgekd.prune.graph import Chain, Skip
+from edgekd.prune.graph import Chain, Skip, analyse
 from edgekd.prune.merge import AffineConv, add_identity, fold_bn, identity_conv, merge_chain
 from edgekd.prune.segments import Plan, Segment
 
@@ -175,3 +176,19 @@ def build_merged(chain: Chain, plan: Plan, pruned: nn.Module | None = None) -> f
                 anchor.replace_all_uses_with(out, delete_user_cb=lambda user: user not in new_nodes)
             values[end] = out
     return _finish(gm)
+
+
+def merged_model(base: dict[str, Any], plan: list[list[Any]], input_shape: list[int]) -> fx.GraphModule:
+    """The structure of a stored merged network, for :func:`edgekd.models.create` (weights loaded afterwards).
+
+    A torch artifact of a merged network has the spec ``{"name": "edgekd.prune.apply:merged_model", "kwargs":
+    {"base": <spec of the unpruned model>, "plan": Plan.to_json(), "input_shape": [C, H, W]}}``: the base model is
+    built with fresh weights, analysed on a zero batch of ``input_shape`` and merged by ``plan``; its state dict then
+    matches the stored merged weights (a merged network's structure does not depend on the weights).
+    """
+    from edgekd.models import create
+
+    with torch.random.fork_rng(devices=[]):  # fresh weights, overwritten by the caller: leave the global RNG be
+        net = create(base["name"], **base["kwargs"])
+    chain = analyse(net, torch.zeros(1, *(int(d) for d in input_shape)))
+    return build_merged(chain, Plan.from_json(plan)).eval()

@@ -8,6 +8,7 @@ from typing import Any
 from edgekd._atomic import atomic_write_text
 from edgekd.report.measurement import layers_plot, measurement_section
 from edgekd.report.plots import accuracy_latency_plot, training_plot
+from edgekd.report.prune import prune_plot, prune_section
 from edgekd.report.sections import distillation_sections
 from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
 
@@ -171,7 +172,7 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         parts += ["## Training", "", *training, ""]
         if "training" in plots:
             parts += ["![training curves](plots/training.png)", ""]
-    parts += distillation_sections(records)
+    parts += distillation_sections(records) + prune_section(manifest, records, plots)
     parts += _quantization_lines(manifest)
     not_built = {k: v for stage in ("export", "quantize")
                  for k, v in records.get(stage, {}).get("info", {}).get("not_built", {}).items()
@@ -215,6 +216,7 @@ def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dic
         plots["training"] = p
     if (p := layers_plot(manifest, run_dir / "plots" / "layers.png")) is not None:
         plots["layers"] = p
+    plots.update(prune_plot(manifest, records, run_dir / "plots"))
     markdown = build_markdown(manifest, records, plots, gate)
     files = [*plots.values(), run_dir / "report.md"]
     atomic_write_text(run_dir / "report.md", markdown)

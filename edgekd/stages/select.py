@@ -1,6 +1,7 @@
 """Stage `select`: the artifact to deploy, chosen by the device's budgets and the recipe's `select` objective.
 
-Candidates are the artifacts whose runtime the device offers and that did not fail; the rules are in
+Candidates are the artifacts whose runtime the device offers and that did not fail, except those of a comparison
+role (the prune stage's baselines, other budgets, the unpruned student); the rules are in
 :mod:`edgekd.stages._selection`. The selected artifact is copied into ``RUN/deploy/`` with ``MODEL_CARD.md``,
 ``model_card.json`` and a standalone ``predict.py`` (:mod:`edgekd.deploy`). In a smoke run the budgets are reported,
 not enforced: when nothing meets them the objective ranks every artifact, so the whole path is still exercised.
@@ -13,6 +14,7 @@ from typing import Any
 
 from edgekd.config import Device, Recipe
 from edgekd.deploy import build_card, remove_deploy, write_deploy
+from edgekd.pipeline.artifacts import COMPARISON_ROLES
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.hashing import artifact_files, sha256_file
 from edgekd.pipeline.manifest import load_manifest
@@ -41,7 +43,7 @@ class Select(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets
         offered = {r.runtime for r in ctx.device.runtimes}
-        candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered]
+        candidates = [a for a in usable(ctx.artifacts) if a.runtime in offered and a.role not in COMPARISON_ROLES]
         metrics: dict[str, dict[str, Any]] = {}
         for artifact in candidates:
             failures = budget_failures(artifact, budgets)

@@ -1,0 +1,138 @@
+"""Report section of the prune stage: LayerMerge against merge-only and prune-only at every budget.
+
+Per budget and method: the test accuracy and the latency measured by `bench` on the runtime the latency table was
+timed on, the latency the table predicted (sum of the plan's entries plus the part of the network the table does not
+model, see :mod:`edgekd.stages._prune_plans`), and a flag where the two differ by more than
+:data:`GAP_FLAG` of the measured latency; plus an accuracy-vs-latency plot of the same points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd.report.plots import _figure, _save
+from edgekd.report.tables import markdown_table
+
+#: predicted vs measured latency: a relative gap above this is flagged
+GAP_FLAG = 0.20
+PLOT = "prune_accuracy_latency"
+_METHOD_LABEL = {"layermerge": "LayerMerge", "merge-only": "merge-only", "prune-only": "prune-only"}
+
+
+def _points(manifest: dict[str, Any], info: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per result (and the unpruned student): measured accuracy and latency where bench measured them."""
+    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    stat = info["statistic"]
+
+    def measured(name: str, fallback: str) -> tuple[float | None, float | None]:
+        art = artifacts.get(name) or {}
+        torch_art = artifacts.get(fallback) or {}
+        acc = art.get("metrics", {}).get("accuracy", torch_art.get("metrics", {}).get("accuracy"))
+        return acc, art.get("metrics", {}).get("latency_ms", {}).get(stat)
+
+    acc, latency = measured(info["unpruned_measured_artifact"], "student-unpruned")
+    points = [{"method": "unpruned", "budget": "—", "predicted_ms": info["unpruned_measured_ms"],
+               "accuracy": acc, "latency_ms": latency, "kept": info["depth"], "merged": info["depth"],
+               "val_accuracy": info["base_val_accuracy"], "artifact": "student-unpruned"}]
+    for r in info["results"]:
+        acc, latency = measured(r["measured_artifact"], r["artifact"])
+        points.append({"method": r["method"], "budget": r["budget"], "predicted_ms": r["predicted_ms"],
+                       "accuracy": acc, "latency_ms": latency, "kept": len(r["kept_convs"]),
+                       "merged": r["merged_depth"], "val_accuracy": r["val_accuracy"], "artifact": r["artifact"]})
+    return points
+
+
+def _gap(point: dict[str, Any]) -> str:
+    if point["latency_ms"] is None:
+        return "—"
+    gap = (point["predicted_ms"] - point["latency_ms"]) / point["latency_ms"]
+    return f"{100 * gap:+.0f} %" + (" **⚠ > 20 %**" if abs(gap) > GAP_FLAG else "")
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _claim(points: list[dict[str, Any]]) -> list[str]:
+    """Per budget: is LayerMerge at least as accurate as every baseline measured at that budget?"""
+    lines = []
+    for budget in dict.fromkeys(p["budget"] for p in points if p["method"] == "layermerge"):
+        group = {p["method"]: p for p in points if p["budget"] == budget}
+        ours = group["layermerge"]["accuracy"]
+        rivals = {m: p["accuracy"] for m, p in group.items() if m != "layermerge" and p["accuracy"] is not None}
+        if ours is None or not rivals:
+            continue
+        verdict = "yes" if all(ours >= acc for acc in rivals.values()) else "no"
+        shown = ", ".join(f"{m} {acc:.4f}" for m, acc in rivals.items())
+        lines.append(f"- budget {budget}: LayerMerge {ours:.4f} vs {shown} — at least as accurate as both: "
+                     f"**{verdict}** (one seed)")
+    return lines
+
+
+def prune_section(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path]
+                  ) -> list[str]:
+    """Markdown lines of the depth-compression section (nothing when the run has no prune stage)."""
+    info = records.get("prune", {}).get("info")
+    if not info or "results" not in info:
+        return []
+    points = _points(manifest, info)
+    stat = info["statistic"]
+    rows = [[p["budget"], _METHOD_LABEL.get(p["method"], p["method"]), f"`{p['artifact']}`",
+             f"{p['kept']} / {p['merged']}", _num(p["val_accuracy"], 4), _num(p["accuracy"], 4),
+             _num(p["predicted_ms"], 4), _num(p["latency_ms"], 4), _gap(p)] for p in points]
+    mode = info["importance_mode"]
+    importance = (f"importance by fine-tuning {info['importance_steps']} steps per entry (the paper)"
+                  if mode == "finetune" else f"importance by the cheap **proxy** (BN statistics re-estimated on "
+                  f"{info['importance_steps']} batches, no fine-tuning; not the paper's method)")
+    lines = [
+        "## Depth compression (LayerMerge)", "",
+        (f"LayerMerge (Kim et al., ICML 2024) beside merge-only depth compression and layer pruning only, at the same "
+        f"budgets. Latency table: {info['entries']} entries timed on {info['runtime']}/{info['precision']} "
+        f"(batch {info['batch_size']}, {stat}, per-call overhead {info['overhead_ms']:.4f} ms removed from each "
+        f"entry); {importance}. The unpruned student measured {info['unpruned_measured_ms']:.4f} ms; the table "
+        f"models {info['unpruned_table_ms']:.4f} ms of it, the rest ({info['fixed_ms']:.4f} ms) is added to every "
+        f"prediction. The deployed `student` is LayerMerge at budget {info['deployed']}."), "",
+        (f"Accuracy on the test split; latency measured by bench ({stat}, ms) on the table's runtime; \"convs\" is "
+         "convs kept / layers after merging; a prediction more than 20 % off the measurement is flagged."), "",
+        markdown_table(["budget", "method", "artifact", "convs kept / merged layers", "val accuracy",
+                        "test accuracy", "predicted ms", "measured ms", "predicted vs measured"], rows), "",
+    ]
+    if PLOT in plots:
+        lines += [f"![LayerMerge accuracy vs latency](plots/{PLOT}.png)", ""]
+    claim = _claim(points)
+    if claim:
+        lines += ["Paper's claim (LayerMerge at least as accurate as both baselines at equal latency budget):", "",
+                  *claim, ""]
+    if info.get("infeasible"):
+        lines += ["No plan within the budget:", "", *[f"- `{k}`: {v}" for k, v in info["infeasible"].items()], ""]
+    return lines
+
+
+def prune_plot(manifest: dict[str, Any], records: dict[str, dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """``{PLOT: path}`` of the accuracy-vs-measured-latency plot of every method (empty without measurements)."""
+    info = records.get("prune", {}).get("info")
+    if not info or "results" not in info:
+        return {}
+    points = [p for p in _points(manifest, info) if p["accuracy"] is not None and p["latency_ms"] is not None]
+    if not points:
+        return {}
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    markers = {"unpruned": "*", "layermerge": "o", "merge-only": "s", "prune-only": "^"}
+    for method in dict.fromkeys(p["method"] for p in points):
+        group = sorted((p for p in points if p["method"] == method), key=lambda p: p["latency_ms"])
+        ax.plot([p["latency_ms"] for p in group], [p["accuracy"] for p in group], marker=markers.get(method, "o"),
+                markersize=12 if method == "unpruned" else 7, linestyle="-" if len(group) > 1 else "none",
+                label=_METHOD_LABEL.get(method, method))
+        for p in group:
+            if p["budget"] != "—":
+                ax.annotate(p["budget"], (p["latency_ms"], p["accuracy"]), textcoords="offset points",
+                            xytext=(5, 5), fontsize=8)
+    ax.set_xlabel(f"measured latency {info['statistic']} (ms, {info['runtime']}/{info['precision']}, "
+                  f"batch {info['batch_size']})")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"depth compression of the student — {manifest['recipe']} on {manifest['device']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return {PLOT: _save(plt, fig, folder / f"{PLOT}.png")}
