@@ -187,7 +187,7 @@ def test_quickstart_smoke_under_torchrun(tmp_path: Path) -> None:
     teacher = next(s for s in manifest["stages"] if s["name"] == "train-teacher")
     assert teacher["info"]["history"][0]["epoch"] == 1
     # rank 0 alone logs and writes: each stage's line appears once
-    assert (run_dir / "logs" / "run.log").read_text().count("teacher resnet20:") == 1
+    assert (run_dir / "logs" / "run.log").read_text().count("teacher resnet20 ") == 1
 
 
 if __name__ == "__main__":

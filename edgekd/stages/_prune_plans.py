@@ -86,8 +86,9 @@ class Tables:
 
     @property
     def fixed_ms(self) -> float:
-        """Measured unpruned latency minus its table sum: what the table does not model."""
-        return self.unpruned_ms - self.unpruned_table_ms
+        """Measured unpruned latency minus its table sum: what the table does not model (never below 0: a table
+        that sums to more than the whole network — timing noise, or overheads counted per entry — models it all)."""
+        return max(0.0, self.unpruned_ms - self.unpruned_table_ms)
 
     def entries(self) -> list[Entry]:
         return [Entry(o, self.latency(o.key), self.importance[o.key]) for o in self.options]
@@ -170,8 +171,12 @@ class Result:
                 "kept_convs": sorted(self.plan.kept), "kernels": kernels, "merged_depth": len(kernels)}
 
 
-def plan_all(cfg: PruneConfig, tables: Tables) -> tuple[list[Result], dict[str, str]]:
-    """Every method's plan at every budget, and why any (method, budget) has none (``{"prune-only-0.3": why}``)."""
+def plan_all(cfg: PruneConfig, tables: Tables, *, smoke: bool = False) -> tuple[list[Result], dict[str, str]]:
+    """Every method's plan at every budget, and why any (method, budget) has none (``{"prune-only-0.3": why}``).
+
+    In a smoke run (a few timed calls per entry: the timings are noise) a budget below every plan is solved at the
+    unpruned network's table sum instead, which every method meets, so the rest of the path still runs; the
+    result records it."""
     budgets = [(budget_label(f), f * tables.unpruned_ms) for f in cfg.budgets]
     budgets += [(budget_label(m, ms=True), m) for m in cfg.budgets_ms]
     results, infeasible = [], {}
@@ -181,8 +186,12 @@ def plan_all(cfg: PruneConfig, tables: Tables) -> tuple[list[Result], dict[str, 
             try:
                 plan, table_ms = _solve(method, tables, t0, cfg.latency.resolution_ms)
             except UserError as exc:
-                infeasible[f"{method}-{label}"] = first_line(exc)
-                continue
+                if not smoke:
+                    infeasible[f"{method}-{label}"] = first_line(exc)
+                    continue
+                infeasible[f"{method}-{label}"] = f"smoke: {first_line(exc)}; solved at the unpruned table sum"
+                room = (tables.chain.depth + 1) * cfg.latency.resolution_ms  # each entry's cost is rounded up
+                plan, table_ms = _solve(method, tables, tables.unpruned_table_ms + room, cfg.latency.resolution_ms)
             results.append(Result(method, label, budget_ms, t0, plan, table_ms, table_ms + tables.fixed_ms))
     return results, infeasible
 

@@ -174,7 +174,7 @@ class Prune(Stage):
         start = time.perf_counter()
         tables = measure_tables(ctx, cfg, net)
         seconds["latency_and_importance"] = round(time.perf_counter() - start, 3)
-        results, infeasible = plan_all(cfg, tables)
+        results, infeasible = plan_all(cfg, tables, smoke=ctx.smoke)
         deploy = cfg.deploy_label()
         if not any(r.method == "layermerge" and r.budget == deploy for r in results):
             raise UserError(f"prune.deploy {deploy}: " + infeasible.get(f"layermerge-{deploy}", "no LayerMerge plan"))
