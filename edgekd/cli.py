@@ -27,7 +27,16 @@ out = Console(width=None if sys.stdout.isatty() else 140)
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="device profile name (see `edgekd devices`) or YAML")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: key.path=value")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+_debug = {"on": False}
+"""Set by the ``--debug`` option of the command being run (as click parses it), read by :func:`main`."""
+
+
+def _set_debug(value: bool) -> bool:
+    _debug["on"] = value
+    return value
+
+
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks", callback=_set_debug, is_eager=True)]
 
 
 @app.command()
@@ -227,19 +236,19 @@ def check(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command, turn edgekd errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    _debug["on"] = False
     try:
         app(args=args, prog_name="edgekd")  # standalone mode: usage errors exit 2, always ends in SystemExit
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except EdgekdError as exc:
-        if debug:
+        if _debug["on"]:
             raise
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         code = exc.exit_code
     except Exception as exc:  # an internal error: say so in one line, with the way to see more
-        if debug:
+        if _debug["on"]:
             raise
         console.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                       highlight=False, soft_wrap=True)

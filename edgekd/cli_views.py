@@ -75,19 +75,22 @@ def gate_markdown(result: GateResult) -> str:
 
 def print_plan(out: Console, recipe: Recipe, device: Device) -> None:
     """The stages that would run, with their key settings, for ``recipe`` on ``device``."""
+    from rich.markup import escape
+
     from edgekd.pipeline.stage import ordered_stages
 
-    out.print(f"[bold]{recipe.name}[/bold] on [bold]{device.name}[/bold]: recipe and device profile are valid.")
-    out.print(f"data: {recipe.data.name} {recipe.data.params or ''} (validation {recipe.data.val_fraction:.0%} of "
-              f"train), seed {recipe.seed}")
+    out.print(f"[bold]{escape(recipe.name)}[/bold] on [bold]{escape(device.name)}[/bold]: recipe and device profile "
+              f"are valid.")
+    out.print(escape(f"data: {recipe.data.name} {recipe.data.params or ''} (validation "
+                     f"{recipe.data.val_fraction:.0%} of train), seed {recipe.seed}"))
     rows = []
     for stage in ordered_stages():
         enabled = stage.enabled(recipe, device)
         lines = stage.plan(recipe, device) if enabled else []
-        rows.append([stage.name, "run" if enabled else "skip", "\n".join([stage.description, *lines])])
+        rows.append([stage.name, "run" if enabled else "skip", escape("\n".join([stage.description, *lines]))])
     out.print(_table("stages", ["stage", "plan", "what it does / will build"], rows))
     budgets = {k: v for k, v in device.budgets.model_dump().items() if v is not None}
-    out.print(f"budgets: {budgets}")
+    out.print(escape(f"budgets: {budgets}"))
 
 
 def print_devices(out: Console) -> None:
@@ -158,21 +161,30 @@ def print_datasets(out: Console) -> None:
 
 
 def print_runtimes(out: Console) -> None:
-    """The runtime capability table, and which precisions compute natively on this host."""
-    from edgekd.runtime import RUNTIMES
-    from edgekd.runtime.precision import bf16_unsupported
+    """The capability table (edgekd/capabilities.py): one row per (runtime, precision), with what builds it, the
+    device kinds of the runtime, and whether this host meets the row's hardware requirement (why not, below)."""
+    from rich.markup import escape
 
-    rows = []
-    for entry in RUNTIMES.entries():
-        meta = entry.meta
-        here = ""
-        if "bf16" in meta["precisions"]:
-            why = bf16_unsupported(entry.name)
-            here = "bf16: yes" if why is None else f"bf16: no ({why})"
-        rows.append([entry.name, ", ".join(meta["formats"]), ", ".join(meta["precisions"]),
-                     ", ".join(meta["devices"]), ", ".join(meta["options"]) or "—", here])
-    out.print(_table("runtimes (precision policy: edgekd/runtime/precision.py)",
-                     ["runtime", "opens", "precisions", "devices", "options", "on this host"], rows))
+    from edgekd.capabilities import CAPABILITIES, RUNTIME_SPECS
+    from edgekd.runtime.hardware import unmet_requirement
+
+    rows, why_not = [], []
+    for row in CAPABILITIES:
+        spec = RUNTIME_SPECS[row.runtime]
+        built = f"{row.built_by}: {', '.join(row.methods)}" if row.built_by else "measured as is"
+        here = "—"
+        if row.requires is not None:
+            why = unmet_requirement(row, spec.default_device)
+            here = "yes" if why is None else "no"
+            if why is not None:
+                why_not.append(f"  {row.runtime}/{row.precision}: {escape(why)}")
+        rows.append([row.runtime, row.precision, row.format, built, ", ".join(spec.device_kinds),
+                     row.requires or "—", here, row.note])
+    out.print(_table("runtimes: what edgekd builds and runs (edgekd/capabilities.py; precision policy: "
+                     "edgekd/runtime/precision.py)",
+                     ["runtime", "precision", "format", "built by", "devices", "needs", "here", "artifact"], rows))
+    if why_not:
+        out.print("not on this host:\n" + "\n".join(why_not), soft_wrap=True)
 
 
 def print_stages(out: Console) -> None:

@@ -35,6 +35,25 @@ def test_budget_failures_name_each_broken_budget() -> None:
         "latency not measured", "accuracy not measured"]
 
 
+def test_a_macs_budget_reads_the_count_of_the_source_model() -> None:
+    budgets = Budgets(max_macs=10_000_000)
+    small, large, uncounted = (art(n, 0.95, 4.0, 0.5) for n in ("small", "large", "uncounted"))
+    small.info["macs"], large.info["macs"] = 9_350_000, 41_000_000
+    assert budget_failures(small, budgets) == []
+    assert budget_failures(large, budgets) == ["MACs 41,000,000 > 10,000,000"]
+    assert budget_failures(uncounted, budgets) == ["MACs not counted"]
+
+
+def test_resnet8_on_fashion_mnist_counts_the_macs_of_its_layers() -> None:
+    """ResNet-8 (CIFAR layout, 16/32/64 channels) on 1×28×28, by hand: stem 3×3 1→16 at 28×28: 112,896; stage 1
+    two 3×3 16→16 at 28×28: 2·1,806,336; stage 2 3×3 16→32 stride 2 at 14×14: 903,168, 3×3 32→32: 1,806,336,
+    1×1 shortcut 16→32: 100,352; stage 3 at 7×7: 903,168 + 1,806,336 + 100,352; linear 64→10: 640.
+    Total 9,345,920 (issue 12: 9.35 M)."""
+    from edgekd.models import count_macs, create
+
+    assert count_macs(create("resnet8", num_classes=10, in_channels=1), (1, 28, 28)) == 9_345_920
+
+
 def test_rank_prefers_accuracy_then_latency_then_size() -> None:
     candidates = [art("a", 0.92, 3.0, 0.5), art("b", 0.95, 4.0, 0.9), art("c", 0.95, 2.0, 0.9),
                   art("d", 0.95, 2.0, 0.4)]

@@ -108,26 +108,41 @@ def test_same_seed_same_initial_weights_in_any_chain(digits: DataBundle, tmp_pat
     assert torch.equal(built[0], built[1])
 
 
-def test_npsd_score_matches_a_hand_computation() -> None:
+def test_score_is_the_height_above_the_line_by_hand() -> None:
     teacher, student = Point(1.0, 0.90), Point(0.1, 0.70)
     candidates = [Point(0.5, 0.88), Point(0.25, 0.84), Point(0.75, 0.89)]
-    # by hand: NPSD(T, c) = (0.90 - p_c) / (0 - ln s_c); NPSD(c, S) = (p_c - 0.70) / (ln s_c - ln 0.1)
-    #   s = 0.50: 0.02 / 0.693147 = 0.028854,  0.18 / 1.609438 = 0.111840 -> score 0.082986
-    #   s = 0.25: 0.06 / 1.386294 = 0.043281,  0.14 / 0.916291 = 0.152790 -> score 0.109509
-    #   s = 0.75: 0.01 / 0.287682 = 0.034761,  0.19 / 2.014903 = 0.094298 -> score 0.059537
+    # by hand: NPSD(T, c) = (0.90 - p_c) / (0 - ln s_c); NPSD(c, S) = (p_c - 0.70) / (ln s_c - ln 0.1);
+    # height = p_c - (0.70 + (ln s_c - ln 0.1) / (0 - ln 0.1) * 0.20)
+    #   s = 0.50: 0.02 / 0.693147 = 0.028854,  0.18 / 1.609438 = 0.111840; 1.609438 / 2.302585 = 0.698970 -> 0.040206
+    #   s = 0.25: 0.06 / 1.386294 = 0.043281,  0.14 / 0.916291 = 0.152790; 0.916291 / 2.302585 = 0.397940 -> 0.060412
+    #   s = 0.75: 0.01 / 0.287682 = 0.034761,  0.19 / 2.014903 = 0.094298; 2.014903 / 2.302585 = 0.875061 -> 0.014988
     best, scores = choose(candidates, teacher, student)
     assert [s["npsd_teacher_side"] for s in scores] == pytest.approx([0.028854, 0.043281, 0.034761], abs=1e-6)
     assert [s["npsd_student_side"] for s in scores] == pytest.approx([0.111840, 0.152790, 0.094298], abs=1e-6)
-    assert [s["score"] for s in scores] == pytest.approx([0.082986, 0.109509, 0.059537], abs=1e-6)
+    assert [s["score"] for s in scores] == pytest.approx([0.040206, 0.060412, 0.014988], abs=1e-6)
     assert best == 1
 
 
-def test_npsd_score_is_zero_on_the_chord_and_ties_go_to_the_smaller() -> None:
+def test_noise_next_to_the_student_does_not_beat_the_knee() -> None:
+    """Issue 12's case: two points of noise just above the student won under the NPSD difference (0.374 vs 0.074);
+    by height the knee, 2.4 times as high, wins."""
+    teacher, student = Point(1.0, 0.75), Point(0.1, 0.65)
+    near_student, knee = Point(0.105, 0.67), Point(0.30, 0.74)
+    # the old criterion, by hand: NPSD(c, S) - NPSD(T, c)
+    old = [npsd(c, student) - npsd(teacher, c) for c in (near_student, knee)]
+    assert old == pytest.approx([0.374, 0.074], abs=5e-4)
+    # heights by hand: 0.67 - (0.65 + 0.048790 / 2.302585 * 0.1) = 0.017881; 0.74 - (0.65 + 1.098612 / 2.302585 * 0.1)
+    best, scores = choose([near_student, knee], teacher, student)
+    assert [s["score"] for s in scores] == pytest.approx([0.017881, 0.042288], abs=1e-6)
+    assert best == 1
+
+
+def test_score_is_zero_on_the_chord_and_ties_go_to_the_smaller() -> None:
     teacher, student = Point(1.0, 0.9), Point(0.1, 0.7)
     # sqrt(0.1) is half-way in log-scale, so the straight line through both anchors gives it accuracy 0.80
     on_chord = Point(math.sqrt(0.1), 0.80)
     assert score(on_chord, teacher, student)["score"] == pytest.approx(0.0, abs=1e-12)
-    assert score(Point(math.sqrt(0.1), 0.81), teacher, student)["score"] > 0
+    assert score(Point(math.sqrt(0.1), 0.81), teacher, student)["score"] == pytest.approx(0.01, abs=1e-12)
     best, _ = choose([Point(0.6, 0.9), Point(0.4, 0.9)], Point(1.0, 0.9), Point(0.2, 0.9))  # all flat: tie
     assert best == 1
     with pytest.raises(ValueError):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from edgekd.capabilities import RUNTIME_SPECS, device_kind, offered_precisions
 from edgekd.config._base import Strict
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
@@ -38,14 +39,60 @@ class Access(Strict):
 
 
 class RuntimeTarget(Strict):
-    """One runtime the device offers, with the precisions to build for it."""
+    """One runtime the device offers, with the precisions to build for it; checked against the capability table
+    (:mod:`edgekd.capabilities`): precisions the runtime has, a device of a kind it runs on, its own fields only."""
 
     runtime: RuntimeName = Field(description="runtime that runs the artifact on the device")
     precisions: list[Precision] = Field(["fp32"], min_length=1, description="precisions to build and measure")
     providers: list[str] = Field(
         default_factory=list, description="ONNX Runtime execution providers in priority order (default: CPU)"
     )
-    device: str = Field("CPU", description="OpenVINO device (CPU, GPU, NPU) or CUDA device for torch/TensorRT")
+    device: str = Field("", validate_default=True, description="OpenVINO device (CPU, GPU, NPU; default CPU), CUDA "
+                        "device for TensorRT (default cuda:0) or torch (cpu, cuda:N; default cpu); not for ONNX "
+                        "Runtime (see providers)")
+
+    @field_validator("precisions")
+    @classmethod
+    def _offered(cls, precisions: list[str], info: ValidationInfo) -> list[str]:
+        runtime = info.data.get("runtime")
+        if runtime is None:
+            return precisions
+        offered = offered_precisions(runtime)
+        missing = [p for p in precisions if p not in offered]
+        if missing:
+            raise ValueError(f"runtime {runtime!r} has no {', '.join(missing)} artifacts in edgekd "
+                             f"(it offers {', '.join(offered)}: see `edgekd zoo runtimes`)")
+        if len(set(precisions)) != len(precisions):
+            raise ValueError(f"precisions listed twice: {precisions}")
+        return precisions
+
+    @field_validator("providers")
+    @classmethod
+    def _providers_for_onnxruntime(cls, providers: list[str], info: ValidationInfo) -> list[str]:
+        runtime = info.data.get("runtime")
+        if providers and runtime is not None and "providers" not in RUNTIME_SPECS[runtime].profile_fields:
+            raise ValueError(f"providers are ONNX Runtime execution providers; runtime {runtime!r} takes none")
+        return providers
+
+    @field_validator("device")
+    @classmethod
+    def _device_of_the_runtime(cls, device: str, info: ValidationInfo) -> str:
+        runtime = info.data.get("runtime")
+        if runtime is None:
+            return device
+        spec = RUNTIME_SPECS[runtime]
+        if not device:
+            return spec.default_device
+        if "device" not in spec.profile_fields:
+            raise ValueError(f"runtime {runtime!r} takes no device (ONNX Runtime picks it with providers)")
+        if device_kind(device) not in spec.device_kinds:
+            raise ValueError(f"runtime {runtime!r} runs on {', '.join(spec.device_kinds)} devices, not {device!r}")
+        return device
+
+    @property
+    def kind(self) -> str:
+        """The kind of :attr:`device` (``cpu``, ``gpu``, ``npu``, ``cuda``)."""
+        return device_kind(self.device)
 
 
 class Budgets(Strict):
@@ -54,6 +101,8 @@ class Budgets(Strict):
     max_size_mb: float | None = Field(None, gt=0, description="largest artifact file size, MB (10^6 bytes)")
     max_latency_ms: float | None = Field(None, gt=0, description="largest latency at `latency_stat`, milliseconds")
     min_accuracy: float | None = Field(None, ge=0, le=1, description="lowest test accuracy (0-1)")
+    max_macs: int | None = Field(None, gt=0, description="most multiply-accumulates of one forward pass of one "
+                                 "input (counted on the torch model every artifact comes from)")
     latency_stat: Literal["p50", "p90", "p99", "mean"] = Field("p90", description="latency statistic budgeted")
 
 
@@ -73,6 +122,14 @@ class Device(Strict):
         """The profile without its cosmetic fields (``description``, ``accelerator``: words for people), for cache
         keys and what is derived from the profile as a whole."""
         return self.model_dump(mode="json", exclude={"description", "accelerator"})
+
+    @model_validator(mode="after")
+    def _one_entry_per_runtime(self) -> Device:
+        names = [r.runtime for r in self.runtimes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"runtime {', '.join(twice)} listed more than once; list all its precisions in one entry")
+        return self
 
     def runtime(self, name: str) -> RuntimeTarget | None:
         """The target entry for runtime ``name``, if the device offers it."""

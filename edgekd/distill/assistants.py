@@ -1,5 +1,5 @@
 """Automatic teacher-assistant selection, after AMD (Han et al., "AMD: Automatic Multi-step Distillation of Large-scale
-Vision Models", ECCV 2024; no public code — this is our own design of its idea).
+Vision Models", ECCV 2024; no public code — AMD-inspired: our own design of its idea).
 
 What is selected: one teacher assistant (TA) for the chain ``teacher → TA → student``, among candidates that lie
 strictly between student and teacher in parameter count. AMD prunes the teacher at a grid of scales and trains the
@@ -8,23 +8,27 @@ every depth × the width multipliers of the recipe), keep at most ``max_candidat
 train each one cheaply (a few epochs, optionally on a training subset) with the recipe's KD losses from the teacher.
 The student is trained the same way, as the low anchor of the curve.
 
-How it is scored (AMD's "negative performance-scale derivative", NPSD, made exact): with scale ``s = parameters /
-teacher parameters``, ``x = ln s`` and ``p`` the validation accuracy, the NPSD between a larger model ``a`` and a
-smaller model ``b`` is the accuracy lost per e-fold of shrinking::
+How it is scored. With scale ``s = parameters / teacher parameters``, ``x = ln s`` and ``p`` the validation
+accuracy, AMD's "negative performance-scale derivative" (NPSD) between a larger model ``a`` and a smaller model ``b``
+is the accuracy lost per e-fold of shrinking::
 
     NPSD(a, b) = (p_a - p_b) / (x_a - x_b)
 
-A candidate ``c`` splits the path teacher ``T`` → student ``S`` in two. Its score is::
+Both NPSDs of each candidate are recorded. The candidate is ranked by its **height above the student–teacher line**
+on the accuracy-vs-log-scale curve::
 
-    score(c) = NPSD(c, S) - NPSD(T, c)
+    score(c) = p_c - (p_S + (x_c - x_S) / (x_T - x_S) * (p_T - p_S))
 
-i.e. how much faster accuracy falls below the candidate than above it. The score is positive exactly when ``c`` lies
-above the straight line from ``(x_S, p_S)`` to ``(x_T, p_T)``, and largest at the knee of the accuracy-vs-log-scale
-curve: the smallest model the teacher can shrink to at little cost, after which shrinking starts to cost accuracy
-fast. That is the TA TAKD asks for: close enough to the teacher to learn from it, as close to the student as this
-allows. The highest score wins; ties go to the smaller candidate. ``p_T`` is the trained teacher's own validation
-accuracy (the candidates' cheap budget puts them below it, which penalises candidates next to the teacher a little;
-that bias is deliberate: a TA that cannot come near the teacher under the same budget is a poor bridge).
+which is positive exactly when ``c`` lies above the straight line from ``(x_S, p_S)`` to ``(x_T, p_T)`` and largest
+at the knee of the curve: the smallest model the teacher can shrink to at little cost. That is the TA TAKD asks for.
+The highest score wins; ties go to the smaller candidate. ``p_T`` is the trained teacher's own validation accuracy.
+
+Why the height and not the NPSD difference ``NPSD(c, S) - NPSD(T, c)`` (edgekd's first criterion): that difference
+equals ``g * L / (a * b)``, with ``g`` the height, ``L = x_T - x_S`` and ``a``, ``b`` the log-distances of ``c`` to
+the student and the teacher, so its weight grows without bound next to either end: with teacher (1.0, 0.75) and
+student (0.1, 0.65), a candidate at (0.105, 0.67), two points of training noise above the student, scores 0.374 and
+beat the knee at (0.30, 0.74), 0.074, which stands 2.4× as high. The height weighs every candidate alike, so noise
+of a point or two moves a score by that much and no more.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from edgekd.config import ModelRef
 from edgekd.errors import UserError
 from edgekd.models import MODELS
 
-CRITERION = ("score = NPSD(candidate, student) - NPSD(teacher, candidate), NPSD(a, b) = (acc_a - acc_b) / "
-             "(ln scale_a - ln scale_b), scale = parameters / teacher parameters; highest score wins, ties: smaller")
+CRITERION = ("score = height of the candidate above the student-teacher line of validation accuracy vs ln scale "
+             "(scale = parameters / teacher parameters); highest score wins, ties: smaller (AMD-inspired)")
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,19 @@ def npsd(larger: Point, smaller: Point) -> float:
     return (larger.accuracy - smaller.accuracy) / span
 
 
+def height(candidate: Point, teacher: Point, student: Point) -> float:
+    """Accuracy of ``candidate`` above the straight line from the student to the teacher in log-scale."""
+    x_s, x_t, x_c = (math.log(p.scale) for p in (student, teacher, candidate))
+    if not x_s < x_c < x_t:
+        raise ValueError(f"candidate scale {candidate.scale} is not strictly between the student's "
+                         f"{student.scale} and the teacher's {teacher.scale}")
+    return candidate.accuracy - (student.accuracy + (x_c - x_s) / (x_t - x_s) * (teacher.accuracy - student.accuracy))
+
+
 def score(candidate: Point, teacher: Point, student: Point) -> dict[str, float]:
-    """The candidate's two NPSDs and its score (see the module docstring)."""
-    above, below = npsd(teacher, candidate), npsd(candidate, student)
-    return {"npsd_teacher_side": above, "npsd_student_side": below, "score": below - above}
+    """The candidate's two NPSDs (recorded) and its score, the height above the student–teacher line (ranked)."""
+    return {"npsd_teacher_side": npsd(teacher, candidate), "npsd_student_side": npsd(candidate, student),
+            "score": height(candidate, teacher, student)}
 
 
 def choose(candidates: list[Point], teacher: Point, student: Point) -> tuple[int, list[dict[str, float]]]:

@@ -20,6 +20,15 @@ def fmt_params(artifact: dict[str, Any]) -> str:
     return f"{value:,}" if value is not None else "—"
 
 
+def fmt_macs(artifact: dict[str, Any]) -> str:
+    """Multiply-accumulates of one forward pass, in SI units (``9.35 M``)."""
+    value = artifact.get("info", {}).get("macs")
+    if value is None:
+        return "—"
+    return next(f"{value / scale:.3g} {unit}".rstrip() for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
+                if value >= scale or scale == 1)
+
+
 def fmt_size(artifact: dict[str, Any]) -> str:
     return f"{artifact['bytes'] / 1e6:.3f}"
 
@@ -30,13 +39,13 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
     for art in manifest["artifacts"]:
         name = f"{art['name']} ✗ failed" if art.get("status") == "failed" else art["name"]
         rows.append([
-            art["role"], name, f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_size(art),
+            art["role"], name, f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_macs(art), fmt_size(art),
             fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
         ])
     return rows
 
 
-SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "size MB", "test accuracy", "p50 ms", "p90 ms"]
+SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "MACs", "size MB", "test accuracy", "p50 ms", "p90 ms"]
 
 
 def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:

@@ -14,11 +14,13 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import numpy as np
 
 from edgekd._registry import Registry
+from edgekd.capabilities import RUNTIME_SPECS, offered_precisions
 from edgekd.errors import UserError, first_line  # noqa: F401  (re-exported: the runners import it from here)
 
 RUNTIMES: Registry[type[Runner]] = Registry("runtime")
-"""Runtime name → :class:`Runner` subclass. Meta (a capability table as data): ``formats`` (artifact formats it
-opens), ``precisions``, ``devices`` and ``options`` (the option names its constructor accepts)."""
+"""Runtime name → :class:`Runner` subclass. Meta: ``options`` (the option names its constructor accepts) and, from
+the capability table (:mod:`edgekd.capabilities`), ``formats`` (artifact formats it opens), ``precisions`` and
+``devices`` (device kinds)."""
 
 FORMAT_SUFFIXES: dict[str, str] = {".pt": "torch", ".onnx": "onnx", ".xml": "openvino", ".engine": "tensorrt",
                                    ".plan": "tensorrt"}
@@ -27,13 +29,15 @@ FORMAT_SUFFIXES: dict[str, str] = {".pt": "torch", ".onnx": "onnx", ".xml": "ope
 R = TypeVar("R", bound="type[Runner]")
 
 
-def register_runtime(name: str, *, formats: tuple[str, ...], precisions: tuple[str, ...], devices: tuple[str, ...],
-                     options: tuple[str, ...]) -> Callable[[R], R]:
-    """Class decorator: add a runner to ``RUNTIMES`` with its capabilities and set its ``name``."""
+def register_runtime(name: str, *, options: tuple[str, ...]) -> Callable[[R], R]:
+    """Class decorator: add a runner to ``RUNTIMES`` with the options it accepts and its capabilities (its
+    :class:`~edgekd.capabilities.RuntimeSpec` and rows), and set its ``name``."""
+    spec = RUNTIME_SPECS[name]
 
     def decorator(cls: R) -> R:
         cls.name = name
-        RUNTIMES.add(name, cls, formats=formats, precisions=precisions, devices=devices, options=options)
+        RUNTIMES.add(name, cls, formats=spec.formats, precisions=offered_precisions(name), devices=spec.device_kinds,
+                     options=options)
         return cls
 
     return decorator

@@ -49,8 +49,7 @@ def compile_config(device: str, threads: int | None, inference_precision: str) -
     return config
 
 
-@register_runtime("openvino", formats=("openvino", "onnx"), precisions=("fp32", "bf16", "fp16", "int8"),
-                  devices=("CPU", "GPU", "NPU"), options=("device", "inference_precision"))
+@register_runtime("openvino", options=("device", "inference_precision"))
 class OpenVinoRunner(Runner):
     """OpenVINO. Options: ``device`` (``CPU``, ``GPU``, ``GPU.1``, ``NPU``; default ``CPU``) and
     ``inference_precision`` (``f32``/``fp32``, ``f16``/``fp16``, ``bf16``; default ``f32``, never the device's own

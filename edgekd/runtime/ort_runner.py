@@ -55,8 +55,7 @@ def graph_precision(path: Path) -> str:
     return "f32"
 
 
-@register_runtime("onnxruntime", formats=("onnx",), precisions=("fp32", "fp16", "int8"),
-                  devices=tuple(PROVIDER_ALIASES), options=("providers", "provider_options"))
+@register_runtime("onnxruntime", options=("providers", "provider_options"))
 class OrtRunner(Runner):
     """ONNX Runtime with ``graph_optimization_level=ORT_ENABLE_ALL`` and ``intra_op_num_threads=threads``.
 

@@ -93,8 +93,7 @@ def precision_counts(layers: list[dict[str, Any]]) -> dict[str, int]:
                         for layer in layers if layer["inputs"] or layer["outputs"]))
 
 
-@register_runtime("tensorrt", formats=("tensorrt",), precisions=("fp32", "fp16", "int8"), devices=("cuda",),
-                  options=("device",))
+@register_runtime("tensorrt", options=("device",))
 class TensorRtRunner(Runner):
     """TensorRT. Option: ``device`` (``cuda`` or ``cuda:N``; default ``cuda:0``). ``threads`` does not apply to a
     GPU and must be left unset."""

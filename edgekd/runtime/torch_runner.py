@@ -14,13 +14,13 @@ from edgekd.runtime.precision import bf16_unsupported
 from edgekd.runtime.torch_artifact import load_torch_artifact
 
 
-@register_runtime("torch", formats=("torch",), precisions=("fp32", "bf16"), devices=("cpu", "cuda"),
-                  options=("device", "inference_precision"))
+@register_runtime("torch", options=("device", "inference_precision"))
 class TorchRunner(Runner):
     """Eager PyTorch. Options: ``device`` (``cpu``, ``cuda``, ``cuda:N``; default ``cpu``) and
     ``inference_precision`` (``f32``, default; or ``bf16``: autocast to bfloat16, where the hardware has it).
 
-    ``threads`` calls ``torch.set_num_threads``, which is process-wide.
+    ``threads`` calls ``torch.set_num_threads``, which is process-wide: the previous count is restored by
+    :meth:`close` (or leaving the ``with`` block), so a runner does not change the threads of later training.
     """
 
     def _load(self, device: str = "cpu", inference_precision: str = "f32") -> None:
@@ -36,6 +36,7 @@ class TorchRunner(Runner):
         self.bf16 = inference_precision == "bf16"
         if self.bf16 and (reason := bf16_unsupported("torch")) is not None:
             raise UserError(f"{self.path}: bf16 requested but {reason}")
+        self._threads_before = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         self.net = load_torch_artifact(self.path).to(self.device)
@@ -49,6 +50,9 @@ class TorchRunner(Runner):
     def _run(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.net(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def close(self) -> None:
+        torch.set_num_threads(self._threads_before)
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "version": torch.__version__, "device": str(self.device),

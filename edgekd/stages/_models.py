@@ -15,6 +15,7 @@ from edgekd.data import DataBundle
 from edgekd.errors import UserError
 from edgekd.models import (
     check_model,
+    count_macs,
     count_parameters,
     create,
     factory_of,
@@ -94,8 +95,15 @@ def write_torch_artifact(
     return Artifact.from_file(
         ctx.run_dir, path, name=name, format="torch", precision="fp32", runtime="torch", role=role,
         input=input_spec(tuple(data.test.x.shape)),
-        info={"parameters": count_parameters(net), "model": spec, **info},
+        info={"parameters": count_parameters(net), "macs": count_macs(net, tuple(data.test.x.shape[1:])), "model": spec,
+              **info},
     )
+
+
+def derived_info(source: Artifact, **extra: Any) -> dict[str, Any]:
+    """The ``info`` of an artifact built from the torch model ``source``: its name, parameters and MACs (the same
+    network in another format), and ``extra``."""
+    return {"source": source.name, "parameters": source.info["parameters"], "macs": source.info.get("macs"), **extra}
 
 
 def load_plain_net(ctx: StageContext, artifact: Artifact) -> nn.Module:

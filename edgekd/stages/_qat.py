@@ -19,8 +19,9 @@ from edgekd.distill.trainer import DistillTerm, Trainer
 from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
+from edgekd.runtime.hardware import tensorrt_unavailable
 from edgekd.stages._models import load_plain_net
-from edgekd.stages._runtime import tensorrt_int8, tensorrt_unavailable
+from edgekd.stages._runtime import tensorrt_int8
 from edgekd.stages._training import smoke_config
 
 Builder = tuple[str, str, str, Callable[[Path], Path]]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekd.capabilities import RUNTIME_SPECS
 from edgekd.config import Device
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
 from edgekd.runtime.precision import openvino_hint
-from edgekd.runtime.tensorrt_runner import tensorrt_problem
 
 #: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
 CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
@@ -22,9 +22,10 @@ def runner_options(device: Device, runtime: str, precision: str) -> dict[str, An
     options: dict[str, Any] = {"threads": device.threads} if runtime in CPU_THREADED else {}
     target = device.runtime(runtime)
     if target is not None:
-        if runtime == "onnxruntime" and target.providers:
+        fields = RUNTIME_SPECS[runtime].profile_fields
+        if "providers" in fields and target.providers:
             options["providers"] = list(target.providers)
-        if runtime in {"openvino", "tensorrt"}:
+        if "device" in fields:
             options["device"] = target.device
     if runtime == "openvino":
         options["inference_precision"] = openvino_hint(precision, options.get("device", "CPU"))
@@ -44,16 +45,6 @@ def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
     """A runner for ``artifact`` in its own runtime, computing in the artifact's precision."""
     return open_runner(artifact.runtime, ctx.path(artifact),
                        **runner_options(ctx.device, artifact.runtime, artifact.precision))
-
-
-def tensorrt_unavailable() -> str | None:
-    """Why TensorRT artifacts cannot be built and run here (TensorRT >= 10 and a CUDA device are needed), in one
-    line; None when they can. The same check the engine builder and the TensorRT tests make."""
-    problem = tensorrt_problem()
-    if problem is None:
-        return None
-    return (f"{problem}; engines are built on the device itself: pip install 'edgekd[tensorrt]' there, or JetPack's "
-            f"python3-libnvinfer on a Jetson")
 
 
 def tensorrt_int8(qdq_onnx: Path, out: Path) -> Path:

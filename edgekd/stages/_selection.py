@@ -49,7 +49,8 @@ class BudgetMiss:
         if self.value is None:
             return "not measured"
         gap = abs(self.value - self.limit)
-        amount = f"{100 * gap:.2f} points" if self.budget == "min_accuracy" else f"{gap:.3f} {self.unit}"
+        amount = (f"{100 * gap:.2f} points" if self.budget == "min_accuracy" else f"{gap:,.0f} MACs"
+                  if self.budget == "max_macs" else f"{gap:.3f} {self.unit}")
         return f"by {amount} ({100 * self.excess:.1f} % {'under' if self.budget == 'min_accuracy' else 'over'})"
 
 
@@ -77,6 +78,13 @@ def budget_misses(artifact: Artifact, budgets: Budgets) -> list[BudgetMiss]:
             misses.append(BudgetMiss("max_latency_ms", latency, budgets.max_latency_ms,
                                      f"latency {budgets.latency_stat} {latency:.3f} ms > {budgets.max_latency_ms} ms",
                                      "ms"))
+    macs = artifact.info.get("macs")
+    if budgets.max_macs is not None:
+        if macs is None:
+            misses.append(BudgetMiss("max_macs", None, budgets.max_macs, "MACs not counted", "MACs"))
+        elif macs > budgets.max_macs:
+            misses.append(BudgetMiss("max_macs", macs, budgets.max_macs, f"MACs {macs:,} > {budgets.max_macs:,}",
+                                     "MACs"))
     accuracy = accuracy_of(artifact)
     if budgets.min_accuracy is not None:
         if accuracy is None:

@@ -17,15 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd.capabilities import Capability, capability
 from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.errors import ParityError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
-from edgekd.runtime.precision import WEIGHTS, bf16_unsupported
+from edgekd.runtime.hardware import unmet_requirement
+from edgekd.runtime.precision import WEIGHTS
 from edgekd.stages._failures import attempt, failure, mark_failed
-from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import open_artifact, tensorrt_unavailable
+from edgekd.stages._models import deployed_model, derived_info, load_plain_net
+from edgekd.stages._runtime import open_artifact
 
 Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
 
@@ -58,40 +60,48 @@ def _tensorrt(precision: str) -> Builder:
     return build
 
 
-#: (runtime, precision) → (artifact format, builder) for full-precision exports; int8 comes from quantization.
-#: OpenVINO "bf16" is fp32 weights computed in bf16; "fp16" is FP16 weights (computed in fp16 where the device can,
-#: else in f32: see edgekd.runtime.precision).
-BUILDERS: dict[tuple[str, str], tuple[str, Builder]] = {
-    ("onnxruntime", "fp32"): ("onnx", _onnx_fp32),
-    ("openvino", "fp32"): ("openvino", _openvino(compress_to_fp16=False)),
-    ("openvino", "bf16"): ("openvino", _openvino(compress_to_fp16=False)),
-    ("openvino", "fp16"): ("openvino", _openvino(compress_to_fp16=True)),
-    ("tensorrt", "fp32"): ("tensorrt", _tensorrt("fp32")),
-    ("tensorrt", "fp16"): ("tensorrt", _tensorrt("fp16")),
+#: exporter (a ``methods`` name of the capability table's export rows) → builder. The OpenVINO IR of fp32 and bf16
+#: artifacts is the same (fp32 weights; the runner computes bf16 artifacts in bf16); ``openvino-fp16`` stores fp16
+#: weights (computed in fp16 where the device can, else in f32: see edgekd.runtime.precision).
+BUILDERS: dict[str, Builder] = {
+    "onnx": _onnx_fp32,
+    "openvino": _openvino(compress_to_fp16=False),
+    "openvino-fp16": _openvino(compress_to_fp16=True),
 }
 
 
-def export_plan(device: Device) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The (runtime, precision) pairs this stage builds for ``device``, and why any other pair is not built here."""
-    plan: list[tuple[str, str]] = []
+def _builder(row: Capability) -> Builder:
+    """The builder of an export row; TensorRT engines are built for the row's precision."""
+    (method,) = row.methods
+    return _tensorrt(row.precision) if method == "tensorrt" else BUILDERS[method]
+
+
+def exporter(runtime: str, precision: str) -> tuple[str, Builder]:
+    """(artifact format, builder) of the full-precision ``runtime``/``precision`` artifact (a KeyError for a pair the
+    capability table does not export)."""
+    row = capability(runtime, precision)
+    if row is None or row.built_by != "export":
+        raise KeyError(f"{runtime}/{precision} is not built by the export stage")
+    return row.format, _builder(row)
+
+
+def export_plan(device: Device) -> tuple[list[Capability], dict[str, str]]:
+    """The capability rows this stage builds for ``device``, and why any other pair it lists is not built here."""
+    plan: list[Capability] = []
     not_here: dict[str, str] = {}
     for target in device.runtimes:
         for precision in target.precisions:
-            pair = (target.runtime, precision)
-            if target.runtime == "torch":
-                not_here[f"torch/{precision}"] = ("the torch models themselves (teacher, student) are measured as "
-                                                  "they are; nothing to export")
-                continue
-            if target.runtime == "tensorrt" and (why := tensorrt_unavailable()) is not None:
-                not_here[f"{target.runtime}/{precision}"] = why
-            elif precision == "bf16" and pair in BUILDERS and (why := bf16_unsupported(target.runtime, target.device)):
-                not_here[f"{target.runtime}/{precision}"] = why
-            elif pair in BUILDERS:
-                plan.append(pair)
-            elif precision == "int8":
-                not_here[f"{target.runtime}/{precision}"] = "int8 artifacts come from a quantize stage"
+            row = capability(target.runtime, precision)
+            assert row is not None, "device profiles are validated against the capability table"
+            pair = f"{row.runtime}/{row.precision}"
+            if row.built_by is None:
+                not_here[pair] = f"{row.note}: measured as they are, nothing to export"
+            elif row.built_by != "export":
+                not_here[pair] = f"{row.precision} artifacts come from a {row.built_by} stage"
+            elif (why := unmet_requirement(row, target.device)) is not None:
+                not_here[pair] = why
             else:
-                not_here[f"{target.runtime}/{precision}"] = "no exporter for this pair yet"
+                plan.append(row)
     return plan, not_here
 
 
@@ -108,51 +118,53 @@ class Export(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.export is not None
-        return {"export": recipe.export.model_dump(mode="json"), "plan": export_plan(device)[0]}
+        return {"export": recipe.export.model_dump(mode="json"),
+                "plan": [(row.runtime, row.precision) for row in export_plan(device)[0]]}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         built, not_built = export_plan(device)
-        return [f"builds {', '.join(f'{r}/{p}' for r, p in built) or 'nothing'}",
+        return [f"builds {', '.join(f'{row.runtime}/{row.precision}' for row in built) or 'nothing'}",
                 *(f"not {pair}: {why}" for pair, why in not_built.items())]
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.export
         assert cfg is not None
         source = deployed_model(ctx, self.name)
-        data = ctx.data()
         net = load_plain_net(ctx, source).eval()
-        torch_runner = open_artifact(ctx, source)
-        probe = data.test.x[: cfg.parity_samples].numpy()
         plan, not_here = export_plan(ctx.device)
-        artifacts = []
-        for runtime, precision in plan:
-            fmt, builder = BUILDERS[(runtime, precision)]
-            name = f"{source.name}-{fmt}-{precision}"
-            out = ctx.stage_dir / name
-            out.mkdir(parents=True, exist_ok=True)
-            record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
-                      "input": source.input, "info": {"source": source.name, "parameters": source.info["parameters"],
-                                                      "weights": WEIGHTS[precision]}}
-            path, failed = attempt(lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg), ctx.log,
-                                   f"{name}: export")
-            if path is None:  # nothing was built: the record points at its (empty) folder
-                assert failed is not None
-                artifacts.append(mark_failed(Artifact.from_file(ctx.run_dir, out, **record), failed))
-                continue
-            artifact = Artifact.from_file(ctx.run_dir, path, **record)
-            parity, failed = attempt(lambda: _parity(ctx, torch_runner, artifact, probe, cfg), ctx.log,
-                                     f"{name}: parity check")
-            if parity is not None:
-                artifact.info["parity"] = parity
-                ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
-                        f"top-1 agreement {parity['top1_agreement']:.4f}, computed in {parity['compute']}")
-                if not parity["passed"]:
-                    failed = failure(ParityError(parity_message(parity)))
-                    ctx.log(f"{name}: {failed['reason']}")
-            if failed is not None:
-                mark_failed(artifact, failed)
-            artifacts.append(artifact)
+        with open_artifact(ctx, source) as torch_runner:
+            artifacts = [_export_one(ctx, row, source, net, torch_runner, cfg) for row in plan]
         return StageResult(artifacts=artifacts, info={"source": source.name, "not_built": not_here})
+
+
+def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Module, reference: Any,
+                cfg: ExportConfig) -> Artifact:
+    """The artifact of ``row`` built from ``net`` and parity-checked against ``reference`` (the torch model); a
+    failure of either is recorded on the artifact."""
+    data = ctx.data()
+    name = f"{source.name}-{row.format}-{row.precision}"
+    out = ctx.stage_dir / name
+    out.mkdir(parents=True, exist_ok=True)
+    info = derived_info(source, weights=WEIGHTS[row.precision])
+    record = {"name": name, "format": row.format, "precision": row.precision, "runtime": row.runtime,
+              "role": source.role, "input": source.input, "info": info}
+    builder = _builder(row)
+    path, failed = attempt(lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg), ctx.log,
+                           f"{name}: export")
+    if path is None:  # nothing was built: the record points at its (empty) folder
+        assert failed is not None
+        return mark_failed(Artifact.from_file(ctx.run_dir, out, **record), failed)
+    artifact = Artifact.from_file(ctx.run_dir, path, **record)
+    probe = data.test.x[: cfg.parity_samples].numpy()
+    parity, failed = attempt(lambda: _parity(ctx, reference, artifact, probe, cfg), ctx.log, f"{name}: parity check")
+    if parity is not None:
+        artifact.info["parity"] = parity
+        ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
+                f"top-1 agreement {parity['top1_agreement']:.4f}, computed in {parity['compute']}")
+        if not parity["passed"]:
+            failed = failure(ParityError(parity_message(parity)))
+            ctx.log(f"{name}: {failed['reason']}")
+    return mark_failed(artifact, failed) if failed is not None else artifact
 
 
 def parity_tolerance(cfg: ExportConfig, precision: str) -> tuple[float, float]:

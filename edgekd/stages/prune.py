@@ -45,11 +45,11 @@ from edgekd.runtime import Normalize
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
 from edgekd.stages._failures import attempt, failure, mark_failed
-from edgekd.stages._models import build_net, load_plain_net, write_torch_artifact
+from edgekd.stages._models import build_net, derived_info, load_plain_net, write_torch_artifact
 from edgekd.stages._prune_plans import Result, plan_all
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
-from edgekd.stages.export import BUILDERS, parity_message, parity_tolerance
+from edgekd.stages.export import exporter, parity_message, parity_tolerance
 
 #: the factory a merged network's torch artifact names (imported by path by edgekd.models.create)
 MERGED_FACTORY = "edgekd.prune.apply:merged_model"
@@ -179,7 +179,7 @@ class Prune(Stage):
         if not any(r.method == "layermerge" and r.budget == deploy for r in results):
             raise UserError(f"prune.deploy {deploy}: " + infeasible.get(f"layermerge-{deploy}", "no LayerMerge plan"))
         runtime, precision = tables.settings.runtime, tables.settings.precision
-        fmt = BUILDERS[(runtime, precision)][0]
+        fmt = exporter(runtime, precision)[0]
         export_cfg = ctx.recipe.export or ExportConfig()
         artifacts = [write_torch_artifact(ctx, net, spec, name="student-unpruned", role="unpruned",
                                           info={"source": source.name})]
@@ -268,12 +268,12 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     from edgekd.export.onnx import check_parity
 
     data = ctx.data()
-    fmt, builder = BUILDERS[(runtime, precision)]
+    fmt, builder = exporter(runtime, precision)
     name = f"{source.name}-{fmt}-{precision}"
     out = ctx.stage_dir / name
     out.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
-              "input": source.input, "info": {"source": source.name, "parameters": source.info["parameters"]}}
+              "input": source.input, "info": derived_info(source)}
     path, failed = attempt(lambda: builder(net, data.mean, data.std,
                                            data.test.x[:1], out, cfg), ctx.log, f"{name}: export")
     artifact = Artifact.from_file(ctx.run_dir, path or out, **record)

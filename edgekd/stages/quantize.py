@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgekd.capabilities import RUNTIME_SPECS, NncfTarget, capability
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.data import DataBundle
@@ -28,10 +29,11 @@ from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.runtime.hardware import unmet_requirement
 from edgekd.stages._checks import check_losses
 from edgekd.stages._failures import attempt, mark_failed
-from edgekd.stages._models import deployed_model, load_plain_net
-from edgekd.stages._runtime import open_artifact, runner_options, tensorrt_int8, tensorrt_unavailable
+from edgekd.stages._models import deployed_model, derived_info, load_plain_net
+from edgekd.stages._runtime import open_artifact, runner_options, tensorrt_int8
 
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
@@ -42,9 +44,23 @@ def int8_runtimes(device: Device) -> list[str]:
     return [t.runtime for t in device.runtimes if "int8" in t.precisions]
 
 
-#: runtimes edgekd builds INT8 artifacts for, and why any other one gets none
-QUANTIZED_RUNTIMES = ("onnxruntime", "openvino", "tensorrt")
-NO_QUANTIZER = "edgekd has no INT8 quantizer for this runtime (INT8 is built for onnxruntime, openvino, tensorrt)"
+def nncf_target(device: Device, runtime: str) -> NncfTarget:
+    """The NNCF ``target_device`` for INT8 artifacts of ``runtime`` on ``device``: its hardware config follows the
+    device kind the profile names (an OpenVINO GPU or NPU profile quantizes for that device, not for the CPU)."""
+    target = device.runtime(runtime)
+    assert target is not None
+    return RUNTIME_SPECS[runtime].quantize_targets.get(target.kind, "ANY")
+
+
+def unmet(device: Device) -> dict[str, str]:
+    """``runtime/int8`` → why this host cannot build the INT8 artifacts the device asks for (its hardware
+    requirement in the capability table)."""
+    reasons = {}
+    for target in device.runtimes:
+        row = capability(target.runtime, "int8")
+        if "int8" in target.precisions and row is not None and (why := unmet_requirement(row, target.device)):
+            reasons[f"{target.runtime}/int8"] = why
+    return reasons
 
 
 def symmetric_activations(device: Device) -> bool:
@@ -75,15 +91,17 @@ class Quantize(Stage):
         assert recipe.quantize is not None
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
                 "symmetric_activations": symmetric_activations(device),
+                "nncf_target": nncf_target(device, "openvino") if "openvino" in int8_runtimes(device) else None,
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         assert recipe.quantize is not None
-        runtimes = int8_runtimes(device)
-        lines = [f"INT8 for {', '.join(r for r in runtimes if r in QUANTIZED_RUNTIMES) or 'no runtime'}: PTQ engines "
+        not_here = unmet(device)
+        runtimes = [r for r in int8_runtimes(device) if f"{r}/int8" not in not_here]
+        lines = [f"INT8 for {', '.join(runtimes) or 'no runtime'}: PTQ engines "
                  f"{', '.join(recipe.quantize.engines)}" + (", accuracy control" if recipe.quantize.accuracy_control
                                                             else "") + (", QAT+KD" if recipe.quantize.qat else "")]
-        return lines + [f"not {r}/int8: {NO_QUANTIZER}" for r in runtimes if r not in QUANTIZED_RUNTIMES]
+        return lines + [f"not {pair}: {why}" for pair, why in not_here.items()]
 
     def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
         cfg = recipe.quantize
@@ -107,19 +125,18 @@ class Quantize(Stage):
         count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
-        reference = open_artifact(ctx, source)
         probe = ctx.data().test.x[: cfg.parity_samples].numpy()
         artifacts = []
         for name, fmt, runtime, build in builders:
             out_dir = ctx.stage_dir / name
             out_dir.mkdir(parents=True, exist_ok=True)
+            info = derived_info(source, method=name.split("-int8-")[1], weights="int8")
             record = {"name": name, "format": fmt, "precision": "int8", "runtime": runtime, "role": source.role,
-                      "input": source.input, "info": {"source": source.name, "parameters": source.info["parameters"],
-                                                      "method": name.split("-int8-")[1], "weights": "int8"}}
+                      "input": source.input, "info": info}
             path, failed = attempt(lambda: build(out_dir), ctx.log, f"{name}: quantization")
             artifact = Artifact.from_file(ctx.run_dir, path or out_dir, **record)
             if path is not None:
-                parity, failed = attempt(lambda: _agreement(ctx, reference, artifact, probe), ctx.log,
+                parity, failed = attempt(lambda: _agreement(ctx, source, artifact, probe), ctx.log,
                                          f"{name}: agreement check")
                 if parity is not None:
                     artifact.info["parity"] = parity
@@ -153,10 +170,10 @@ class Quantize(Stage):
                 plan.append((f"{stem}-onnx-int8-nncf", "onnx", "onnxruntime", lambda out: nncf_ptq(
                     onnx_fp32, out / "model.onnx", calibration, subset_size=cfg.nncf.subset_size,
                     preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
-        not_built: dict[str, str] = {f"{r}/int8": NO_QUANTIZER for r in runtimes if r not in QUANTIZED_RUNTIMES}
+        not_built: dict[str, str] = {}
         if "tensorrt" in runtimes:
             name = f"{stem}-tensorrt-int8-ort"
-            if (why := tensorrt_unavailable()) is None:  # TensorRT: symmetric, biases left float (no int32 DQ)
+            if (why := unmet(ctx.device).get("tensorrt/int8")) is None:  # symmetric, biases left float (no int32 DQ)
                 plan.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(ort_static_quantize(
                     onnx_fp32, out / "qdq.onnx", calibration, per_channel=True, symmetric_activations=True,
                     quantize_bias=False, calibrate_method=cfg.ort.calibrate_method), out)))
@@ -166,7 +183,8 @@ class Quantize(Stage):
             ir_fp32 = self._fp32(ctx, source, "openvino")
             plan.append((f"{stem}-openvino-int8-nncf", "openvino", "openvino", lambda out: nncf_ptq(
                 ir_fp32, out / "model.xml", calibration, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
-                fast_bias_correction=cfg.nncf.fast_bias_correction, target_device="CPU")))
+                fast_bias_correction=cfg.nncf.fast_bias_correction,
+                target_device=nncf_target(ctx.device, "openvino"))))
             if cfg.accuracy_control is not None:
                 val = ctx.data().val
                 max_drop = allowed_drop(ctx, cfg.accuracy_control.max_drop, ir_fp32)
@@ -174,7 +192,7 @@ class Quantize(Stage):
                              lambda out: nncf_ptq_with_accuracy_control(
                                  ir_fp32, out / "model.xml", calibration, val.x.numpy(), val.y.numpy(),
                                  max_drop=max_drop, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
-                                 target_device="CPU")))
+                                 target_device=nncf_target(ctx.device, "openvino"))))
         if cfg.qat is not None:
             from edgekd.stages._qat import qat_builders
 
@@ -225,14 +243,12 @@ def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> fl
     return fp32 - floor
 
 
-def _agreement(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
-    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model (recorded, not enforced)."""
+def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
+    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model ``source`` (recorded, not
+    enforced)."""
     from edgekd.export.onnx import check_parity
 
-    candidate = open_artifact(ctx, artifact)
-    try:
+    with open_artifact(ctx, source) as reference, open_artifact(ctx, artifact) as candidate:
         parity = check_parity(reference, candidate, x, atol=float("inf"), min_top1_agreement=0.0)
         compute = candidate.describe().get("inference_precision")
-    finally:
-        candidate.close()
     return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute}
