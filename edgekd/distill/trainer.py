@@ -217,7 +217,7 @@ class Trainer:
             self.workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.seed)
         memory = self._check_memory()
-        self.objective.prepare(self.data, self.normalize)
+        self.objective.prepare(self.data, self.normalize, self._rank_batch())
         self._probe()
         optimizer = self._optimizer()
         bs = self.config.batch_size
