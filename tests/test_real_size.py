@@ -107,6 +107,27 @@ def test_image_folder_cache_is_made_once_and_follows_the_files(tmp_path: Path, h
     assert len(list((home / ".cache" / "edgekd" / "image-folder").glob("*/images.npy"))) == 2
 
 
+def test_predict_reads_on_disk_images_batch_by_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.runtime import evaluate_accuracy
+    from edgekd.runtime.base import predict
+
+    pixels = np.random.default_rng(4).integers(0, 256, (10, 3, 2, 2), dtype=np.uint8)
+    images = ImageArray(_store(tmp_path, pixels))
+    monkeypatch.setattr(ImageArray, "numpy", lambda self: pytest.fail("the whole split was materialised"))
+    seen: list[tuple[type, int]] = []
+
+    def runner(batch: np.ndarray) -> np.ndarray:
+        seen.append((type(batch), len(batch)))
+        return batch.reshape(len(batch), -1)[:, :3]
+
+    expected = (pixels.astype(np.float32) / 255).reshape(10, -1)[:, :3]
+    np.testing.assert_array_equal(predict(runner, images, 4), expected)
+    assert seen == [(np.ndarray, 4), (np.ndarray, 4), (np.ndarray, 2)]
+    labels = expected.argmax(1)
+    labels[0] = (labels[0] + 1) % 3
+    assert evaluate_accuracy(runner, images, labels, batch_size=3) == pytest.approx(0.9)
+
+
 # ---------------------------------------------------------------------------------------------------- layout
 
 
@@ -165,9 +186,6 @@ def test_a_batch_that_cannot_fit_exits_2_before_training(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap (issue 13): training on a 590 MB-as-float32 image folder still peaks "
-                   "at ~810 MB anonymous memory above the start, over the 450 MB bound; something materialises the "
-                   "split — to be found")
 def test_data_larger_than_the_memory_limit_trains_within_it(tmp_path: Path, home: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """3,000 images at 128 px: 563 MiB as float32, more than the 450 MiB the process may grow by; it trains, and

@@ -60,9 +60,9 @@ class Objective:
         """The trainable parameters of the losses (connectors, projectors), once :meth:`probe` created them."""
         return [p for term in self.terms for p in term.loss.parameters() if p.requires_grad]
 
-    def prepare(self, data: DataBundle, normalize: nn.Module) -> None:
+    def prepare(self, data: DataBundle, normalize: nn.Module, batch_size: int) -> None:
         """Resolve the extras that stay fixed during training: classifier heads, teacher class means (one teacher
-        pass over the training split)."""
+        pass over the training split, ``batch_size`` images at a time)."""
         for i, (needs, taps) in enumerate(zip(self.needs, self.taps)):
             extras: dict[str, Any] = {}
             if "student_head" in needs:
@@ -73,7 +73,7 @@ class Objective:
             if "teacher_class_means" in needs:
                 assert self.teacher is not None and taps is not None
                 extras["teacher_class_means"] = teacher_class_means(
-                    self.teacher, taps[1], data.train, data.num_classes, normalize=normalize)
+                    self.teacher, taps[1], data.train, data.num_classes, normalize=normalize, batch_size=batch_size)
             self.extras[i] = extras
 
     def probe(self, x: Tensor, y: Tensor) -> None:

@@ -186,13 +186,16 @@ class Trainer:
         for term in self.terms:
             dist.broadcast_state(term.loss)
 
+    def _rank_batch(self) -> int:
+        """Samples of a global batch one rank trains on (at most)."""
+        return -(-self.config.batch_size // self.world.world_size)
+
     def _check_memory(self) -> dict[str, Any] | None:
         """Refuse (UserError) a batch size whose training step would not fit in memory, before any training
         (:mod:`edgekd.distill.memory`); on CPU only (a GPU reports its own out-of-memory error)."""
         if self.device.type != "cpu":
             return None
-        per_rank = -(-self.config.batch_size // self.world.world_size)
-        return check_step_fits(self.net, tuple(self.data.train.x.shape[1:]), per_rank, teacher=self.teacher,
+        return check_step_fits(self.net, tuple(self.data.train.x.shape[1:]), self._rank_batch(), teacher=self.teacher,
                                optimizer=self.config.optimizer, label=self.label)
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class Trainer:
             self.workdir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(self.seed)
         memory = self._check_memory()
-        self.objective.prepare(self.data, self.normalize)
+        self.objective.prepare(self.data, self.normalize, self._rank_batch())
         self._probe()
         optimizer = self._optimizer()
         bs = self.config.batch_size
@@ -342,13 +345,16 @@ class Trainer:
         return loss, logits, teacher_logits
 
     def _val_accuracy(self) -> float:
-        """Validation accuracy; with several ranks, each scores its slice with rank 0's BN statistics."""
+        """Validation accuracy; with several ranks, each scores its slice with rank 0's BN statistics.
+
+        Scored at the per-rank training batch size: the memory guard has checked that a training step at that size
+        fits, and a no-grad forward of the same batch holds less (no saved activations, no gradients)."""
         if self.world.distributed:
             dist.broadcast_state(self.net)
         split = self.data.val
         lo, hi = dist.shard(len(split), self.world)
         part = split.take(torch.arange(lo, hi))
-        counts = torch.tensor([correct_count(self.net, part, self.normalize), hi - lo],
+        counts = torch.tensor([correct_count(self.net, part, self.normalize, self._rank_batch()), hi - lo],
                               dtype=torch.float64, device=self.device)
         correct, total = dist.all_reduce_sum(counts).tolist()
         return correct / max(1.0, total)

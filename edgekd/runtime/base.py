@@ -9,13 +9,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
 
 from edgekd._registry import Registry
 from edgekd.capabilities import RUNTIME_SPECS, offered_precisions
 from edgekd.errors import UserError, first_line  # noqa: F401  (re-exported: the runners import it from here)
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekd.data.images import ImageArray
+
+    Images = np.ndarray | torch.Tensor | ImageArray
 
 RUNTIMES: Registry[type[Runner]] = Registry("runtime")
 """Runtime name → :class:`Runner` subclass. Meta: ``options`` (the option names its constructor accepts) and, from
@@ -153,8 +160,11 @@ def open_runner(runtime: str, path: Path, **options: Any) -> Runner:
     return entry.obj(Path(path), **options)
 
 
-def predict(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict(runner: Callable[[np.ndarray], np.ndarray], x: Images, batch_size: int) -> np.ndarray:
     """Logits of ``runner`` for every sample of ``x`` (float32 NCHW in [0, 1]), computed ``batch_size`` at a time.
+
+    ``x`` may be an on-disk :class:`~edgekd.data.images.ImageArray` (or a tensor): each batch is read and converted
+    to a float32 array only when its turn comes, so memory follows the batch, not the split.
 
     An artifact with a fixed batch dimension ``b`` (e.g. a TensorRT engine built for batch 8) is fed batches of
     exactly ``b``: ``batch_size`` is replaced by ``b`` and the last batch is padded with zeros, whose logits are
@@ -168,7 +178,7 @@ def predict(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_siz
     step = fixed or batch_size
     outputs = []
     for start in range(0, len(x), step):
-        batch = x[start:start + step]
+        batch = np.asarray(x[start:start + step], dtype=np.float32)
         real = len(batch)
         if fixed is not None and real < fixed:
             batch = np.concatenate([batch, np.zeros((fixed - real, *batch.shape[1:]), dtype=batch.dtype)])
@@ -176,7 +186,7 @@ def predict(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_siz
     return np.concatenate(outputs)
 
 
-def evaluate_accuracy(runner: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+def evaluate_accuracy(runner: Callable[[np.ndarray], np.ndarray], x: Images, y: np.ndarray,
                       batch_size: int) -> float:
     """Top-1 accuracy (0–1) of ``runner`` on ``x`` with integer labels ``y``; batching as in :func:`predict`."""
     if len(x) != len(y):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, regis
 from edgekd.runtime import evaluate_accuracy
 from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import open_artifact, runtime_settings
+
+if TYPE_CHECKING:
+    from edgekd.runtime.base import Images
 
 
 @register_stage
@@ -34,7 +37,7 @@ class Evaluate(Stage):
         cfg = ctx.recipe.evaluate
         assert cfg is not None
         test = ctx.data().test
-        x, y = test.x.numpy(), test.y.numpy()
+        x, y = test.x, test.y.numpy()  # on-disk images are read batch by batch (runtime.predict)
         metrics: dict[str, dict[str, Any]] = {}
         failures: dict[str, dict[str, Any]] = {}
         for artifact in usable(ctx.artifacts):
@@ -50,7 +53,7 @@ class Evaluate(Stage):
         return StageResult(metrics=metrics, failures=failures)
 
 
-def _accuracy(ctx: StageContext, artifact: Artifact, x: np.ndarray, y: np.ndarray, batch_size: int
+def _accuracy(ctx: StageContext, artifact: Artifact, x: Images, y: np.ndarray, batch_size: int
               ) -> dict[str, Any]:
     """Test accuracy of ``artifact`` in its own runtime, with the runtime settings in force."""
     runner = open_artifact(ctx, artifact)

@@ -235,7 +235,7 @@ def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> fl
 
     val = ctx.data().val
     with open_runner("openvino", ir_fp32, **runner_options(ctx.device, "openvino", "fp32")) as runner:
-        fp32 = evaluate_accuracy(runner, val.x.numpy(), val.y.numpy(), batch_size=256)
+        fp32 = evaluate_accuracy(runner, val.x, val.y.numpy(), batch_size=256)
     if fp32 <= floor:
         raise UserError(f"quantize.accuracy_control: the fp32 model's validation accuracy {fp32:.4f} is already at or "
                         f"below the device's floor {floor}; set max_drop explicitly")
