@@ -64,6 +64,7 @@ class Manifest(Record):
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
     selected: str | None = Field(None, description="the artifact chosen for the device")
+    selection: dict[str, Any] | None = Field(None, description="how it was chosen: objective, candidates, reason")
 
     def artifact(self, name: str) -> Artifact | None:
         """An artifact by name."""
