@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd._atomic import atomic_write_text
+from edgekd.pipeline.manifest import Manifest
 from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage
 from edgekd.report.plots import accuracy_latency_plot, training_plot
 from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
@@ -92,8 +93,8 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
             markdown_table(GATE_HEADER, gate["rows"]), ""]
 
 
-def _stages_table(manifest: dict[str, Any]) -> str:
-    rows = [[s["name"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in manifest["stages"]]
+def _stages_table(manifest: Manifest) -> str:
+    rows = [[s.name, s.status, f"{s.seconds:.1f}", s.reason] for s in manifest.stages]
     return markdown_table(["stage", "status", "seconds", "why"], rows)
 
 
@@ -118,13 +119,14 @@ def stage_sections(stages: Sequence[Stage], manifest: dict[str, Any], records: d
 def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path],
                    gate: dict[str, Any] | None = None, stages: Sequence[Stage] = ()) -> str:
     """The markdown report: the run's summary and artifact tables, then the sections ``stages`` supply."""
-    prov = manifest["provenance"]
-    libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())
+    typed = Manifest.model_validate(manifest)
+    prov = typed.provenance
+    libs = ", ".join(f"{k} {v}" for k, v in prov.libraries.items())
     parts = [
-        f"# edgekd report — `{manifest['recipe']}` on `{manifest['device']}`",
+        f"# edgekd report — `{typed.recipe}` on `{typed.device}`",
         "",
-        f"Run created {manifest['created']}, edgekd {manifest['edgekd_version']}, seed {manifest['seed']}"
-        + (" — **smoke run: tiny budgets, numbers are not meaningful**." if manifest["smoke"] else "."),
+        f"Run created {typed.created}, edgekd {typed.edgekd_version}, seed {typed.seed}"
+        + (" — **smoke run: tiny budgets, numbers are not meaningful**." if typed.smoke else "."),
         "",
         _verdict(manifest),
         "",
@@ -151,11 +153,11 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
     parts += _gate_lines(gate)
     parts += _render([s for s in sections if not s.summary])
     parts += [
-        "## Stages", "", _stages_table(manifest), "",
+        "## Stages", "", _stages_table(typed), "",
         "## Provenance", "",
-        f"- host: {prov['host']['platform']} ({prov['host']['cpu_count']} CPUs), Python {prov['host']['python']}",
+        f"- host: {prov.host['platform']} ({prov.host['cpu_count']} CPUs), Python {prov.host['python']}",
         f"- libraries: {libs}",
-        f"- edgekd commit: {prov['git_commit'] or 'n/a (installed package)'}",
+        f"- edgekd commit: {prov.git_commit or 'n/a (installed package)'}",
         "",
     ]
     return "\n".join(parts)
