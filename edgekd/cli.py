@@ -75,12 +75,14 @@ def run(
     if not is_main():  # under torchrun, rank 0 reports for all
         return
     print_summary(out, manifest, run_dir)
-    failed = [(a["name"], a["reason"], a["info"].get("exit_code", 1)) for a in manifest["artifacts"]
-              if a.get("status") == "failed"]
+    from edgekd.pipeline.manifest import Manifest
+
+    typed = Manifest.model_validate(manifest)
+    failed = [(a.name, a.reason, a.info.get("exit_code", 1)) for a in typed.artifacts if a.status == "failed"]
     if failed:
         raise ArtifactsFailed(failed)
     budgets = {k: v for k, v in target.budgets.model_dump().items() if k != "latency_stat" and v is not None}
-    selection = manifest.get("selection") or {}
+    selection = typed.selection or {}
     if spec.evaluate is not None and budgets and not selection.get("meets_budgets", False):
         if smoke:
             console.print("[yellow]smoke run: budgets are reported, not enforced[/yellow]")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekd.pipeline.manifest import Manifest
 from edgekd.runtime.precision import bf16_unsupported, openvino_hint
 from tests.conftest import ROOT, run_cli, sha256sum_check
 
@@ -39,6 +40,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_manifest_follows_design(smoke_run: Path) -> None:
     m = manifest(smoke_run)
+    assert Manifest.model_validate(m).model_dump(mode="json", exclude_unset=True) == m  # valid as written
     for key in ("recipe", "device", "edgekd_version", "stages", "artifacts", "selected"):
         assert key in m
     assert m["recipe"] == "quickstart" and m["device"] == "x86-cpu" and m["smoke"] is True

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from edgekd.pipeline.hashing import describe_output
 
@@ -16,8 +18,26 @@ Status = Literal["ok", "failed"]
 COMPARISON_ROLES = frozenset({"pruned", "unpruned"})
 
 
-@dataclass
-class Artifact:
+class Record(BaseModel):
+    """Base of the run directory's records (manifest, stage records, artifacts).
+
+    Unlike a recipe (``extra="forbid"``: a misspelt key is the user's mistake), a record is written by some edgekd
+    version and read by another: fields it does not know are kept (``extra="allow"``) and written back unchanged,
+    fields added since it was written take their defaults.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ArtifactFile(TypedDict):
+    """One file of an artifact, as ``sha256sum -c`` checks it."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+class Artifact(Record):
     """A model artifact. ``path`` is relative to the run directory; ``metrics`` is filled by later stages.
 
     ``sha256`` is the SHA-256 of the file at ``path``; ``files`` lists ``{path, bytes, sha256}`` for every file of the
@@ -39,9 +59,9 @@ class Artifact:
     bytes: int = 0
     sha256: str = ""
     combined_sha256: str = ""
-    files: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    files: list[ArtifactFile] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    info: dict[str, Any] = Field(default_factory=dict)
     smoke: bool = False
     status: Status = "ok"
     reason: str = ""
@@ -52,11 +72,12 @@ class Artifact:
         return cls(path=str(path.relative_to(run_dir)), **describe_output(run_dir, path), **fields)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest entry (JSON types only)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Artifact:
-        return cls(**data)
+        return cls.model_validate(data)
 
 
 def input_spec(shape: tuple[int, ...] | list[int]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import ALL_ARTIFACTS, ALL_RECORDS, SMOKE_SUBSET, StageContext, fingerprint
 from edgekd.pipeline.hashing import describe_output, output_change, sha256_json
 from edgekd.pipeline.lock import run_dir_lock
-from edgekd.pipeline.manifest import read_json
+from edgekd.pipeline.manifest import read_json, read_stage_record, write_manifest, write_stage_record
 from edgekd.pipeline.provenance import git_commit, host_info, library_versions
 from edgekd.pipeline.stage import Stage, StageResult, check_stages, ordered_stages
 
@@ -167,7 +167,7 @@ class PipelineRunner:
 
     def _write_manifest(self) -> None:
         self.manifest["updated"] = _now()
-        atomic_write_json(self.run_dir / "manifest.json", self.manifest)
+        write_manifest(self.run_dir, self.manifest)
 
     def _merge(self, record: dict[str, Any]) -> None:
         """Add a finished stage's artifacts, metrics and top-level fields to the manifest."""
@@ -241,7 +241,7 @@ class PipelineRunner:
         if dist.broadcast_flag(False):
             stage.run(self._context(stage_dir, records, follower=True))
         dist.barrier()
-        record = read_json(stage_dir / STAGE_RECORD)
+        record = read_stage_record(stage_dir / STAGE_RECORD)
         if record is None:
             raise RuntimeError(f"rank {dist.world().rank}: rank 0 left no record of stage {stage.name}")
         self._merge(record)
@@ -251,7 +251,7 @@ class PipelineRunner:
         stage_dir = self.run_dir / stage.name
         base = self._base_parts(stage)
         key = self._attempt_key(base, records)
-        previous = read_json(stage_dir / STAGE_RECORD)
+        previous = read_stage_record(stage_dir / STAGE_RECORD)
         reason = self._stale_reason(previous, base, records)
         if reason is None and previous is not None:
             dist.broadcast_flag(False)  # the other ranks do not run it ...
@@ -293,7 +293,7 @@ class PipelineRunner:
             raise
         seconds = round(time.perf_counter() - start, 3)
         record = self._record(stage, result, {**base, "reads": dict(sorted(ctx.reads.items()))}, key, seconds)
-        atomic_write_json(stage_dir / STAGE_RECORD, record)
+        write_stage_record(stage_dir / STAGE_RECORD, record)
         self._merge(record)
         self.manifest["stages"].append(
             {"name": stage.name, "status": "done", "seconds": seconds, "reason": reason, "info": record["info"]}

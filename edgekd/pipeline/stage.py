@@ -39,6 +39,22 @@ class StageResult:
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier artifact → {reason, exit_code}
 
 
+@dataclass
+class ReportSection:
+    """A section a stage adds to the report: a ``## title`` and its markdown lines. ``summary`` sections follow the
+    artifact tables (results a reader looks for first); the others come after the training curves. Sections of the
+    same title (several stages' training lines, their "Not built" lists) are merged under one heading, in pipeline
+    order."""
+
+    title: str
+    lines: list[str]
+    summary: bool = False
+
+
+#: the section every training stage adds its line to; the report draws the curves of :meth:`Stage.training_curve`
+TRAINING_SECTION = "Training"
+
+
 class Stage(ABC):
     """One step of the pipeline. A stage reads earlier artifacts through its context and writes in its own folder.
 
@@ -72,6 +88,21 @@ class Stage(ABC):
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         """Lines ``edgekd validate`` prints for this stage: what it will build, and what it will not and why."""
         return []
+
+    def report_plots(self, record: dict[str, Any], manifest: dict[str, Any], folder: Path) -> dict[str, Path]:
+        """Plots this stage adds to the report (``{key: png written under folder}``), from its ``record`` and the
+        run's ``manifest``. Default: none."""
+        return {}
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        """The report sections of this stage, from its ``record`` (``stage.json``), the ``manifest`` and the report's
+        ``plots``. Default: none."""
+        return []
+
+    def training_curve(self, record: dict[str, Any]) -> tuple[str, list[dict[str, float]]] | None:
+        """``(label, per-epoch history)`` for the report's training plot, for a stage that trains. Default: None."""
+        return None
 
     def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
         """Raise :class:`~edgekd.errors.ConfigError` (naming the recipe or device key) for a mistake this stage would

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgekd._atomic import atomic_write_text
-from edgekd.report.measurement import layers_plot, measurement_section
+from edgekd.pipeline.manifest import Manifest
+from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage
 from edgekd.report.plots import accuracy_latency_plot, training_plot
-from edgekd.report.prune import prune_plot, prune_section
-from edgekd.report.sections import distillation_sections
 from edgekd.report.tables import ARTIFACT_HEADER, SUMMARY_HEADER, artifact_rows, markdown_table, summary_rows
 
 HTML_STYLE = """
@@ -49,7 +49,7 @@ def _cell(value: float | None, limit: float | None, fmt: str, worse: str) -> str
     return f"{value:{fmt}} {sign} {limit}" + (" ✗" if bad else "")
 
 
-def _selection_lines(manifest: dict[str, Any]) -> list[str]:
+def selection_lines(manifest: dict[str, Any]) -> list[str]:
     """Budgets and verdict of every candidate, and why the selected artifact won."""
     selection = manifest.get("selection")
     if not selection:
@@ -93,56 +93,40 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
             markdown_table(GATE_HEADER, gate["rows"]), ""]
 
 
-def _stages_table(manifest: dict[str, Any]) -> str:
-    rows = [[s["name"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in manifest["stages"]]
+def _stages_table(manifest: Manifest) -> str:
+    rows = [[s.name, s.status, f"{s.seconds:.1f}", s.reason] for s in manifest.stages]
     return markdown_table(["stage", "status", "seconds", "why"], rows)
 
 
-def _training_lines(records: dict[str, dict[str, Any]]) -> list[str]:
-    lines = []
-    for stage in ("train-teacher", "distill"):
-        info = records.get(stage, {}).get("info", {})
-        if "best_epoch" in info:
-            extra = f", losses {', '.join(info['losses']) or 'none (CE only)'}" if "losses" in info else ""
-            lines.append(f"- `{stage}`: best epoch {info['best_epoch']} of {info['epochs']} on validation "
-                         f"(val accuracy {info['val_accuracy']:.4f}){extra}.")
-    return lines
+def _render(sections: list[ReportSection]) -> list[str]:
+    """Markdown lines of ``sections``, those of the same title merged under one heading (first one's place)."""
+    merged: dict[str, list[str]] = {}
+    for section in sections:
+        merged.setdefault(section.title, []).extend(section.lines)
+    return [line for title, lines in merged.items() for line in (f"## {title}", "", *lines, "")]
 
 
-def _quantization_lines(manifest: dict[str, Any]) -> list[str]:
-    """INT8 artifacts against the fp32 artifact of the same format: accuracy drop, size ratio, agreement."""
-    artifacts = {a["name"]: a for a in manifest["artifacts"]}
-    rows = []
-    for art in manifest["artifacts"]:
-        if art["precision"] != "int8":
-            continue
-        fp32 = artifacts.get(f"{art['info'].get('source')}-{art['format']}-fp32")
-        acc, ref = art["metrics"].get("accuracy"), (fp32 or {}).get("metrics", {}).get("accuracy")
-        drop = f"{100 * (ref - acc):+.2f}" if acc is not None and ref is not None else "—"
-        ratio = f"{art['bytes'] / fp32['bytes']:.2f}" if fp32 else "—"
-        parity = art["info"].get("parity", {})
-        rows.append([art["name"], art["info"].get("method", "—"), art["runtime"],
-                     f"{ref:.4f}" if ref is not None else "—", f"{acc:.4f}" if acc is not None else "—", drop,
-                     ratio, f"{parity['top1_agreement']:.4f}" if parity else "—"])
-    if not rows:
-        return []
-    header = ["artifact", "method", "runtime", "fp32 accuracy", "int8 accuracy", "drop (points)",
-              "size vs fp32", "top-1 agreement"]
-    return ["## Quantization", "",
-            "Each INT8 artifact against the fp32 artifact of the same format, on the test split.", "",
-            markdown_table(header, rows), ""]
+def stage_sections(stages: Sequence[Stage], manifest: dict[str, Any], records: dict[str, dict[str, Any]],
+                   plots: dict[str, Path]) -> list[ReportSection]:
+    """Every section the run's stages supply, in pipeline order; the training plot joins the training section."""
+    sections = [section for stage in stages if stage.name in records
+                for section in stage.report_sections(records[stage.name], manifest, plots)]
+    if "training" in plots:
+        sections.append(ReportSection(TRAINING_SECTION, ["", "![training curves](plots/training.png)"]))
+    return sections
 
 
 def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]], plots: dict[str, Path],
-                   gate: dict[str, Any] | None = None) -> str:
-    """The markdown report."""
-    prov = manifest["provenance"]
-    libs = ", ".join(f"{k} {v}" for k, v in prov["libraries"].items())
+                   gate: dict[str, Any] | None = None, stages: Sequence[Stage] = ()) -> str:
+    """The markdown report: the run's summary and artifact tables, then the sections ``stages`` supply."""
+    typed = Manifest.model_validate(manifest)
+    prov = typed.provenance
+    libs = ", ".join(f"{k} {v}" for k, v in prov.libraries.items())
     parts = [
-        f"# edgekd report — `{manifest['recipe']}` on `{manifest['device']}`",
+        f"# edgekd report — `{typed.recipe}` on `{typed.device}`",
         "",
-        f"Run created {manifest['created']}, edgekd {manifest['edgekd_version']}, seed {manifest['seed']}"
-        + (" — **smoke run: tiny budgets, numbers are not meaningful**." if manifest["smoke"] else "."),
+        f"Run created {typed.created}, edgekd {typed.edgekd_version}, seed {typed.seed}"
+        + (" — **smoke run: tiny budgets, numbers are not meaningful**." if typed.smoke else "."),
         "",
         _verdict(manifest),
         "",
@@ -160,31 +144,20 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
     ]
     if "accuracy_latency" in plots:
         parts += ["![accuracy vs latency, with the Pareto front](plots/accuracy_latency.png)", ""]
-    parts += measurement_section(manifest, plots)
     failed = [a for a in manifest["artifacts"] if a.get("status") == "failed"]
     if failed:
         parts += ["## Failed artifacts", "", "Kept with their figures, not measured further, never selected.", "",
                   *[f"- `{a['name']}`: {a['reason']}" for a in failed], ""]
-    parts += _selection_lines(manifest)
+    sections = stage_sections(stages, manifest, records, plots)
+    parts += _render([s for s in sections if s.summary])
     parts += _gate_lines(gate)
-    training = _training_lines(records)
-    if training or "training" in plots:
-        parts += ["## Training", "", *training, ""]
-        if "training" in plots:
-            parts += ["![training curves](plots/training.png)", ""]
-    parts += distillation_sections(records) + prune_section(manifest, records, plots)
-    parts += _quantization_lines(manifest)
-    not_built = {k: v for stage in ("export", "quantize")
-                 for k, v in records.get(stage, {}).get("info", {}).get("not_built", {}).items()
-                 if not (stage == "export" and k.endswith("/int8") and "quantize" in records)}
-    if not_built:
-        parts += ["## Not built", "", *[f"- `{k}`: {v}" for k, v in not_built.items()], ""]
+    parts += _render([s for s in sections if not s.summary])
     parts += [
-        "## Stages", "", _stages_table(manifest), "",
+        "## Stages", "", _stages_table(typed), "",
         "## Provenance", "",
-        f"- host: {prov['host']['platform']} ({prov['host']['cpu_count']} CPUs), Python {prov['host']['python']}",
+        f"- host: {prov.host['platform']} ({prov.host['cpu_count']} CPUs), Python {prov.host['python']}",
         f"- libraries: {libs}",
-        f"- edgekd commit: {prov['git_commit'] or 'n/a (installed package)'}",
+        f"- edgekd commit: {prov.git_commit or 'n/a (installed package)'}",
         "",
     ]
     return "\n".join(parts)
@@ -200,24 +173,24 @@ def build_html(markdown: str, title: str) -> str:
 
 
 def write_report(run_dir: Path, manifest: dict[str, Any], records: dict[str, dict[str, Any]], *,
-                 html: bool = True, gate: dict[str, Any] | None = None) -> list[Path]:
+                 html: bool = True, gate: dict[str, Any] | None = None, stages: Sequence[Stage] = ()) -> list[Path]:
     """Write plots, report.md (and report.html) into ``run_dir``; return the written files.
 
-    ``gate``: ``{baseline, summary, rows}`` of a CI gate check to show (see :mod:`edgekd.bench.gate`).
+    ``records``: the stage records by name; ``stages``: the registered stages in pipeline order (those with a
+    record supply their plots and sections). ``gate``: ``{baseline, summary, rows}`` of a CI gate check to show (see
+    :mod:`edgekd.bench.gate`).
     """
+    folder = run_dir / "plots"
+    ran = [stage for stage in stages if stage.name in records]
     plots: dict[str, Path] = {}
-    if (p := accuracy_latency_plot(manifest, run_dir / "plots" / "accuracy_latency.png")) is not None:
+    if (p := accuracy_latency_plot(manifest, folder / "accuracy_latency.png")) is not None:
         plots["accuracy_latency"] = p
-    histories = {
-        label: records.get(stage, {}).get("info", {}).get("history", [])
-        for stage, label in (("train-teacher", "teacher"), ("distill", "student"))
-    }
-    if (p := training_plot(histories, run_dir / "plots" / "training.png")) is not None:
+    curves = [curve for stage in ran if (curve := stage.training_curve(records[stage.name])) is not None]
+    if (p := training_plot(dict(curves), folder / "training.png")) is not None:
         plots["training"] = p
-    if (p := layers_plot(manifest, run_dir / "plots" / "layers.png")) is not None:
-        plots["layers"] = p
-    plots.update(prune_plot(manifest, records, run_dir / "plots"))
-    markdown = build_markdown(manifest, records, plots, gate)
+    for stage in ran:
+        plots.update(stage.report_plots(records[stage.name], manifest, folder))
+    markdown = build_markdown(manifest, records, plots, gate, ran)
     files = [*plots.values(), run_dir / "report.md"]
     atomic_write_text(run_dir / "report.md", markdown)
     if html:

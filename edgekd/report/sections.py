@@ -1,9 +1,11 @@
-"""Report sections of the distillation engine: the TA chain, the TA selection and the ablation table."""
+"""Report sections the stages supply (through :meth:`~edgekd.pipeline.stage.Stage.report_sections`): training lines,
+the TA chain, the TA selection, the ablation table, quantization and the outputs not built."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgekd.pipeline.stage import ReportSection
 from edgekd.report.tables import markdown_table
 
 
@@ -69,13 +71,46 @@ def ablation_section(info: dict[str, Any]) -> list[str]:
     ]
 
 
-def distillation_sections(records: dict[str, dict[str, Any]]) -> list[str]:
-    """The sections whose stages ran, in pipeline order."""
-    parts: list[str] = []
-    if (info := records.get("select-assistant", {}).get("info")) and "candidates" in info:
-        parts += assistant_section(info)
-    if (info := records.get("distill", {}).get("info")) and "steps" in info:
-        parts += chain_section(info)
-    if (info := records.get("ablation", {}).get("info")) and "table" in info:
-        parts += ablation_section(info)
-    return parts
+def training_line(stage: str, info: dict[str, Any]) -> list[str]:
+    """The line of a training stage: best epoch on validation, and its losses (nothing if it did not train)."""
+    if "best_epoch" not in info:
+        return []
+    extra = f", losses {', '.join(info['losses']) or 'none (CE only)'}" if "losses" in info else ""
+    return [f"- `{stage}`: best epoch {info['best_epoch']} of {info['epochs']} on validation "
+            f"(val accuracy {info['val_accuracy']:.4f}){extra}."]
+
+
+def quantization_section(manifest: dict[str, Any]) -> list[str]:
+    """INT8 artifacts against the fp32 artifact of the same format: accuracy drop, size ratio, agreement."""
+    artifacts = {a["name"]: a for a in manifest["artifacts"]}
+    rows = []
+    for art in manifest["artifacts"]:
+        if art["precision"] != "int8":
+            continue
+        fp32 = artifacts.get(f"{art['info'].get('source')}-{art['format']}-fp32")
+        acc, ref = art["metrics"].get("accuracy"), (fp32 or {}).get("metrics", {}).get("accuracy")
+        drop = f"{100 * (ref - acc):+.2f}" if acc is not None and ref is not None else "—"
+        ratio = f"{art['bytes'] / fp32['bytes']:.2f}" if fp32 else "—"
+        parity = art["info"].get("parity", {})
+        rows.append([art["name"], art["info"].get("method", "—"), art["runtime"],
+                     f"{ref:.4f}" if ref is not None else "—", f"{acc:.4f}" if acc is not None else "—", drop,
+                     ratio, f"{parity['top1_agreement']:.4f}" if parity else "—"])
+    if not rows:
+        return []
+    header = ["artifact", "method", "runtime", "fp32 accuracy", "int8 accuracy", "drop (points)",
+              "size vs fp32", "top-1 agreement"]
+    return ["Each INT8 artifact against the fp32 artifact of the same format, on the test split.", "",
+            markdown_table(header, rows)]
+
+
+def not_built_lines(not_built: dict[str, str]) -> list[str]:
+    """``- `runtime/precision`: why`` for every output a stage did not build."""
+    return [f"- `{k}`: {v}" for k, v in not_built.items()]
+
+
+def as_sections(lines: list[str], *, summary: bool = False) -> list[ReportSection]:
+    """A section written as markdown lines (``## title``, blank, body..., blank) as a :class:`ReportSection`."""
+    if not lines:
+        return []
+    body = lines[2:-1] if lines[-1] == "" else lines[2:]
+    return [ReportSection(lines[0].removeprefix("## "), body, summary)]

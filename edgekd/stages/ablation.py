@@ -12,6 +12,7 @@ run trains one epoch per model and only the first two seeds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -22,7 +23,8 @@ from edgekd.distill.ablation import VARIANTS, summarize
 from edgekd.distill.assistants import ref_label
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import ablation_section, as_sections
 from edgekd.stages._chain import selected_assistant, split_accuracy, train_refs
 from edgekd.stages._models import load_plain_net
 from edgekd.stages._training import smoke_config
@@ -73,6 +75,11 @@ class Ablation(Stage):
             "ce_weight": recipe.distill.ce_weight,
             "assistants": [r.model_dump(mode="json") for r in recipe.distill.assistants] if "takd" in variants else [],
         }
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        info = record["info"]
+        return as_sections(ablation_section(info)) if "table" in info else []
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe

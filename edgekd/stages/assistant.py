@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from edgekd._atomic import atomic_write_json
@@ -18,7 +19,8 @@ from edgekd.config import Device, ModelRef, Recipe
 from edgekd.distill.assistants import CRITERION, Point, candidate_refs, choose, ref_label
 from edgekd.models import count_parameters
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import as_sections, assistant_section
 from edgekd.stages._chain import SELECTION_FILE, split_accuracy, train_refs
 from edgekd.stages._models import build_net, load_plain_net
 from edgekd.stages._training import smoke_config
@@ -45,6 +47,11 @@ class SelectAssistant(Stage):
             "losses": [term.model_dump(mode="json") for term in recipe.distill.losses],
             "ce_weight": recipe.distill.ce_weight,
         }
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        info = record["info"]
+        return as_sections(assistant_section(info)) if "candidates" in info else []
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe

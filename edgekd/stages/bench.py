@@ -4,6 +4,7 @@ for a local profile, the board over ssh for an ssh one), with the protocol of :m
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgekd.bench.adb import AdbTarget
@@ -15,7 +16,9 @@ from edgekd.data import DataBundle
 from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.measurement import layers_plot, measurement_section
+from edgekd.report.sections import as_sections
 from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import runner_options, runtime_settings
 
@@ -56,6 +59,14 @@ class Bench(Stage):
             path = getattr(access, key)
             if access.kind == "ssh" and path is not None and not path.expanduser().is_file():
                 raise ConfigError("device", f"access.{key}", f"{path}: file not found")
+
+    def report_plots(self, record: dict[str, Any], manifest: dict[str, Any], folder: Path) -> dict[str, Path]:
+        path = layers_plot(manifest, folder / "layers.png")
+        return {} if path is None else {"layers": path}
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        return as_sections(measurement_section(manifest, plots), summary=True)
 
     def run(self, ctx: StageContext) -> StageResult:
         assert ctx.recipe.bench is not None

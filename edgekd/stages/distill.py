@@ -11,6 +11,7 @@ next to its training); only the student is exported.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgekd import _distributed as dist
@@ -19,7 +20,8 @@ from edgekd.data import DataBundle
 from edgekd.distill.assistants import ref_label
 from edgekd.errors import ConfigError
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import as_sections, chain_section, training_line
 from edgekd.stages._chain import selected_assistant, train_refs
 from edgekd.stages._checks import check_losses, check_model
 from edgekd.stages._models import check_net, check_refs, layout_name, load_plain_net, model_spec, write_torch_artifact
@@ -77,6 +79,15 @@ class Distill(Stage):
         check_model(student.model, "student.model", bundle)
         for i, ref in enumerate(distill.assistants):
             check_model(ref, f"distill.assistants.{i}", bundle)
+
+    def training_curve(self, record: dict[str, Any]) -> tuple[str, list[dict[str, float]]] | None:
+        return "student", record["info"].get("history", [])
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        info, lines = record["info"], training_line(self.name, record["info"])
+        training = [ReportSection(TRAINING_SECTION, lines)] if lines else []
+        return training + (as_sections(chain_section(info)) if "steps" in info else [])
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe

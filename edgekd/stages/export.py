@@ -22,7 +22,8 @@ from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.errors import ParityError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import not_built_lines
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtime.precision import WEIGHTS
 from edgekd.stages._failures import attempt, failure, mark_failed
@@ -125,6 +126,14 @@ class Export(Stage):
         built, not_built = export_plan(device)
         return [f"builds {', '.join(f'{row.runtime}/{row.precision}' for row in built) or 'nothing'}",
                 *(f"not {pair}: {why}" for pair, why in not_built.items())]
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        """Outputs not built and why; int8 ones are left to the quantize stage's list when it ran."""
+        quantized = any(s["name"] == "quantize" and s["status"] in ("done", "cached") for s in manifest["stages"])
+        not_built = {k: v for k, v in record["info"].get("not_built", {}).items()
+                     if not (k.endswith("/int8") and quantized)}
+        return [ReportSection("Not built", not_built_lines(not_built))] if not_built else []
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.export

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +41,9 @@ from edgekd.errors import ConfigError, ParityError, UserError
 from edgekd.models import load_checkpoint, model_from_checkpoint
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.report.prune import prune_plot, prune_section
+from edgekd.report.sections import as_sections
 from edgekd.runtime import Normalize
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
@@ -159,6 +162,13 @@ class Prune(Stage):
         chain = as_config_error("recipe", "student.model", lambda: analyse(net, example))
         if not candidate_options(chain, max_kernel=cfg.max_kernel):
             raise ConfigError("recipe", "prune.max_kernel", f"leaves no candidate segment in {student.model.name}")
+
+    def report_plots(self, record: dict[str, Any], manifest: dict[str, Any], folder: Path) -> dict[str, Path]:
+        return prune_plot(manifest, {self.name: record}, folder)
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        return as_sections(prune_section(manifest, {self.name: record}, plots))
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.prune

@@ -28,7 +28,8 @@ from edgekd.data import DataBundle
 from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.stages._checks import check_losses
 from edgekd.stages._failures import attempt, mark_failed
@@ -117,6 +118,13 @@ class Quantize(Stage):
                 and device.budgets.min_accuracy is None:
             raise ConfigError("device", "budgets.min_accuracy", "quantize.accuracy_control.max_drop is null, so the "
                               "allowed drop comes from the device's accuracy floor, which this profile does not set")
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        sections = [ReportSection("Quantization", lines)] if (lines := quantization_section(manifest)) else []
+        if not_built := record["info"].get("not_built", {}):
+            sections.append(ReportSection("Not built", not_built_lines(not_built)))
+        return sections
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg = ctx.recipe.quantize

@@ -12,7 +12,7 @@ from edgekd.config import Device, Recipe
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.hashing import sha256_file
 from edgekd.pipeline.manifest import load_manifest
-from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, ordered_stages, register_stage
 from edgekd.report import write_report
 
 
@@ -44,6 +44,6 @@ class Report(Stage):
             result = compare(load_baseline(cfg.baseline), manifest, Tolerances(), source=str(cfg.baseline))
             gate = {"baseline": str(cfg.baseline), "summary": result.summary(), "rows": gate_rows(result)}
             ctx.log(result.summary())
-        files = write_report(ctx.run_dir, manifest, records, html=cfg.html, gate=gate)
+        files = write_report(ctx.run_dir, manifest, records, html=cfg.html, gate=gate, stages=ordered_stages())
         ctx.log(f"wrote {ctx.run_dir / 'report.md'}")
         return StageResult(files=files)

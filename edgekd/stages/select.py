@@ -18,7 +18,9 @@ from edgekd.pipeline.artifacts import COMPARISON_ROLES
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.hashing import artifact_files, sha256_file
 from edgekd.pipeline.manifest import load_manifest
-from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, Stage, StageResult, register_stage
+from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.build import selection_lines
+from edgekd.report.sections import as_sections
 from edgekd.stages._failures import usable
 from edgekd.stages._runtime import runner_options
 from edgekd.stages._selection import budget_failures, select_artifact
@@ -39,6 +41,10 @@ class Select(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         return {"budgets": device.budgets.model_dump(mode="json"), "runtimes": [r.runtime for r in device.runtimes],
                 "select": recipe.select.model_dump(mode="json"), "device": device.settings()}
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        return as_sections(selection_lines(manifest), summary=True)
 
     def run(self, ctx: StageContext) -> StageResult:
         budgets = ctx.device.budgets

@@ -6,6 +6,7 @@ The teacher is first checked on one batch: (N, classes) logits, or exit 2 before
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgekd import _distributed as dist
@@ -13,7 +14,8 @@ from edgekd.config import Device, Recipe
 from edgekd.data import DataBundle
 from edgekd.distill.trainer import Trainer, accuracy
 from edgekd.pipeline.context import StageContext
-from edgekd.pipeline.stage import Stage, StageResult, register_stage
+from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.sections import training_line
 from edgekd.runtime import Normalize
 from edgekd.stages._checks import check_model
 from edgekd.stages._models import build_net, layout_name, write_torch_artifact
@@ -43,6 +45,14 @@ class TrainTeacher(Stage):
     def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
         assert recipe.teacher is not None
         check_model(recipe.teacher.model, "teacher.model", data())
+
+    def training_curve(self, record: dict[str, Any]) -> tuple[str, list[dict[str, float]]] | None:
+        return "teacher", record["info"].get("history", [])
+
+    def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
+                        ) -> list[ReportSection]:
+        lines = training_line(self.name, record["info"])
+        return [ReportSection(TRAINING_SECTION, lines)] if lines else []
 
     def run(self, ctx: StageContext) -> StageResult:
         teacher = ctx.recipe.teacher
