@@ -7,12 +7,11 @@ from edgekd.config.recipe import (
     DataConfig,
     DistillConfig,
     ExportConfig,
-    LossTerm,
     ModelRef,
     Recipe,
     SelectConfig,
-    TrainConfig,
 )
+from edgekd.config.training import LossTerm, TrainConfig
 
 __all__ = [
     "BenchConfig",

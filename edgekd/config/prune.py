@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from edgekd.config._base import Strict
-from edgekd.config.recipe import LossTerm, TrainConfig
+from edgekd.config.training import LossTerm, TrainConfig
 
 Baseline = Literal["merge-only", "prune-only"]
 #: runtimes the latency table can be measured on (edgekd.prune.latency.RUNTIMES), in the order a default is picked

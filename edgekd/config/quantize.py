@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from edgekd.config._base import Strict
-from edgekd.config.recipe import LossTerm, TrainConfig
+from edgekd.config.training import LossTerm, TrainConfig
 
 
 class OrtQuantize(Strict):
