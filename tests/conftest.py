@@ -21,7 +21,7 @@ def _few_threads() -> None:
     torch.set_num_threads(2)
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600, env: dict[str, str] | None = None
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 1500, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     """Run `python -m edgekd.cli ARGS` as a user would; capture its output."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
