@@ -74,10 +74,10 @@ def run(
 
     if not is_main():  # under torchrun, rank 0 reports for all
         return
-    print_summary(out, manifest, run_dir)
     from edgekd.pipeline.manifest import Manifest
 
     typed = Manifest.model_validate(manifest)
+    print_summary(out, typed, run_dir)
     failed = [(a.name, a.reason, a.info.get("exit_code", 1)) for a in typed.artifacts if a.status == "failed"]
     if failed:
         raise ArtifactsFailed(failed)
@@ -184,9 +184,9 @@ def zoo(
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")], debug: DebugOpt = False) -> None:
     """Print the summary of a finished run (the report files are in the run directory)."""
     from edgekd.cli_views import print_summary
-    from edgekd.pipeline.manifest import load_manifest
+    from edgekd.pipeline.manifest import read_manifest
 
-    print_summary(out, load_manifest(run_dir), run_dir)
+    print_summary(out, read_manifest(run_dir), run_dir)
 
 
 @app.command()

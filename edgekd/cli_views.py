@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from edgekd.bench.gate import GATE_HEADER, GateResult, gate_rows
 from edgekd.config import Device, Recipe
+from edgekd.pipeline.manifest import Manifest
 from edgekd.report.tables import SUMMARY_HEADER, markdown_table, summary_rows
 
 
@@ -23,30 +23,31 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def print_summary(out: Console, manifest: dict[str, Any], run_dir: Path) -> None:
+def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
     """Teacher vs student table, the selected artifact, and where the report is."""
     rows = summary_rows(manifest)
-    selected = manifest.get("selected")
+    selected = manifest.selected
     for row in rows:
         if row[1] == selected:
             row[1] = f"[bold green]{row[1]} ✓[/bold green]"
         elif row[1].endswith("✗ failed"):
             row[1] = f"[red]{row[1]}[/red]"
-    out.print(_table(f"{manifest['recipe']} on {manifest['device']}" + (" (smoke)" if manifest["smoke"] else ""),
+    out.print(_table(f"{manifest.recipe} on {manifest.device}" + (" (smoke)" if manifest.smoke else ""),
                      SUMMARY_HEADER, rows))
-    stages = ", ".join(f"{s['name']} {s['status']}" for s in manifest["stages"] if s["status"] != "skipped")
+    stages = ", ".join(f"{s.name} {s.status}" for s in manifest.stages if s.status != "skipped")
     out.print(f"stages: {stages}")
-    for art in manifest["artifacts"]:
-        if art.get("status") == "failed":
-            out.print(f"[red]failed[/red]: {art['name']}: {art['reason']}", highlight=False)
-    selection = manifest.get("selection") or {}
-    if selected and not selection.get("meets_budgets", True):
-        selected += " (smoke run: it does not meet the budgets, which are not enforced)"
-    out.print(f"selected: {selected or 'none (no artifact meets the budgets)'}")
+    for art in manifest.artifacts:
+        if art.status == "failed":
+            out.print(f"[red]failed[/red]: {art.name}: {art.reason}", highlight=False)
+    selection = manifest.selection or {}
+    shown = selected
+    if shown and not selection.get("meets_budgets", True):
+        shown += " (smoke run: it does not meet the budgets, which are not enforced)"
+    out.print(f"selected: {shown or 'none (no artifact meets the budgets)'}")
     if selection.get("reason"):
         out.print(f"[dim]why: {selection['reason']}[/dim]", highlight=False)
     deploy = run_dir / "deploy"
-    if manifest.get("selected") and deploy.is_dir():
+    if selected and deploy.is_dir():
         out.print(f"deploy: {deploy} (model, MODEL_CARD.md, model_card.json"
                   + (", predict.py)" if (deploy / "predict.py").exists() else ")"))
     report = run_dir / "report.md"

@@ -132,14 +132,14 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         "",
         "## Teacher vs student",
         "",
-        markdown_table(SUMMARY_HEADER, summary_rows(manifest)),
+        markdown_table(SUMMARY_HEADER, summary_rows(typed)),
         "",
         "## Every artifact, measured in its own runtime",
         "",
         "Accuracy on the test split; latency with batch 1 on the device (milliseconds); parity against the torch model "
         "on real test images.",
         "",
-        markdown_table(ARTIFACT_HEADER, artifact_rows(manifest)),
+        markdown_table(ARTIFACT_HEADER, artifact_rows(typed)),
         "",
     ]
     if "accuracy_latency" in plots:

@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekd.pipeline.artifacts import Artifact
+    from edgekd.pipeline.manifest import Manifest
 
 
-def fmt_latency(artifact: dict[str, Any], stat: str = "p50") -> str:
-    value = artifact.get("metrics", {}).get("latency_ms", {}).get(stat)
+def fmt_latency(artifact: Artifact, stat: str = "p50") -> str:
+    value = artifact.metrics.get("latency_ms", {}).get(stat)
     return f"{value:.3f}" if value is not None else "—"
 
 
-def fmt_accuracy(artifact: dict[str, Any]) -> str:
-    value = artifact.get("metrics", {}).get("accuracy")
+def fmt_accuracy(artifact: Artifact) -> str:
+    value = artifact.metrics.get("accuracy")
     return f"{value:.4f}" if value is not None else "—"
 
 
-def fmt_params(artifact: dict[str, Any]) -> str:
-    value = artifact.get("info", {}).get("parameters")
+def fmt_params(artifact: Artifact) -> str:
+    value = artifact.info.get("parameters")
     return f"{value:,}" if value is not None else "—"
 
 
-def fmt_macs(artifact: dict[str, Any]) -> str:
+def fmt_macs(artifact: Artifact) -> str:
     """Multiply-accumulates of one forward pass, in SI units (``9.35 M``)."""
-    value = artifact.get("info", {}).get("macs")
+    value = artifact.info.get("macs")
     if value is None:
         return "—"
     return next(f"{value / scale:.3g} {unit}".rstrip() for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
                 if value >= scale or scale == 1)
 
 
-def fmt_size(artifact: dict[str, Any]) -> str:
-    return f"{artifact['bytes'] / 1e6:.3f}"
+def fmt_size(artifact: Artifact) -> str:
+    return f"{artifact.bytes / 1e6:.3f}"
 
 
-def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
+def summary_rows(manifest: Manifest) -> list[list[str]]:
     """Teacher vs student: one row per role, the torch model and its best deployed artifact."""
     rows = []
-    for art in manifest["artifacts"]:
-        name = f"{art['name']} ✗ failed" if art.get("status") == "failed" else art["name"]
+    for art in manifest.artifacts:
+        name = f"{art.name} ✗ failed" if art.status == "failed" else art.name
         rows.append([
-            art["role"], name, f"{art['runtime']}/{art['precision']}", fmt_params(art), fmt_macs(art), fmt_size(art),
+            art.role, name, f"{art.runtime}/{art.precision}", fmt_params(art), fmt_macs(art), fmt_size(art),
             fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
         ])
     return rows
@@ -48,22 +52,22 @@ def summary_rows(manifest: dict[str, Any]) -> list[list[str]]:
 SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "MACs", "size MB", "test accuracy", "p50 ms", "p90 ms"]
 
 
-def artifact_rows(manifest: dict[str, Any]) -> list[list[str]]:
+def artifact_rows(manifest: Manifest) -> list[list[str]]:
     """Every artifact with parity, latency percentiles and budget verdict."""
     rows = []
-    for art in manifest["artifacts"]:
-        metrics = art.get("metrics", {})
-        parity = art.get("info", {}).get("parity", {})
+    for art in manifest.artifacts:
+        metrics = art.metrics
+        parity = art.info.get("parity", {})
         agreement = f"{parity['top1_agreement']:.4f}" if parity else "—"
         diff = f"{parity['max_abs_diff']:.1e}" if parity else "—"
         verdict = metrics.get("meets_budgets")
         failures = "; ".join(metrics.get("budget_failures", []))
         verdict_text = "—" if verdict is None else ("yes" if verdict else f"no: {failures}")
-        if art.get("status") == "failed":
+        if art.status == "failed":
             verdict_text = "**failed** (see Failed artifacts)"
         compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
         rows.append([
-            art["name"], art["format"], art["precision"], compute, art["runtime"], fmt_size(art), fmt_accuracy(art),
+            art.name, art.format, art.precision, compute, art.runtime, fmt_size(art), fmt_accuracy(art),
             agreement, diff, fmt_latency(art, "p50"), fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
         ])
     return rows
