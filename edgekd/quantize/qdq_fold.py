@@ -110,8 +110,8 @@ def fold_weight_quantizers(model: Any) -> int:
         zp = g.const(node, 2)
         if x is None or scale is None or (len(node.input) > 2 and node.input[2] and zp is None):
             continue
-        if zp is not None and zp.dtype not in _RANGES:
-            continue  # int16, int4, float8: not written by the exporters edgekd uses
+        if (zp is not None and zp.dtype not in _RANGES) or any(a.name != "axis" for a in node.attribute):
+            continue  # int16, int4, float8, blocked (opset 21): not written by the exporters edgekd uses
         g.add(node.output[0], quantize_linear(x, scale, zp, _attr(node, "axis", 1)))
         g.graph.node.remove(node)
         folded += 1
@@ -123,7 +123,8 @@ def _symmetric_weight_dq(g: _Graph, conv: Any, uses: Counter[str]) -> Any | None
     """The ``DequantizeLinear`` feeding ``conv``'s weight, if it reads constant int8 data with zero point 0 (per
     output channel or per tensor) and nothing else reads it or its data."""
     dq = next((n for n in g.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == conv.input[1]), None)
-    if dq is None or uses[dq.output[0]] != 1 or uses[dq.input[0]] != 1:
+    if (dq is None or uses[dq.output[0]] != 1 or uses[dq.input[0]] != 1
+            or any(a.name != "axis" for a in dq.attribute)):
         return None
     q, scale, zp = g.const(dq, 0), g.const(dq, 1), g.const(dq, 2)
     if q is None or q.dtype != np.int8 or scale is None or (zp is not None and np.any(zp != 0)):
