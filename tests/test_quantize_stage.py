@@ -28,8 +28,9 @@ def check_int8_run(run_dir: Path) -> dict:
         if "int8" in name:
             assert art["precision"] == "int8"
             assert 0.0 <= art["info"]["parity"]["top1_agreement"] <= 1.0
-    # PTQ artifacts store INT8 weights: well under the fp32 file (QAT's stripped graph keeps float weights + Q/DQ)
+    # INT8 artifacts store INT8 weights, QAT's too (its weight quantizers are folded): well under the fp32 file
     assert artifacts["student-onnx-int8-ort"]["bytes"] < 0.5 * fp32["bytes"]
+    assert artifacts["student-onnx-int8-qat"]["bytes"] < 0.5 * fp32["bytes"]
     assert artifacts["student-openvino-int8-nncf"]["bytes"] < artifacts["student-openvino-fp32"]["bytes"]
     report = (run_dir / "report.md").read_text()
     assert "student-openvino-int8-qat" in report
