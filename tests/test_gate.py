@@ -64,6 +64,7 @@ def _manifest(**changes: Any) -> dict[str, Any]:
     samples = [round(float(v), 4) for v in rng.normal(0.05, 0.002, 200)]
     art = {"name": "student-onnx-fp32", "path": "export/m.onnx", "format": "onnx", "precision": "fp32",
            "runtime": "onnxruntime", "role": "student", "bytes": 1000, "sha256": "a" * 64, "status": "ok",
+           "input": {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"},
            "metrics": {"accuracy": 0.9, "test_samples": 360, "latency_ms": {"p50": float(np.median(samples))},
                        "samples_ms": samples, "batch_size": 1, "threads": 2}}
     for key, value in changes.items():
