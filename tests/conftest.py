@@ -14,6 +14,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                                  reason="Fashion-MNIST IDX files not in /usr/share/datasets/fashion-mnist "
+                                         "(apt-get install dataset-fashion-mnist)")
+"""Skip marker of the tests that run a Fashion-MNIST recipe."""
 
 
 @pytest.fixture(autouse=True, scope="session")

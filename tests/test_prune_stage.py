@@ -27,7 +27,7 @@ from edgekd.report.prune import prune_section
 from edgekd.runtime import load_torch_artifact, open_runner, save_torch_artifact
 from edgekd.stages._prune_plans import Tables, plan_all
 from edgekd.stages.prune import MERGED_FACTORY, Prune
-from tests.conftest import FMNIST_DIR, ROOT, run_cli
+from tests.conftest import ROOT, needs_fmnist, run_cli
 
 BASE = {"name": "fmnist-layermerge-test", "data": {"name": "digits"}, "student": {"model": {"name": "resnet8"}},
         "distill": {"losses": []}}
@@ -201,8 +201,7 @@ def test_digits_layermerge_then_quantize_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.fmnist
-@pytest.mark.skipif(not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
-                    reason="Fashion-MNIST IDX files not in /usr/share/datasets/fashion-mnist")
+@needs_fmnist
 def test_fmnist_layermerge_recipe_smoke(tmp_path: Path) -> None:
     run_dir = tmp_path / "flm"
     result = run_cli("run", str(ROOT / "pipelines" / "fmnist-layermerge.yaml"), "--device", "x86-cpu", "--out",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FMNIST_DIR, ROOT, run_cli
+from tests.conftest import ROOT, needs_fmnist, run_cli
 
 EXPECTED = {
     "student-onnx-fp32", "student-openvino-fp32", "student-openvino-fp16",  # export
@@ -49,9 +49,7 @@ def test_quantize_stage_on_digits(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.fmnist
-@pytest.mark.skipif(not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
-                    reason="Fashion-MNIST IDX files not in /usr/share/datasets/fashion-mnist "
-                           "(apt-get install dataset-fashion-mnist)")
+@needs_fmnist
 def test_fmnist_quantize_recipe_smoke(tmp_path: Path) -> None:
     run_dir = tmp_path / "fq"
     result = run_cli("run", str(ROOT / "pipelines" / "fmnist-quantize.yaml"), "--device", "x86-cpu", "--out",

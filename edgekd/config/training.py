@@ -42,13 +42,23 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     augment: Augment = Field(default_factory=Augment, description="batch augmentation and mixing")
-    amp: bool = Field(
-        False, description="mixed precision: bfloat16 autocast on CPU, float16 autocast with loss scaling on CUDA"
+    amp: bool | None = Field(
+        None, description="mixed precision: bfloat16 autocast on CPU, float16 autocast with loss scaling on CUDA; "
+        "null = on where the CPU computes bf16 natively (AVX-512 BF16 or AMX), off elsewhere (the manifest records "
+        "the choice)"
     )
-    channels_last: bool = Field(False, description="NHWC memory format for weights and batches")
+    channels_last: bool | None = Field(
+        None, description="NHWC memory format for weights and batches; null = on where the CPU computes bf16 "
+        "natively, off elsewhere (1x1 strided convolutions hit by oneDNN#6035 stay NCHW)"
+    )
     data_seed: int | None = Field(
         None, description="seed of batch order, augmentation and mixing (null = the recipe seed, which also seeds "
         "model init); fix it to share the teacher-output cache across an ablation over init seeds"
+    )
+    augment_views: int | None = Field(
+        None, ge=1, description="distinct augmented epochs: epoch e replays the batch order, augmentation and mixing "
+        "of epoch e mod augment_views, so the teacher-output cache runs the teacher on that many epochs only and a "
+        "long distillation schedule costs about as much as plain training (null = a fresh view every epoch)"
     )
     teacher_cache: bool | None = Field(
         None, description="compute the teacher's logits of each epoch once and reuse them (null = on when every "

@@ -153,7 +153,7 @@ def train_chain(
                 "parameters": count_parameters(net), "epochs": config.epochs, "best_epoch": result.best_epoch,
                 "val_accuracy": result.best_val_accuracy, "history": result.history, "digest": state_digest(net),
                 "teacher_digest": state_digest(previous) if terms and previous is not None else None,
-                "memory": result.memory,
+                "memory": result.memory, "numerics": result.numerics,
             }
             if dist.is_main():
                 with atomic_path(folder / STEP_WEIGHTS) as tmp:

@@ -99,7 +99,8 @@ class Objective:
         if teacher_logits is None:
             assert self.teacher is not None
             with torch.no_grad():
-                teacher_logits = self.teacher(batch.x)
+                # float32, as the teacher-output cache stores them (bfloat16 under autocast): live and cached equal
+                teacher_logits = self.teacher(batch.x).float()
         for term, taps, needs, extras in zip(self.terms, self.taps, self.needs, self.extras):
             if term.weight == 0:
                 continue

@@ -8,9 +8,10 @@ version). :func:`cache_key` hashes exactly these; the model-init seed is not amo
 an ablation over init seeds that share ``data_seed`` share the cache. Rows follow the epoch's sample order: row ``k``
 holds the logits of the ``k``-th (augmented, mixed) sample the student sees in that epoch.
 
-Layout: ``<root>/<key>/epoch-<e>.npy``, float32 ``(N, num_classes)``, on disk rather than in memory: the epoch being
-recorded is filled through a writable memory map (:meth:`TeacherCache.record`) and renamed into place when the epoch
-ends (atomic; an epoch interrupted half-way is simply recomputed), a cached epoch is read memory-mapped
+Layout: ``<root>/<key>/view-<v>.npy`` (an epoch's view is the epoch, or ``e mod augment_views``: epochs of one
+view draw the same order, augmentation and mixing), float32 ``(N, num_classes)``, on disk rather than in memory: the
+view being recorded is filled through a writable memory map (:meth:`TeacherCache.record`) and renamed into place when
+the epoch ends (atomic; an epoch interrupted half-way is simply recomputed), a cached view is read memory-mapped
 (:meth:`TeacherCache.load`), batch by batch. Only logit losses can use the cache: feature losses need the teacher's
 intermediate features, hence the live teacher.
 """
@@ -35,7 +36,7 @@ from edgekd.data import Split
 from edgekd.data.images import image_chunks
 
 #: Bumped whenever the file layout or the meaning of a row changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def module_digest(net: nn.Module) -> str:
@@ -69,20 +70,20 @@ def cache_key(*, teacher: str, data: str, normalization: Any, data_seed: int, ba
 
 
 class TeacherCache:
-    """The cached teacher logits of one key: ``root/key/epoch-<e>.npy``."""
+    """The cached teacher logits of one key: ``root/key/view-<v>.npy``."""
 
     def __init__(self, root: Path, key: str, rows: int, num_classes: int) -> None:
         self.folder = Path(root) / key
         self.key = key
         self.shape = (rows, num_classes)
 
-    def path(self, epoch: int) -> Path:
-        """File of epoch ``epoch`` (0-based)."""
-        return self.folder / f"epoch-{epoch}.npy"
+    def path(self, view: int) -> Path:
+        """File of view ``view`` (0-based)."""
+        return self.folder / f"view-{view}.npy"
 
-    def load(self, epoch: int) -> torch.Tensor | None:
-        """The logits of ``epoch``, memory-mapped read-only, or None when absent or of another shape (recomputed)."""
-        path = self.path(epoch)
+    def load(self, view: int) -> torch.Tensor | None:
+        """The logits of ``view``, memory-mapped read-only, or None when absent or of another shape (recomputed)."""
+        path = self.path(view)
         if not path.is_file():
             return None
         try:
@@ -96,14 +97,14 @@ class TeacherCache:
             return torch.from_numpy(stored)
 
     @contextmanager
-    def record(self, epoch: int, *, keep: bool = True) -> Iterator[torch.Tensor]:
-        """A zeroed ``(N, num_classes)`` float32 tensor on disk to fill with the logits of ``epoch``.
+    def record(self, view: int, *, keep: bool = True) -> Iterator[torch.Tensor]:
+        """A zeroed ``(N, num_classes)`` float32 tensor on disk to fill with the logits of ``view``.
 
-        With ``keep`` (rank 0) it becomes the cached epoch, atomically, when the block ends without error; without
+        With ``keep`` (rank 0) it becomes the cached view, atomically, when the block ends without error; without
         (the other ranks of a multi-process run, whose rows are summed into rank 0's) it is a scratch file, removed.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.path(epoch)) if keep else _scratch(self.folder) as file:
+        with atomic_path(self.path(view)) if keep else _scratch(self.folder) as file:
             array = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=self.shape)
             yield torch.from_numpy(array)
             array.flush()

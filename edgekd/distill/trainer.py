@@ -6,13 +6,17 @@ it declares in ``needs`` (labels, teacher class means, classifier heads; see :mo
 are raw [0, 1] pixels; the trainer normalises them with the training split's mean/std (exports carry the same
 normalisation inside their graph). The best epoch is chosen on the validation split, never on test.
 
-Determinism: batch order, augmentation and mixing of epoch ``e`` come from a generator seeded by ``(data_seed, e)``
+Determinism: batch order, augmentation and mixing of epoch ``e`` come from a generator seeded by ``(data_seed, v)``,
+``v = e`` or, with ``augment_views`` ``V``, ``v = e mod V`` (the epoch's *view*),
 and the global RNG (dropout) is reseeded by ``(seed, e)``, so an epoch is the same whether or not the run was
 interrupted before it. A checkpoint is written atomically after every epoch; :meth:`Trainer.fit` resumes from it.
 
 Consistent teaching (Beyer et al., CVPR 2022): teacher and student see the same augmented and mixed batch; with
 mixup/CutMix the cross-entropy uses the mixed targets (:mod:`edgekd.distill.mixing`). With logit-only losses the
-teacher's logits are cached per epoch on disk (:mod:`edgekd.distill.teacher_cache`) and the teacher is not run again.
+teacher's logits are cached per view on disk (:mod:`edgekd.distill.teacher_cache`) and the teacher is not run again:
+with ``augment_views`` ``V`` it runs in the first ``V`` epochs only, and a long schedule with strong augmentation costs
+about as much as plain training (the student then sees each augmented view ``epochs / V`` times; Beyer et al. find
+fresh views every epoch best, so ``V`` trades some of that gain for time).
 
 Multi-process (``torchrun``, :mod:`edgekd._distributed`): the student is wrapped in DistributedDataParallel; every
 rank draws the same seeded global batch of ``batch_size`` samples and trains on its contiguous slice, with its loss
@@ -43,7 +47,7 @@ from edgekd import _distributed as dist
 from edgekd._atomic import atomic_path
 from edgekd.config import TrainConfig
 from edgekd.data import DataBundle, Split, augment_batch
-from edgekd.distill._precision import Precision, check_channels_last
+from edgekd.distill._precision import Precision, keep_contiguous, narrow_strided_pointwise, resolve_numerics
 from edgekd.distill.memory import check_step_fits
 from edgekd.distill.mixing import MixedBatch, mix_batch
 from edgekd.distill.objective import DistillTerm, Objective
@@ -72,6 +76,7 @@ class TrainResult:
     history: list[dict[str, float]]
     state_dict: dict[str, torch.Tensor]
     memory: dict[str, Any] | None = None
+    numerics: dict[str, Any] | None = None
 
 
 @torch.no_grad()
@@ -122,11 +127,12 @@ class Trainer:
         self.world = dist.world() if dist.active() else dist.World()
         self.device = dist.device() if self.world.distributed else _default_device()
         self.config = config
-        self.precision = Precision(self.device, config.amp)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        if config.channels_last:
-            check_channels_last(net, self.device)
+        self.numerics = resolve_numerics(config.amp, config.channels_last, self.device)
+        self.precision = Precision(self.device, self.numerics.amp)
+        self.memory_format = torch.channels_last if self.numerics.channels_last else torch.contiguous_format
         net = self._place(net)
+        self.contiguous_layers = narrow_strided_pointwise(net, self.device) if self.numerics.channels_last else []
+        self._release_contiguous = keep_contiguous(net, self.contiguous_layers)
         if self.world.distributed and self.device.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net
@@ -146,7 +152,7 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _place(self, net: nn.Module) -> nn.Module:
-        if self.config.channels_last:
+        if self.numerics.channels_last:
             # Module.to(memory_format=...) is documented and works; torch's overload stubs leave it out
             return net.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         return net.to(self.device)
@@ -166,7 +172,7 @@ class Trainer:
             teacher=module_digest(self.teacher), data=split_digest(self.data.train),
             normalization=[list(self.data.mean), list(self.data.std)], data_seed=self.data_seed,
             batch_size=cfg.batch_size, augment=cfg.augment.model_dump(mode="json"),
-            numerics={"precision": self.precision.describe(), "channels_last": cfg.channels_last},
+            numerics={"precision": self.precision.describe(), "channels_last": self.numerics.channels_last},
         )
         return TeacherCache(root or self.workdir / "teacher-logits", key, len(self.data.train), self.data.num_classes)
 
@@ -258,9 +264,11 @@ class Trainer:
                 progress.update(task, advance=1, info=(
                     f"loss {record['loss']:.3f}  val {record['val_accuracy']:.4f}  best {best_acc:.4f}"))
         self.objective.close()
+        self._release_contiguous()
         self.model = self.net
         self.net.load_state_dict(best_state)
-        return TrainResult(best_epoch + 1, best_acc, history, best_state, memory)
+        numerics = self.numerics.record(self.precision, self.contiguous_layers)
+        return TrainResult(best_epoch + 1, best_acc, history, best_state, memory, numerics)
 
     def _global_batch(self, index: torch.Tensor, generator: torch.Generator) -> MixedBatch:
         """The seeded global batch at ``index``: augmented, then mixed (identical on every rank)."""
@@ -273,20 +281,21 @@ class Trainer:
     def _epoch(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> dict[str, float]:
         """One pass over the training split in a seeded order; this rank trains on its slice of every batch."""
         bs, n = self.config.batch_size, len(self.data.train)
-        generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + epoch)
+        view = epoch % self.config.augment_views if self.config.augment_views else epoch
+        generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + view)
         torch.manual_seed(self.seed * 1_000_003 + epoch)
         for term in self.terms:
             if isinstance(term.loss, _EpochAware):
                 term.loss.set_epoch(epoch)
         order = torch.randperm(n, generator=generator)
-        cached = self.cache.load(epoch) if self.cache is not None else None
+        cached = self.cache.load(view) if self.cache is not None else None
         if not dist.broadcast_flag(cached is not None):  # rank 0 decides, so that all ranks agree
             cached = None
         self.model.train()
         start_time = time.perf_counter()
         loss_sum = correct = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
-        with self._recording(epoch, cached) as fresh:  # cold: record the live teacher's logits of this epoch
+        with self._recording(view, cached) as fresh:  # cold: record the live teacher's logits of this epoch
             for step in range(steps):
                 offset = step * bs
                 batch = self._global_batch(order[offset : offset + bs], generator)
@@ -322,12 +331,12 @@ class Trainer:
             "seconds": round(time.perf_counter() - start_time, 3),
         }
 
-    def _recording(self, epoch: int, cached: torch.Tensor | None) -> AbstractContextManager[torch.Tensor | None]:
-        """Where this epoch's teacher logits are written (on disk, :meth:`TeacherCache.record`), or None when the
-        cache is off or already holds the epoch; rank 0's file becomes the cached epoch."""
+    def _recording(self, view: int, cached: torch.Tensor | None) -> AbstractContextManager[torch.Tensor | None]:
+        """Where the teacher logits of this epoch's view are written (on disk, :meth:`TeacherCache.record`), or None
+        when the cache is off or already holds the view; rank 0's file becomes the cached view."""
         if self.cache is None or cached is not None:
             return contextlib.nullcontext()
-        return self.cache.record(epoch, keep=self.world.is_main)
+        return self.cache.record(view, keep=self.world.is_main)
 
     def _step(
         self, part: MixedBatch, teacher_logits: torch.Tensor | None, weight: float, optimizer: torch.optim.Optimizer

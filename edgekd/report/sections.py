@@ -76,6 +76,11 @@ def training_line(stage: str, info: dict[str, Any]) -> list[str]:
     if "best_epoch" not in info:
         return []
     extra = f", losses {', '.join(info['losses']) or 'none (CE only)'}" if "losses" in info else ""
+    if numerics := info.get("numerics"):
+        layout = "channels-last" if numerics["channels_last"] else "NCHW"
+        kept = f", {len(numerics['contiguous_layers'])} layer(s) kept NCHW (oneDNN#6035)" \
+            if numerics["contiguous_layers"] else ""
+        extra += f"; trained in {numerics['precision']}, {layout}{kept} ({numerics['reason']})"
     return [f"- `{stage}`: best epoch {info['best_epoch']} of {info['epochs']} on validation "
             f"(val accuracy {info['val_accuracy']:.4f}){extra}."]
 

@@ -49,10 +49,17 @@ def openvino_hint(precision: str, device: str = "CPU") -> str:
 
 @cache
 def torch_bf16_supported() -> bool:
-    """Whether this CPU computes bf16 natively in PyTorch's oneDNN kernels (AVX-512 BF16 or AMX)."""
+    """Whether this CPU computes bf16 natively in PyTorch's oneDNN kernels: on x86, AVX-512 BF16 or AMX (oneDNN's own
+    bf16 check also accepts plain AVX-512, where bf16 is emulated and slower than fp32); elsewhere oneDNN's check."""
+    import platform
+
     import torch
 
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def bf16_unsupported(runtime: str, device: str = "CPU") -> str | None:

@@ -19,7 +19,6 @@ from edgekd.distill.trainer import DistillTerm, Trainer
 from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
-from edgekd.runtime.hardware import tensorrt_unavailable
 from edgekd.stages._models import load_plain_net
 from edgekd.stages._runtime import tensorrt_int8
 from edgekd.stages._training import smoke_config
@@ -50,16 +49,19 @@ def train_qat(ctx: StageContext, qat: QatConfig, source: Artifact, calibration: 
         raise UserError("quantize.qat.teacher: 'teacher' needs a teacher section in the recipe")
     teacher = load_plain_net(ctx, teacher_artifact)
     qmodel = nncf_qat_prepare(load_plain_net(ctx, source), calibration, mean=data.mean, std=data.std)
-    Trainer(qmodel.train(), data, smoke_config(qat.train, ctx.smoke), ctx.stage_dir / "qat", seed=ctx.recipe.seed,
+    config = smoke_config(qat.train, ctx.smoke)
+    # NNCF's fake quantizers model the int8 rounding of float32 values: QAT trains in float32 unless the recipe asks
+    config = config.model_copy(update={k: False for k in ("amp", "channels_last") if getattr(config, k) is None})
+    Trainer(qmodel.train(), data, config, ctx.stage_dir / "qat", seed=ctx.recipe.seed,
             teacher=teacher, terms=logit_terms(qat), ce_weight=qat.ce_weight, console=ctx.console,
             label="qat+kd").fit()
     return qmodel.eval()
 
 
 def qat_builders(ctx: StageContext, qat: QatConfig, source: Artifact, calibration: np.ndarray,
-                 runtimes: list[str]) -> tuple[list[Builder], dict[str, str]]:
+                 runtimes: list[str], unmet: dict[str, str]) -> tuple[list[Builder], dict[str, str]]:
     """Builders of the QAT+KD artifacts the device asks for (the model is trained on first use, once), and why any
-    other is not built."""
+    other is not built; ``unmet``: ``runtime/int8`` → the hardware requirement this host does not meet."""
     data = ctx.data()
     example = data.test.x[:1]
     trained: dict[str, nn.Module] = {}
@@ -94,7 +96,7 @@ def qat_builders(ctx: StageContext, qat: QatConfig, source: Artifact, calibratio
             not_built[name] = no_torchao
     if "tensorrt" in runtimes:
         name = f"{source.name}-tensorrt-int8-qat"
-        if (why := tensorrt_unavailable()) is not None:
+        if (why := unmet.get("tensorrt/int8")) is not None:
             not_built[name] = why
         elif not has_torchao:
             not_built[name] = no_torchao

@@ -107,7 +107,7 @@ class Distill(Stage):
         names = ["teacher" if teacher is not None else None, *(ref_label(ref) for _, ref in chain[:-1]), "student"]
         info = {
             "best_epoch": student["best_epoch"], "val_accuracy": student["val_accuracy"],
-            "history": student["history"], "epochs": config.epochs,
+            "history": student["history"], "epochs": config.epochs, "numerics": student.get("numerics"),
             "losses": [term.name for term in recipe.distill.losses], "ce_weight": recipe.distill.ce_weight,
             "chain": [n for n in names if n is not None], "chain_source": recipe.distill.chain,
             "steps": [step.record for step in steps],

@@ -204,7 +204,7 @@ class Quantize(Stage):
         if cfg.qat is not None:
             from edgekd.stages._qat import qat_builders
 
-            qat_plan, qat_not_built = qat_builders(ctx, cfg.qat, source, calibration, runtimes)
+            qat_plan, qat_not_built = qat_builders(ctx, cfg.qat, source, calibration, runtimes, unmet(ctx.device))
             plan += qat_plan
             not_built.update(qat_not_built)
         return plan, not_built

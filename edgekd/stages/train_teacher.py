@@ -65,7 +65,8 @@ class TrainTeacher(Stage):
             result = Trainer(net, data, config, ctx.stage_dir / "teacher", seed=ctx.recipe.seed,
                              console=ctx.console, label="teacher").fit()
             info = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
-                    "history": result.history, "epochs": config.epochs, "memory": result.memory}
+                    "history": result.history, "epochs": config.epochs, "memory": result.memory,
+                    "numerics": result.numerics}
         else:
             info = {"val_accuracy": accuracy(net, data.val, Normalize(data.mean, data.std)), "trained": False}
         if not dist.is_main():  # under torchrun, rank 0 alone writes the artifact
