@@ -11,7 +11,7 @@ from rich.table import Table
 from edgekd.bench.gate import GATE_HEADER, GateResult, gate_rows
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.manifest import Manifest
-from edgekd.report.tables import SUMMARY_HEADER, markdown_table, summary_rows
+from edgekd.report.tables import SUMMARY_HEADER, markdown_table, si, summary_rows
 
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -108,14 +108,6 @@ def print_devices(out: Console) -> None:
     out.print(_table("device profiles", ["name", "access", "runtimes", "budgets", "description"], rows))
 
 
-def _si(count: int) -> str:
-    """``1,234,567`` as ``1.23M``, ``45,600`` as ``45.6k``."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if count >= scale:
-            return f"{count / scale:.3g}{suffix}"
-    return str(count)
-
-
 ZOO_INPUT_SIZES = (32, 224)
 """Input sizes (3-channel, square) at which `edgekd zoo models` counts MACs, each with the layout chosen for it."""
 
@@ -131,7 +123,7 @@ def print_models(out: Console) -> None:
         with torch.device("meta"):  # shapes only: no weights are initialised, nothing is computed
             params = count_parameters(create(name))
             macs = [count_macs(create(name, **layout_kwargs(name, (s, s))), (3, s, s)) for s in ZOO_INPUT_SIZES]
-        rows.append([name, info["family"], _si(params), *(_si(m) for m in macs), info["paper"],
+        rows.append([name, info["family"], si(params, ""), *(si(m, "") for m in macs), info["paper"],
                      ", ".join(info["default_taps"])])
     header = ["name", "family", "params (10 classes)", *(f"MACs @3×{s}×{s}" for s in ZOO_INPUT_SIZES), "paper",
               "default taps"]

@@ -85,3 +85,20 @@ def test_config_loads_no_module_above_it() -> None:
                  "print(','.join(sorted(m for m in sys.modules if m.startswith('edgekd.') or m == 'torch')))")
     # edgekd.capabilities is the runtime capability table as plain data (it imports nothing): profiles load against it
     assert all(m.startswith(("edgekd.config", "edgekd.errors", "edgekd.capabilities")) for m in out.split(",")), out
+
+
+def test_export_leaves_pairs_another_stage_builds_to_that_stage_when_it_ran() -> None:
+    """The capability table says who builds ``openvino/int8`` (quantize); export lists it as not built only when that
+    stage did not run, and always lists a pair it could not build itself."""
+    from edgekd.stages.export import Export
+
+    record = {"info": {"not_built": {"openvino/int8": "int8 artifacts come from a quantize stage",
+                                     "tensorrt/fp16": "no NVIDIA GPU"}}}
+
+    def lines(stages: list[dict[str, Any]]) -> list[str]:
+        sections = Export().report_sections(record, {**MANIFEST, "stages": stages}, {})
+        return [line for section in sections for line in section.lines]
+
+    assert lines([{"name": "quantize", "status": "done"}]) == ["- `tensorrt/fp16`: no NVIDIA GPU"]
+    assert lines([{"name": "quantize", "status": "failed"}]) == [
+        "- `openvino/int8`: int8 artifacts come from a quantize stage", "- `tensorrt/fp16`: no NVIDIA GPU"]

@@ -24,13 +24,18 @@ def fmt_params(artifact: Artifact) -> str:
     return f"{value:,}" if value is not None else "—"
 
 
+def si(count: float, space: str = " ") -> str:
+    """A count in SI units, three significant digits: ``9,345,920`` as ``9.35 M`` (``9.35M`` with ``space=""``)."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{space}{unit}"
+    return f"{count:.3g}"
+
+
 def fmt_macs(artifact: Artifact) -> str:
     """Multiply-accumulates of one forward pass, in SI units (``9.35 M``)."""
     value = artifact.info.get("macs")
-    if value is None:
-        return "—"
-    return next(f"{value / scale:.3g} {unit}".rstrip() for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""))
-                if value >= scale or scale == 1)
+    return "—" if value is None else si(value)
 
 
 def fmt_size(artifact: Artifact) -> str:

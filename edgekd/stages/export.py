@@ -129,10 +129,15 @@ class Export(Stage):
 
     def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
                         ) -> list[ReportSection]:
-        """Outputs not built and why; int8 ones are left to the quantize stage's list when it ran."""
-        quantized = any(s["name"] == "quantize" and s["status"] in ("done", "cached") for s in manifest["stages"])
-        not_built = {k: v for k, v in record["info"].get("not_built", {}).items()
-                     if not (k.endswith("/int8") and quantized)}
+        """Outputs not built and why; a pair another stage builds (the capability table's ``built_by``) is left to
+        that stage's own list when it ran."""
+        ran = {s["name"] for s in manifest["stages"] if s["status"] in ("done", "cached")}
+
+        def delegated(pair: str) -> bool:
+            row = capability(*pair.split("/", 1))
+            return row is not None and row.built_by not in (None, self.name) and row.built_by in ran
+
+        not_built = {k: v for k, v in record["info"].get("not_built", {}).items() if not delegated(k)}
         return [ReportSection("Not built", not_built_lines(not_built))] if not_built else []
 
     def run(self, ctx: StageContext) -> StageResult:
