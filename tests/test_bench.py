@@ -115,7 +115,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import openvino as ov
 
     xml = root / "model.xml"
-    ov.save_model(ov.convert_model(str(onnx)), str(xml))
+    # an fp32 IR (save_model compresses weights to fp16 by default, which makes it an fp16 artifact: computed in f16
+    # on CPUs with fp16 arithmetic, e.g. AMX-FP16 Xeons)
+    ov.save_model(ov.convert_model(str(onnx)), str(xml), compress_to_fp16=False)
     return {"torch": pt, "onnxruntime": onnx, "openvino": xml}
 
 

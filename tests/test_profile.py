@@ -32,7 +32,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import openvino as ov
 
     xml = root / "fp32.xml"
-    ov.save_model(ov.convert_model(str(fp32)), str(xml))
+    ov.save_model(ov.convert_model(str(fp32)), str(xml), compress_to_fp16=False)  # an fp32 IR, as named
     modules = {"net." + name for name, _ in net.named_modules() if name} | {"net", "normalize"}
     graph = onnx.load(str(fp32)).graph
     return {"fp32": fp32, "int8": int8, "xml": xml, "modules": modules, "nodes": {n.name for n in graph.node},
