@@ -153,7 +153,8 @@ def test_report_section_flags_predictions_more_than_20_percent_off() -> None:
     close = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.1)}}, {}))
     assert "| 0.5 | LayerMerge | `student` | 2 / 1 | 0.8000 | 0.8500 | 1.1000 | 1.0000 | +10 % |" in close
     assert "**proxy**" in close and "`merge-only-0.5`: too tight" in close
-    assert "LayerMerge 0.8500 vs prune-only 0.8600 — at least as accurate as both: **no**" in close
+    assert ("LayerMerge 0.8500 vs prune-only 0.8600, merge-only no plan — at least as accurate as every baseline: "
+            "**no**") in close
     far = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.3)}}, {}))
     assert "| 1.3000 | 1.0000 | +30 % **⚠ > 20 %** |" in far
     assert prune_section(manifest, {}, {}) == []
@@ -170,7 +171,7 @@ def _check_layermerge_run(run_dir: Path) -> dict:
         assert artifacts[name]["status"] == "ok" and artifacts[name]["info"]["parity"]["passed"], artifacts[name]
     names = [r["artifact"] for r in info["results"]] + ["student-unpruned"]
     measured = [r["measured_artifact"] for r in info["results"]] + [info["unpruned_measured_artifact"]]
-    assert len(info["results"]) >= 2 and {r["budget"] for r in info["results"]} == {"0.7", "0.5"}
+    assert len(info["results"]) >= 2 and {"0.7", "0.5"} <= {r["budget"] for r in info["results"]}
     for name in names + measured:
         art = artifacts[name]
         assert art["status"] == "ok", art

@@ -98,7 +98,7 @@ def solve(entries: Sequence[Entry], depth: int, budget_ms: float, *, resolution_
     if T < 0 or fastest is None or fastest > T:
         shown = ("no complete plan exists" if fastest is None
                  else f"the fastest plan needs {fastest * resolution_ms:.4g} ms")
-        raise UserError(f"LayerMerge budget {budget_ms:.4g} ms is below the minimum: {shown}")
+        raise UserError(f"latency budget {budget_ms:.4g} ms (table sum) is below the minimum: {shown}")
     imp = np.full((depth + 1, T + 1), -np.inf)
     time = np.zeros((depth + 1, T + 1), dtype=np.int64)
     arg = np.full((depth + 1, T + 1), -1, dtype=np.int64)
@@ -161,8 +161,8 @@ def solve_knapsack(items: Sequence[KnapsackItem], fixed_ms: float, budget_ms: fl
     ``fixed_ms + Σ_kept T ≤ budget_ms`` (0/1 knapsack, costs rounded up). Returns ``(kept layers, latency_ms)``."""
     capacity = _capacity(budget_ms - fixed_ms, resolution_ms)
     if capacity < 0:
-        raise UserError(f"LayerMerge budget {budget_ms:.4g} ms is below the {fixed_ms:.4g} ms of the layers that "
-                        "cannot be pruned")
+        raise UserError(f"latency budget {budget_ms:.4g} ms (table sum) is below the {fixed_ms:.4g} ms of the "
+                        "layers that cannot be pruned")
     value = np.zeros(capacity + 1)
     take = np.zeros((len(items), capacity + 1), dtype=bool)
     for n, item in enumerate(items):
