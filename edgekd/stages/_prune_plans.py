@@ -5,8 +5,10 @@ latency minus the runner's per-call overhead (an empty network timed the same wa
 network pays that overhead once, not once per layer. The unpruned student's measured whole-network latency minus
 the sum of its own entries is the *fixed* part the table does not model (normalisation, residual adds, pooling,
 head, one call's overhead); a plan's predicted latency is the sum of its entries plus that fixed part, and a budget
-of ``B`` ms (or a fraction of the measured latency) leaves ``B − fixed`` ms to the table
-(:func:`edgekd.prune.table_budget`).
+of ``B`` ms leaves ``B − fixed`` ms to the table (:func:`edgekd.prune.table_budget`). A fraction ``f`` is taken of
+the unpruned network's latency in the table's own terms, its table sum plus the fixed part: that is the measured
+latency, unless the entries sum to more (timed while the machine was slower, e.g. a cache filled by an earlier run
+on a busier machine), when it is the table sum, so that budget and entries stay in the same units.
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ class Tables:
         that sums to more than the whole network — timing noise, or overheads counted per entry — models it all)."""
         return max(0.0, self.unpruned_ms - self.unpruned_table_ms)
 
+    @property
+    def reference_ms(self) -> float:
+        """The unpruned network's latency in the table's terms: what a fraction budget is a fraction of."""
+        return self.unpruned_table_ms + self.fixed_ms
+
     def entries(self) -> list[Entry]:
         return [Entry(o, self.latency(o.key), self.importance[o.key]) for o in self.options]
 
@@ -99,6 +106,7 @@ class Tables:
                 "runner_options": s.runner_options(), "depth": self.chain.depth, "entries": len(self.options),
                 "overhead_ms": self.overhead_ms, "unpruned_measured_ms": self.unpruned_ms,
                 "unpruned_table_ms": self.unpruned_table_ms, "fixed_ms": self.fixed_ms,
+                "reference_ms": self.reference_ms,
                 "importance_mode": self.importance_settings.mode, "importance_steps": self.importance_settings.steps,
                 "base_val_accuracy": self.base_accuracy,
                 "table": {o.key: {"measured_ms": self.raw_ms[o.key], "latency_ms": self.latency(o.key),
@@ -177,7 +185,7 @@ def plan_all(cfg: PruneConfig, tables: Tables, *, smoke: bool = False) -> tuple[
     In a smoke run (a few timed calls per entry: the timings are noise) a budget below every plan is solved at the
     unpruned network's table sum instead, which every method meets, so the rest of the path still runs; the
     result records it."""
-    budgets = [(budget_label(f), f * tables.unpruned_ms) for f in cfg.budgets]
+    budgets = [(budget_label(f), f * tables.reference_ms) for f in cfg.budgets]
     budgets += [(budget_label(m, ms=True), m) for m in cfg.budgets_ms]
     results, infeasible = [], {}
     for label, budget_ms in budgets:
