@@ -32,7 +32,7 @@ def _points(manifest: dict[str, Any], info: dict[str, Any]) -> list[dict[str, An
         return acc, art.get("metrics", {}).get("latency_ms", {}).get(stat)
 
     acc, latency = measured(info["unpruned_measured_artifact"], "student-unpruned")
-    points = [{"method": "unpruned", "budget": "—", "predicted_ms": info["reference_ms"],
+    points = [{"method": "unpruned", "budget": "—", "predicted_ms": info["unpruned_measured_ms"],
                "accuracy": acc, "latency_ms": latency, "kept": info["depth"], "merged": info["depth"],
                "val_accuracy": info["base_val_accuracy"], "artifact": "student-unpruned"}]
     for r in info["results"]:
@@ -93,9 +93,9 @@ def prune_section(manifest: dict[str, Any], records: dict[str, dict[str, Any]], 
         f"budgets. Latency table: {info['entries']} entries timed on {info['runtime']}/{info['precision']} "
         f"(batch {info['batch_size']}, {stat}, per-call overhead {info['overhead_ms']:.4f} ms removed from each "
         f"entry); {importance}. The unpruned student measured {info['unpruned_measured_ms']:.4f} ms; the table "
-        f"models {info['unpruned_table_ms']:.4f} ms of it, the rest ({info['fixed_ms']:.4f} ms) is added to every "
-        f"prediction; fraction budgets are fractions of {info['reference_ms']:.4f} ms, the larger of the measured "
-        f"latency and the table sum. The deployed `student` is LayerMerge at budget {info['deployed']}."), "",
+        f"sums to {info['unpruned_table_ms']:.4f} ms: a plan's prediction is {info['table_scale']:.3f} × its table sum "
+        f"+ {info['fixed_ms']:.4f} ms (entries scaled where they sum to more than the network, the unmodelled rest "
+        f"added where they sum to less). The deployed `student` is LayerMerge at budget {info['deployed']}."), "",
         (f"Accuracy on the test split; latency measured by bench ({stat}, ms) on the table's runtime; \"convs\" is "
          "convs kept / layers after merging; a prediction more than 20 % off the measurement is flagged."), "",
         markdown_table(["budget", "method", "artifact", "convs kept / merged layers", "val accuracy",

@@ -2,13 +2,14 @@
 
 Latency accounting (one place, so the DP, the budgets and the report agree): an entry's latency is its measured
 latency minus the runner's per-call overhead (an empty network timed the same way, clamped at 0), because a real
-network pays that overhead once, not once per layer. The unpruned student's measured whole-network latency minus
-the sum of its own entries is the *fixed* part the table does not model (normalisation, residual adds, pooling,
-head, one call's overhead); a plan's predicted latency is the sum of its entries plus that fixed part, and a budget
-of ``B`` ms leaves ``B − fixed`` ms to the table (:func:`edgekd.prune.table_budget`). A fraction ``f`` is taken of
-the unpruned network's latency in the table's own terms, its table sum plus the fixed part: that is the measured
-latency, unless the entries sum to more (timed while the machine was slower, e.g. a cache filled by an earlier run
-on a busier machine), when it is the table sum, so that budget and entries stay in the same units.
+network pays that overhead once, not once per layer. The unpruned student's measured whole-network latency ``M`` is
+compared with the sum ``S`` of its own entries. Where ``M > S`` the difference is the *fixed* part the table does not
+model (normalisation, residual adds, pooling, head); where ``M < S`` the entries over-model the network (each tiny
+network pays per-operator costs a whole network amortises, or the entries were timed on a busier machine) and they
+are calibrated by the scale ``M / S``. A plan's predicted latency is ``scale · (sum of its entries) + fixed``; a
+budget of ``B`` ms, or a fraction ``f`` of ``M``, leaves ``(B − fixed) / scale`` to the table
+(:func:`edgekd.prune.table_budget`). The scale multiplies every entry alike, so it changes predictions, never the
+DP's choice at a fraction budget.
 """
 
 from __future__ import annotations
@@ -93,9 +94,14 @@ class Tables:
         return max(0.0, self.unpruned_ms - self.unpruned_table_ms)
 
     @property
-    def reference_ms(self) -> float:
-        """The unpruned network's latency in the table's terms: what a fraction budget is a fraction of."""
-        return self.unpruned_table_ms + self.fixed_ms
+    def scale(self) -> float:
+        """Calibration of the entries: measured unpruned latency over its table sum where that is below 1, else 1."""
+        table = self.unpruned_table_ms
+        return min(1.0, self.unpruned_ms / table) if table > 0 else 1.0
+
+    def predicted_ms(self, table_ms: float) -> float:
+        """Whole-network latency predicted from a plan's table sum."""
+        return self.scale * table_ms + self.fixed_ms
 
     def entries(self) -> list[Entry]:
         return [Entry(o, self.latency(o.key), self.importance[o.key]) for o in self.options]
@@ -106,7 +112,7 @@ class Tables:
                 "runner_options": s.runner_options(), "depth": self.chain.depth, "entries": len(self.options),
                 "overhead_ms": self.overhead_ms, "unpruned_measured_ms": self.unpruned_ms,
                 "unpruned_table_ms": self.unpruned_table_ms, "fixed_ms": self.fixed_ms,
-                "reference_ms": self.reference_ms,
+                "table_scale": self.scale,
                 "importance_mode": self.importance_settings.mode, "importance_steps": self.importance_settings.steps,
                 "base_val_accuracy": self.base_accuracy,
                 "table": {o.key: {"measured_ms": self.raw_ms[o.key], "latency_ms": self.latency(o.key),
@@ -185,11 +191,12 @@ def plan_all(cfg: PruneConfig, tables: Tables, *, smoke: bool = False) -> tuple[
     In a smoke run (a few timed calls per entry: the timings are noise) a budget below every plan is solved at the
     unpruned network's table sum instead, which every method meets, so the rest of the path still runs; the
     result records it."""
-    budgets = [(budget_label(f), f * tables.reference_ms) for f in cfg.budgets]
+    budgets = [(budget_label(f), f * tables.unpruned_ms) for f in cfg.budgets]
     budgets += [(budget_label(m, ms=True), m) for m in cfg.budgets_ms]
     results, infeasible = [], {}
     for label, budget_ms in budgets:
-        t0 = table_budget(budget_ms, measured_ms=tables.unpruned_ms, unpruned_table_ms=tables.unpruned_table_ms)
+        t0 = table_budget(budget_ms, measured_ms=tables.unpruned_ms,
+                          unpruned_table_ms=tables.unpruned_table_ms) / tables.scale
         for method in (cfg.method, *cfg.baselines):
             try:
                 plan, table_ms = _solve(method, tables, t0, cfg.latency.resolution_ms)
@@ -200,7 +207,7 @@ def plan_all(cfg: PruneConfig, tables: Tables, *, smoke: bool = False) -> tuple[
                 infeasible[f"{method}-{label}"] = f"smoke: {first_line(exc)}; solved at the unpruned table sum"
                 room = (tables.chain.depth + 1) * cfg.latency.resolution_ms  # each entry's cost is rounded up
                 plan, table_ms = _solve(method, tables, tables.unpruned_table_ms + room, cfg.latency.resolution_ms)
-            results.append(Result(method, label, budget_ms, t0, plan, table_ms, table_ms + tables.fixed_ms))
+            results.append(Result(method, label, budget_ms, t0, plan, table_ms, tables.predicted_ms(table_ms)))
     return results, infeasible
 
 
