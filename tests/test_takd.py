@@ -14,7 +14,7 @@ import torch
 from edgekd.config import LossTerm, ModelRef, TrainConfig
 from edgekd.data import DataBundle, load_dataset
 from edgekd.distill import chain as chain_module
-from edgekd.distill.ablation import summarize
+from edgekd.distill.ablation import dkd_term, summarize
 from edgekd.distill.assistants import Point, candidate_refs, choose, npsd, score
 from edgekd.distill.chain import STEP_RECORD, STEP_WEIGHTS, Link, make_terms, state_digest, train_chain
 from edgekd.distill.trainer import TrainResult
@@ -182,6 +182,23 @@ def test_ablation_table_mean_and_std_match_numpy() -> None:
     assert summarize([{"variant": "kd", "seed": 0, "test_accuracy": 0.9, "chain": []}], ["kd"])[0]["std"] is None
 
 
+def test_dkd_variant_uses_the_published_defaults_with_a_proportional_warmup() -> None:
+    from edgekd.config import Recipe
+    from edgekd.stages.ablation import objective
+
+    assert dkd_term(240).params == {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 20}  # mdistiller
+    assert [dkd_term(e).params["warmup_epochs"] for e in (12, 60, 1)] == [1, 5, 1]
+    base = {"name": "r", "data": {"name": "digits"}, "teacher": {"model": {"name": "plain8"}},
+            "student": {"model": {"name": "plain2"}},
+            "distill": {"ce_weight": 0.5, "losses": [{"name": "kd", "params": {"temperature": 2.0}}]}}
+    recipe = Recipe.model_validate({**base, "ablation": {"variants": ["no-kd", "kd", "dkd"]}})
+    assert objective(recipe, "no-kd", 12) == ([], 1.0)
+    assert objective(recipe, "kd", 12) == (recipe.distill.losses, 0.5)  # the recipe's own terms
+    assert objective(recipe, "dkd", 12) == ([dkd_term(12)], 1.0)
+    with pytest.raises(ValueError, match="ablation variant 'dkd' needs a teacher"):
+        Recipe.model_validate({**base, "teacher": None, "distill": {"losses": []}, "ablation": {"variants": ["dkd"]}})
+
+
 def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
 
@@ -193,8 +210,8 @@ def _stage(run_dir: Path, name: str) -> dict:
 DIGITS_CHAIN = [
     "--set", "teacher.model.name=plain8", "--set", "student.model.name=plain2",
     "--set", "distill.assistants=[{name: plain6}]", "--set", "distill.auto_assistant={max_candidates: 2}",
-    "--set", "ablation={seeds: [0, 1, 2]}", "--set", "export=null", "--set", "bench.runs=3",
-    "--set", "bench.warmup=0",
+    "--set", "ablation={seeds: [0, 1, 2], variants: [no-kd, kd, dkd, takd, auto-ta]}", "--set", "export=null",
+    "--set", "bench.runs=3", "--set", "bench.warmup=0",
 ]
 
 
@@ -222,7 +239,8 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
 
     ablation = _stage(run_dir, "ablation")["info"]
     assert ablation["seeds"] == [0, 1]  # a smoke run trains the first two seeds
-    assert [row["variant"] for row in ablation["table"]] == ["no-kd", "kd", "takd", "auto-ta"]
+    assert [row["variant"] for row in ablation["table"]] == ["no-kd", "kd", "dkd", "takd", "auto-ta"]
+    assert next(row for row in ablation["table"] if row["variant"] == "dkd")["same_chain_as"] is None  # not kd's
     for row in ablation["table"]:
         mine = [r["test_accuracy"] for r in ablation["runs"] if r["variant"] == row["variant"]]
         assert row["mean"] == pytest.approx(np.mean(mine)) and row["std"] == pytest.approx(np.std(mine, ddof=1))

@@ -124,14 +124,15 @@ class DistillConfig(Strict):
         return self
 
 
-AblationVariant = Literal["no-kd", "kd", "takd", "auto-ta"]
+AblationVariant = Literal["no-kd", "kd", "dkd", "takd", "auto-ta"]
 
 
 class AblationConfig(Strict):
     """Stage `ablation`: the student trained per variant and seed with one budget, test accuracy mean ± std.
 
-    Variants: `no-kd` (cross-entropy only), `kd` (teacher → student), `takd` (teacher → distill.assistants →
-    student), `auto-ta` (teacher → the TA chosen by select-assistant → student).
+    Variants: `no-kd` (cross-entropy only), `kd` (teacher → student with distill.losses), `dkd` (teacher → student
+    with DKD at its published defaults), `takd` (teacher → distill.assistants → student), `auto-ta` (teacher → the
+    TA chosen by select-assistant → student).
     """
 
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of every variant")
@@ -267,7 +268,9 @@ class Recipe(Strict):
             variants += ["auto-ta"] if distill.auto_assistant is not None else []
             self.ablation.__dict__["variants"] = variants
         for variant in self.ablation.variants or []:
-            if variant != "no-kd" and not distill.losses:
+            if variant == "dkd" and self.teacher is None:
+                raise ValueError("ablation variant 'dkd' needs a teacher")
+            if variant not in ("no-kd", "dkd") and not distill.losses:
                 raise ValueError(f"ablation variant {variant!r} needs distill.losses (and a teacher)")
             if variant == "takd" and not distill.assistants:
                 raise ValueError("ablation variant 'takd' needs distill.assistants (the manual chain)")

@@ -4,7 +4,8 @@ Every variant trains the same student architecture with the same budget and seed
 weights: see :mod:`edgekd.distill.chain`); only what it learns from changes:
 
 - ``no-kd``: cross-entropy only, no teacher;
-- ``kd``: teacher → student (Hinton et al. 2015, or the recipe's losses);
+- ``kd``: teacher → student with the recipe's losses (Hinton et al. 2015, or whatever the recipe distils with);
+- ``dkd``: teacher → student with Decoupled KD at its published defaults (:func:`dkd_term`);
 - ``takd``: teacher → the recipe's assistants → student (Mirzadeh et al., AAAI 2020);
 - ``auto-ta``: teacher → the assistant chosen by ``select-assistant`` → student (:mod:`edgekd.distill.assistants`).
 """
@@ -15,12 +16,23 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from edgekd.config import LossTerm
+
 VARIANTS: dict[str, str] = {
     "no-kd": "cross-entropy only",
     "kd": "teacher → student",
+    "dkd": "teacher → student with DKD (α 1, β 8, T 4)",
     "takd": "teacher → manual assistants → student",
     "auto-ta": "teacher → selected assistant → student",
 }
+
+
+def dkd_term(epochs: int) -> LossTerm:
+    """DKD (Zhao et al., CVPR 2022) with mdistiller's CIFAR-100 defaults: ``α·TCKD + β·NCKD``, α 1, β 8, T 4, beside
+    cross-entropy of weight 1; the linear warm-up keeps mdistiller's share of the schedule (20 of 240 epochs),
+    at least one epoch."""
+    warmup = max(1, round(epochs * 20 / 240))
+    return LossTerm(name="dkd", params={"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": warmup})
 
 
 def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> list[dict[str, Any]]:

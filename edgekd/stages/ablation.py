@@ -1,4 +1,4 @@
-"""Stage `ablation`: the student per variant (no-kd, kd, takd, auto-ta) and seed, one budget, test accuracy mean ± std.
+"""Stage `ablation`: the student per variant (no-kd, kd, dkd, takd, auto-ta) and seed, one budget, test accuracy.
 
 Each (variant, seed) is a resumable sub-run in ``ablation/<variant>/seed-<s>/``: the chain's step folders, then
 ``result.json`` once the student's test accuracy is measured; a finished sub-run is read back, a half-finished one
@@ -18,8 +18,8 @@ from typing import Any
 from torch import nn
 
 from edgekd._atomic import atomic_write_json
-from edgekd.config import Device, ModelRef, Recipe, TrainConfig
-from edgekd.distill.ablation import VARIANTS, summarize
+from edgekd.config import Device, LossTerm, ModelRef, Recipe, TrainConfig
+from edgekd.distill.ablation import VARIANTS, dkd_term, summarize
 from edgekd.distill.assistants import ref_label
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
@@ -53,12 +53,22 @@ def _assistants(ctx: StageContext, variant: str) -> list[ModelRef]:
     return []
 
 
+def objective(recipe: Recipe, variant: str, epochs: int) -> tuple[list[LossTerm], float]:
+    """The distillation terms and cross-entropy weight a variant trains its chain with."""
+    assert recipe.distill is not None
+    if variant == "no-kd":
+        return [], 1.0
+    if variant == "dkd":
+        return [dkd_term(epochs)], 1.0
+    return recipe.distill.losses, recipe.distill.ce_weight
+
+
 @register_stage
 class Ablation(Stage):
     name = "ablation"
     order = 85
     needs = ("train-teacher", "select-assistant")
-    description = "student without KD, with KD, through the manual and the selected TA: test accuracy over seeds"
+    description = "student without KD, with KD or DKD, through the manual and the selected TA: test accuracy over seeds"
     libraries = ("torch",)
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -97,7 +107,9 @@ class Ablation(Stage):
             chain = [(f"step-{i}-{ref_label(ref)}", ref) for i, ref in enumerate(assistants, start=1)]
             chain.append(("student", recipe.student.model))
             names = ([] if variant == "no-kd" else ["teacher"]) + [ref_label(r) for r in assistants] + ["student"]
-            identity = json.dumps([names[0], [ref.model_dump(mode="json") for _, ref in chain]])
+            losses, ce_weight = objective(recipe, variant, config.epochs)
+            identity = json.dumps([[t.model_dump(mode="json") for t in losses], ce_weight,
+                                   [ref.model_dump(mode="json") for _, ref in chain]])
             twin = first_with.setdefault(identity, variant)
             for seed in seeds:
                 if twin != variant:  # e.g. the selected TA is the manual one: same training, same numbers
@@ -139,14 +151,13 @@ def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple
     recipe = ctx.recipe
     assert recipe.distill is not None
     data = ctx.data()
-    distilled = variant != "no-kd"
+    losses, ce_weight = objective(recipe, variant, config.epochs)
     teacher = None
-    if distilled:
+    if variant != "no-kd":
         assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
         teacher = (teacher_net, recipe.teacher.model)
     steps = train_refs(ctx, chain, ctx.stage_dir / variant / f"seed-{seed}", teacher=teacher,
-                       losses=recipe.distill.losses if distilled else [], config=config, seed=seed,
-                       ce_weight=recipe.distill.ce_weight if distilled else 1.0)
+                       losses=losses, config=config, seed=seed, ce_weight=ce_weight)
     student = steps[-1]
     return {
         "variant": variant, "seed": seed,
