@@ -9,7 +9,7 @@ import random
 import pytest
 
 from edgekd.errors import UserError
-from edgekd.prune.dp import Entry, KnapsackItem, solve, solve_knapsack, solve_merge_only, table_budget
+from edgekd.prune.dp import Entry, KnapsackItem, calibration, solve, solve_knapsack, solve_merge_only, table_budget
 from edgekd.prune.segments import Option, Segment
 
 RES = 0.01
@@ -117,6 +117,14 @@ def test_knapsack_matches_brute_force(seed: int) -> None:
     assert latency <= budget + 1e-9
     with pytest.raises(UserError, match="cannot be pruned"):
         solve_knapsack(items, fixed, fixed - 0.1, resolution_ms=RES)
+
+
+def test_calibration_adds_the_unmodelled_part_or_scales_an_over_modelling_table() -> None:
+    assert calibration(10.0, 8.0) == (1.0, 2.0)  # the table misses 2 ms (head, adds)
+    assert calibration(6.0, 8.0) == (0.75, 0.0)  # entries sum to more than the network: scaled by 6 / 8
+    assert calibration(None, 8.0) == calibration(6.0, None) == (1.0, 0.0)
+    # a fraction of an over-modelling table's network is the same fraction of the table's own sum
+    assert table_budget(None, fraction=0.5, measured_ms=6.0, unpruned_table_ms=8.0) == pytest.approx(4.0)
 
 
 def test_table_budget_from_fraction_subtracts_the_unmodelled_part() -> None:

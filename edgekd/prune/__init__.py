@@ -20,7 +20,16 @@ Modules: :mod:`~edgekd.prune.graph` (analysis), :mod:`~edgekd.prune.segments` (c
 from __future__ import annotations
 
 from edgekd.prune.apply import build_merged, build_pruned
-from edgekd.prune.dp import Entry, KnapsackItem, Solution, solve, solve_knapsack, solve_merge_only, table_budget
+from edgekd.prune.dp import (
+    Entry,
+    KnapsackItem,
+    Solution,
+    calibration,
+    solve,
+    solve_knapsack,
+    solve_merge_only,
+    table_budget,
+)
 from edgekd.prune.graph import Chain, Layer, Skip, analyse
 from edgekd.prune.importance import (
                                      ImportanceSettings,
@@ -35,6 +44,7 @@ from edgekd.prune.segments import Option, Plan, Segment, candidate_options, drop
 __all__ = [
     "Chain", "Entry", "ImportanceSettings", "ImportanceStore", "KnapsackItem", "LatencySettings", "LatencyTable",
     "Layer", "Option", "Plan", "Segment", "Skip", "Solution", "analyse", "build_latency_table", "build_merged",
-    "build_pruned", "candidate_options", "drop_changes", "importance_value", "load_importance", "measure_importance",
-    "measure_module", "segment_options", "solve", "solve_knapsack", "solve_merge_only", "table_budget",
+    "build_pruned", "calibration", "candidate_options", "drop_changes", "importance_value", "load_importance",
+    "measure_importance", "measure_module", "segment_options", "solve", "solve_knapsack", "solve_merge_only",
+    "table_budget",
 ]

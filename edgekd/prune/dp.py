@@ -65,13 +65,25 @@ def _capacity(budget_ms: float, resolution_ms: float) -> int:
     return math.floor(budget_ms / resolution_ms + 1e-9) if budget_ms >= 0 else -1
 
 
+def calibration(measured_ms: float | None, unpruned_table_ms: float | None) -> tuple[float, float]:
+    """``(scale, fixed_ms)`` mapping a table sum to whole-network latency: ``scale · sum + fixed``.
+
+    From the unpruned network's measured latency ``M`` and its table sum ``S``: where ``M ≥ S`` the table misses the
+    head, the residual adds and the glue, ``fixed = M − S`` and ``scale = 1``; where ``M < S`` the entries over-model
+    the network (per-operator costs a whole network amortises, or entries timed on a busier machine), ``fixed = 0``
+    and ``scale = M / S``. Without both figures: ``(1, 0)``.
+    """
+    if measured_ms is None or unpruned_table_ms is None or unpruned_table_ms <= 0:
+        return 1.0, 0.0
+    return min(1.0, measured_ms / unpruned_table_ms), max(0.0, measured_ms - unpruned_table_ms)
+
+
 def table_budget(budget_ms: float | None, *, fraction: float | None = None, measured_ms: float | None = None,
                  unpruned_table_ms: float | None = None) -> float:
-    """The budget ``T₀`` on the table's sum, from a whole-network budget.
+    """The budget ``T₀`` on the table's sum, from a whole-network budget: ``(B − fixed) / scale``
+    (:func:`calibration`).
 
-    Give either ``budget_ms`` or ``fraction`` (of ``measured_ms``, the unpruned network's measured latency). The
-    table does not model the head, the residual adds and the glue, so with ``measured_ms`` and
-    ``unpruned_table_ms`` (the unpruned plan's table sum) that overhead, ``measured − table``, is subtracted.
+    Give either ``budget_ms`` or ``fraction`` (of ``measured_ms``, the unpruned network's measured latency).
     """
     if (budget_ms is None) == (fraction is None):
         raise UserError("LayerMerge budget: give exactly one of budget_ms or fraction")
@@ -82,8 +94,8 @@ def table_budget(budget_ms: float | None, *, fraction: float | None = None, meas
     assert budget_ms is not None
     if budget_ms <= 0:
         raise UserError(f"LayerMerge budget must be positive, got {budget_ms} ms")
-    overhead = measured_ms - unpruned_table_ms if measured_ms is not None and unpruned_table_ms is not None else 0.0
-    return budget_ms - max(0.0, overhead)
+    scale, fixed = calibration(measured_ms, unpruned_table_ms)
+    return (budget_ms - fixed) / scale
 
 
 def solve(entries: Sequence[Entry], depth: int, budget_ms: float, *, resolution_ms: float = 0.001) -> Solution:

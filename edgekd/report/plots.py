@@ -41,9 +41,10 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
 def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     """Test accuracy vs p50 latency of every measured artifact: the Pareto front, budgets, the selected one.
 
-    Artifacts that miss a budget are drawn hollow, those the device cannot run (not selection candidates) as grey
-    squares; the Pareto front of the candidates (no candidate both faster and more accurate) is a step line; the
-    device's latency budget (at its own statistic) and accuracy floor are dashed lines.
+    Artifacts that miss a budget are drawn hollow, those that are not selection candidates (a runtime the device
+    lacks, or a role never deployed: teacher, pruned baselines) as grey squares; the Pareto front of the candidates
+    (no candidate both faster and more accurate) is a step line; the device's latency budget (at its own statistic)
+    and accuracy floor are dashed lines.
     """
     arts = [a for a in manifest["artifacts"] if a.get("status", "ok") != "failed"
             and "accuracy" in a.get("metrics", {}) and "latency_ms" in a.get("metrics", {})]
@@ -65,7 +66,7 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
         chosen = name == manifest.get("selected")
         color = plt.get_cmap("tab20")(i % 20) if name in candidates else "#a0aec0"
         hollow = name in misses
-        note = " (misses a budget)" if hollow else "" if name in candidates else " (runtime not on the device)"
+        note = " (misses a budget)" if hollow else "" if name in candidates else " (not a selection candidate)"
         ax.scatter(latency, acc, s=170 if chosen else 50, marker="*" if chosen else "o" if name in candidates
                    else "s", zorder=3, label=name + note, edgecolors=color, facecolors="none" if hollow else color,
                    linewidths=1.5)

@@ -8,8 +8,8 @@ model (normalisation, residual adds, pooling, head); where ``M < S`` the entries
 network pays per-operator costs a whole network amortises, or the entries were timed on a busier machine) and they
 are calibrated by the scale ``M / S``. A plan's predicted latency is ``scale · (sum of its entries) + fixed``; a
 budget of ``B`` ms, or a fraction ``f`` of ``M``, leaves ``(B − fixed) / scale`` to the table
-(:func:`edgekd.prune.table_budget`). The scale multiplies every entry alike, so it changes predictions, never the
-DP's choice at a fraction budget.
+(:func:`edgekd.prune.calibration`, :func:`edgekd.prune.table_budget`). The scale multiplies every entry alike, so
+it changes predictions, never the DP's choice at a fraction budget.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from edgekd.prune import (
     Segment,
     analyse,
     build_latency_table,
+    calibration,
     candidate_options,
     drop_changes,
     measure_importance,
@@ -89,15 +90,13 @@ class Tables:
 
     @property
     def fixed_ms(self) -> float:
-        """Measured unpruned latency minus its table sum: what the table does not model (never below 0: a table
-        that sums to more than the whole network — timing noise, or overheads counted per entry — models it all)."""
-        return max(0.0, self.unpruned_ms - self.unpruned_table_ms)
+        """The part of the measured unpruned latency the table does not model (:func:`edgekd.prune.calibration`)."""
+        return calibration(self.unpruned_ms, self.unpruned_table_ms)[1]
 
     @property
     def scale(self) -> float:
-        """Calibration of the entries: measured unpruned latency over its table sum where that is below 1, else 1."""
-        table = self.unpruned_table_ms
-        return min(1.0, self.unpruned_ms / table) if table > 0 else 1.0
+        """The calibration of the entries where they sum to more than the network (:func:`edgekd.prune.calibration`)."""
+        return calibration(self.unpruned_ms, self.unpruned_table_ms)[0]
 
     def predicted_ms(self, table_ms: float) -> float:
         """Whole-network latency predicted from a plan's table sum."""
@@ -195,8 +194,7 @@ def plan_all(cfg: PruneConfig, tables: Tables, *, smoke: bool = False) -> tuple[
     budgets += [(budget_label(m, ms=True), m) for m in cfg.budgets_ms]
     results, infeasible = [], {}
     for label, budget_ms in budgets:
-        t0 = table_budget(budget_ms, measured_ms=tables.unpruned_ms,
-                          unpruned_table_ms=tables.unpruned_table_ms) / tables.scale
+        t0 = table_budget(budget_ms, measured_ms=tables.unpruned_ms, unpruned_table_ms=tables.unpruned_table_ms)
         for method in (cfg.method, *cfg.baselines):
             try:
                 plan, table_ms = _solve(method, tables, t0, cfg.latency.resolution_ms)

@@ -116,7 +116,7 @@ class Ablation(Stage):
                     earlier = next(r for r in runs if r["variant"] == twin and r["seed"] == seed)
                     result = {**earlier, "variant": variant, "same_chain_as": twin}
                 else:
-                    result = _result(ctx, variant, seed, chain, names, teacher_net, config)
+                    result = _result(ctx, variant, seed, chain, names, teacher_net, config, (losses, ce_weight))
                 note = f" (same chain as {twin})" if twin != variant else ""
                 note = note or (" (finished earlier)" if result["reused"] else "")
                 ctx.log(f"{variant} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
@@ -134,24 +134,26 @@ class Ablation(Stage):
 
 
 def _result(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]], names: list[str],
-            teacher_net: nn.Module | None, config: TrainConfig) -> dict[str, Any]:
+            teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
+            ) -> dict[str, Any]:
     """The finished result of one (variant, seed) sub-run, training (or finishing) it first when needed."""
     folder = ctx.stage_dir / variant / f"seed-{seed}"
     result = read_json(folder / RESULT)
     if result is not None:
         return {**result, "reused": True}
-    result = {**_train_variant(ctx, variant, seed, chain, teacher_net, config), "chain": names}
+    result = {**_train_variant(ctx, variant, seed, chain, teacher_net, config, terms), "chain": names}
     atomic_write_json(folder / RESULT, result)
     return {**result, "reused": False}
 
 
 def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]],
-                   teacher_net: nn.Module | None, config: TrainConfig) -> dict[str, Any]:
+                   teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
+                   ) -> dict[str, Any]:
     """Train one variant's chain with one seed; the student's test accuracy and every step's metrics."""
     recipe = ctx.recipe
     assert recipe.distill is not None
     data = ctx.data()
-    losses, ce_weight = objective(recipe, variant, config.epochs)
+    losses, ce_weight = terms
     teacher = None
     if variant != "no-kd":
         assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
