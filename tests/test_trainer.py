@@ -245,15 +245,20 @@ def test_channels_last_keeps_narrow_strided_1x1_convolutions_nchw(data: DataBund
     _, reference = nets()
     shortcut = student.layer2[0].downsample[0]
     inputs: list[torch.Tensor] = []
+    output_strides: list[tuple[int, ...]] = []
     trainer = Trainer(student, data, config(epochs=2, amp=False, channels_last=True), tmp_path / "cl")
     record_inputs(shortcut, inputs)  # runs after the trainer's own pre-hook
+    shortcut.register_forward_hook(lambda _m, _a, out: output_strides.append(out.stride()))
     cl = trainer.fit()
     plain = Trainer(reference, data, config(epochs=2, amp=False, channels_last=False), tmp_path / "nchw").fit()
     wide_block = "AVX512" in torch.backends.cpu.get_cpu_capability()  # channel block 16, else 8
     expected = ["layer2.0.downsample.0"] + (["layer3.0.downsample.0"] if wide_block else [])  # 4 and 8 channels in
     assert cl.numerics is not None and cl.numerics["contiguous_layers"] == expected
     assert inputs and all(x.is_contiguous() for x in inputs)
-    assert shortcut.weight.is_contiguous() and student.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    # A 1x1 weight is is_contiguous() in both layouts; only row-major strides make PyTorch pick the NCHW kernel.
+    assert shortcut.weight.stride() == (4, 1, 1, 1)
+    assert student.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert set(output_strides) == {(8 * 4 * 4, 4 * 4, 4, 1)}  # (batch, 8, 4, 4) computed NCHW
     assert len(shortcut._forward_pre_hooks) == 1  # the trainer's removed after training, the recorder kept
     for name, value in cl.state_dict.items():
         assert torch.allclose(value.float(), plain.state_dict[name].float(), atol=1e-4), name

@@ -15,7 +15,10 @@ has fewer channels than oneDNN's channel block (8 with AVX2, 16 with AVX-512) wr
 2.13 we saw heap corruption and crashes; the issue also reports silently wrong gradients). ResNet downsample
 shortcuts of narrow nets are such convolutions. Rather than refusing the whole net, those layers alone are kept in
 the contiguous (NCHW) format (:func:`keep_contiguous`: their weights, and their inputs through a forward pre-hook),
-so oneDNN runs them with its NCHW kernels; the rest of the net stays channels-last.
+so oneDNN runs them with its NCHW kernels; the rest of the net stays channels-last. "NCHW" means the standard
+strides, not merely ``is_contiguous()``: a 1×1 weight (or a one-channel input) converted to channels-last is still
+``is_contiguous()``, so ``.contiguous()`` returns it unchanged, its strides keep saying channels-last, and PyTorch
+picks the channels-last kernel again (:func:`standard_strides`).
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def keep_contiguous(net: nn.Module, names: list[str]) -> Callable[[], None]:
     for name in names:
         conv = modules[name]
         assert isinstance(conv, nn.Conv2d)
-        conv.weight.data = conv.weight.data.contiguous()
+        conv.weight.data = standard_strides(conv.weight.data)
         handles.append(conv.register_forward_pre_hook(_contiguous_input))
 
     def release() -> None:
@@ -138,5 +141,17 @@ def keep_contiguous(net: nn.Module, names: list[str]) -> Callable[[], None]:
     return release
 
 
+def standard_strides(tensor: Tensor) -> Tensor:
+    """``tensor`` with the row-major (NCHW) strides PyTorch derives its memory format from; a copy only if its strides
+    differ (``.contiguous()`` keeps a 1×1 channels-last weight as it is, since size-1 dimensions make both layouts
+    contiguous)."""
+    row_major: list[int] = []
+    step = 1
+    for size in reversed(tensor.shape):
+        row_major.insert(0, step)
+        step *= max(size, 1)
+    return tensor if list(tensor.stride()) == row_major else tensor.clone(memory_format=torch.contiguous_format)
+
+
 def _contiguous_input(_module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    return tuple(arg.contiguous() for arg in args)
+    return tuple(standard_strides(arg) for arg in args)
