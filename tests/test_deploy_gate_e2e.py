@@ -174,17 +174,21 @@ def test_baseline_of_the_same_run_passes_and_one_byte_more_fails(smoke_run: Path
     assert refused.returncode == 2 and "baseline is of recipe 'fmnist-quantize'" in refused.stderr
 
 
-def interleaved(models: list[Path], *, blocks: int = 10, runs: int = 20) -> list[list[float]]:
-    """One latency series per model (``blocks * runs`` samples, ms), timed in interleaved blocks of ``runs``."""
-    x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+def interleaved(models: list[Path], *, repeats: int = 1, rounds: int = 200) -> list[list[float]]:
+    """``repeats`` latency series per model (``rounds`` samples each, ms), from one ONNX Runtime session per model,
+    timed one call at a time in a fresh random order each round, so that every series sees the same load of a shared
+    machine (no series keeps a place in a periodic pattern of the load)."""
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 1, 8, 8), dtype=np.float32)
     runners = [open_runner("onnxruntime", m, threads=2) for m in models]
-    series: list[list[int]] = [[] for _ in models]
+    series: list[list[int]] = [[] for _ in range(len(models) * repeats)]
     try:
         for r in runners:
             time_calls(lambda: r(x), warmup=20, runs=1)
-        for _ in range(blocks):
-            for i, r in enumerate(runners):
-                series[i] += time_calls(lambda: r(x), warmup=0, runs=runs)
+        for _ in range(rounds):
+            for i in rng.permutation(len(series)):
+                r = runners[i // repeats]
+                series[i] += time_calls(lambda: r(x), warmup=0, runs=1)
     finally:
         for r in runners:
             r.close()
@@ -201,10 +205,13 @@ def with_samples(m: dict[str, Any], name: str, samples: list[float], **fields: A
 
 
 def test_ten_remeasurements_raise_no_latency_regression(smoke_run: Path) -> None:
+    """Timing noise alone never puts the interval's lower bound above 1 + 10 %. One session times all eleven series:
+    how much a shared machine drifts between sessions and runs (CI measured up to ×1.46 between sessions of the same
+    model) is what ``--latency-tol`` is set above, after ``benchmarks/gate_noise.py``; it is not the gate's error."""
     m = manifest(smoke_run)
     name = "student-onnx-fp32"
     model = smoke_run / next(a["path"] for a in m["artifacts"] if a["name"] == name)
-    first, *again = interleaved([model] * 11)
+    first, *again = interleaved([model], repeats=11)
     base = snapshot(with_samples(m, name, first))
     rows = [next(r for r in compare(base, with_samples(m, name, s), Tolerances()).rows
                  if r.artifact == name and r.metric.startswith("latency")) for s in again]
