@@ -36,7 +36,8 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
     errors = error.errors()
     first = errors[0]
     loc = tuple(first["loc"])
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    path = ".".join(str(p) for p in loc)
+    key = f"{path}: " if path else ""  # a check across the whole file names no key
     if first["type"] == "extra_forbidden":
         owner = _model_at(model, loc[:-1])
         allowed = sorted(owner.model_fields) if owner else []
@@ -48,4 +49,4 @@ def format_validation_error(error: ValidationError, model: type[BaseModel], sour
         if first["type"] not in {"missing", "value_error", "assertion_error"}:
             message += f" (got {first.get('input')!r})"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{source}: {key}: {message}{more}"
+    return f"{source}: {key}{message}{more}"

@@ -32,11 +32,11 @@ from edgekd.prune.dp import (
 )
 from edgekd.prune.graph import Chain, Layer, Skip, analyse
 from edgekd.prune.importance import (
-                                     ImportanceSettings,
-                                     ImportanceStore,
-                                     importance_value,
-                                     load_importance,
-                                     measure_importance,
+    ImportanceSettings,
+    ImportanceStore,
+    importance_value,
+    load_importance,
+    measure_importance,
 )
 from edgekd.prune.latency import LatencySettings, LatencyTable, build_latency_table, measure_module
 from edgekd.prune.segments import Option, Plan, Segment, candidate_options, drop_changes, segment_options
