@@ -3,9 +3,9 @@
 Each series is what the bench stage records (warm-up, then ``--runs`` timed calls with edgekd's timing loop); the
 ratio of medians against the first series and its bootstrap interval are those of ``edgekd check``. Back to back
 (the default) is what a CI gate sees between a baseline and a later run on the same machine; ``--interleave`` times
-the series in alternating blocks of 20 runs, so they share the machine's load and only the noise within a
-measurement remains. Use it to choose ``--latency-tol`` for a CI machine: the gate flags a ratio only when its
-whole interval lies above ``1 + tol``.
+the series one call at a time in random order (:func:`edgekd.bench.latency.interleaved_calls`), so they share the
+machine's load and only the noise within a measurement remains. Use it to choose ``--latency-tol`` for a CI machine:
+the gate flags a ratio only when its whole interval lies above ``1 + tol``.
 
     python benchmarks/gate_noise.py runs/quickstart/export/student-onnx-fp32/model.onnx --series 11
     python benchmarks/gate_noise.py runs/quickstart/export/student-onnx-fp32/model.onnx --series 11 --interleave
@@ -14,15 +14,14 @@ whole interval lies above ``1 + tol``.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.bench.bootstrap import ratio_of_medians
-from edgekd.bench.latency import time_calls
+from edgekd.bench.latency import interleaved_calls, time_calls
 from edgekd.runtime import artifact_format, open_runner
-
-BLOCK = 20
 
 
 def main() -> None:
@@ -33,23 +32,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="timed runs per series (the quickstart bench: 200)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--interleave", action="store_true", help="alternate blocks of 20 runs between series")
+    parser.add_argument("--interleave", action="store_true", help="one call at a time, in random order")
     parser.add_argument("--tol", type=float, default=10.0, help="latency tolerance, percent (default 10)")
     args = parser.parse_args()
     runtime = args.runtime or {"onnx": "onnxruntime", "openvino": "openvino"}[artifact_format(args.artifact)]
     shape = [1, *(d or 1 for d in open_runner(runtime, args.artifact).input_shape[1:])]
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     runners = [open_runner(runtime, args.artifact, threads=args.threads) for _ in range(args.series)]
-    series: list[list[int]] = [[] for _ in runners]
     if args.interleave:
-        for r in runners:
-            time_calls(lambda: r(x), warmup=args.warmup, runs=1)
-        for _ in range(max(1, args.runs // BLOCK)):
-            for i, r in enumerate(runners):
-                series[i] += time_calls(lambda: r(x), warmup=0, runs=BLOCK)
+        series = interleaved_calls([functools.partial(r, x) for r in runners], rounds=args.runs, warmup=args.warmup)
     else:
-        for i, r in enumerate(runners):
-            series[i] = time_calls(lambda: r(x), warmup=args.warmup, runs=args.runs)
+        series = [time_calls(functools.partial(r, x), warmup=args.warmup, runs=args.runs) for r in runners]
     first = np.asarray(series[0]) / 1e6
     print(f"{args.artifact} in {runtime}, {args.threads} threads, {len(first)} runs per series, "
           f"{'interleaved' if args.interleave else 'back to back'}; series 0 median {np.median(first):.4f} ms")

@@ -8,6 +8,7 @@ load, and what remains is the noise within a measurement, which the gate's inter
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from edgekd.bench.gate import Tolerances, compare, snapshot
-from edgekd.bench.latency import samples_ms, time_calls
+from edgekd.bench.latency import interleaved_calls, samples_ms
 from edgekd.pipeline.hashing import artifact_files
 from edgekd.runtime import open_runner
 from tests.conftest import ROOT, run_cli
@@ -175,24 +176,16 @@ def test_baseline_of_the_same_run_passes_and_one_byte_more_fails(smoke_run: Path
 
 
 def interleaved(models: list[Path], *, repeats: int = 1, rounds: int = 200) -> list[list[float]]:
-    """``repeats`` latency series per model (``rounds`` samples each, ms), from one ONNX Runtime session per model,
-    timed one call at a time in a fresh random order each round, so that every series sees the same load of a shared
-    machine (no series keeps a place in a periodic pattern of the load)."""
-    rng = np.random.default_rng(0)
-    x = rng.random((1, 1, 8, 8), dtype=np.float32)
+    """``repeats`` latency series per model (``rounds`` samples each, ms) from one ONNX Runtime session per model,
+    timed by :func:`interleaved_calls` so that every series sees the same load."""
+    x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     runners = [open_runner("onnxruntime", m, threads=2) for m in models]
-    series: list[list[int]] = [[] for _ in range(len(models) * repeats)]
     try:
-        for r in runners:
-            time_calls(lambda: r(x), warmup=20, runs=1)
-        for _ in range(rounds):
-            for i in rng.permutation(len(series)):
-                r = runners[i // repeats]
-                series[i] += time_calls(lambda: r(x), warmup=0, runs=1)
+        calls = [functools.partial(r, x) for r in runners for _ in range(repeats)]
+        return [samples_ms(s) for s in interleaved_calls(calls, rounds=rounds)]
     finally:
         for r in runners:
             r.close()
-    return [samples_ms(s) for s in series]
 
 
 def with_samples(m: dict[str, Any], name: str, samples: list[float], **fields: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.bench.latency import latency_stats, measure_latency
+from edgekd.bench.latency import interleaved_calls, latency_stats, measure_latency
 from edgekd.errors import UserError
 from edgekd.export import export_onnx
 from edgekd.models import create, save_checkpoint
@@ -188,3 +188,23 @@ def test_measure_latency_stops_at_the_time_limit() -> None:
     assert stats["p50"] == pytest.approx(400.0)
     with pytest.raises(ValueError):
         measure_latency(lambda: None, warmup=0, runs=0)
+
+
+def test_interleaved_calls_times_every_function_once_per_round_in_varying_order() -> None:
+    """Three functions taking 1, 2 and 3 ms of a fake clock: each series holds exactly its own durations, every
+    round calls each once (after the warm-up calls), and the order of the rounds is not one fixed cycle."""
+    now, calls = [0], []
+
+    def make(index: int):  # noqa: ANN202
+        def fn() -> None:
+            now[0] += (index + 1) * 1_000_000
+            calls.append(index)
+        return fn
+
+    series = interleaved_calls([make(i) for i in range(3)], rounds=50, warmup=2, clock=lambda: now[0])
+    assert series == [[1_000_000] * 50, [2_000_000] * 50, [3_000_000] * 50]
+    assert calls[:6] == [0, 0, 1, 1, 2, 2]
+    rounds = [tuple(calls[6 + 3 * r: 9 + 3 * r]) for r in range(50)]
+    assert all(sorted(r) == [0, 1, 2] for r in rounds) and len(set(rounds)) > 1
+    with pytest.raises(ValueError):
+        interleaved_calls([lambda: None], rounds=0)

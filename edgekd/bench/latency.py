@@ -40,6 +40,27 @@ def time_calls(fn: Callable[[], object], *, warmup: int, runs: int, max_seconds:
     return timed_loop(fn, warmup, 0.0, runs, 0.0, max_seconds, clock=clock)
 
 
+def interleaved_calls(fns: Sequence[Callable[[], object]], *, rounds: int, warmup: int = 20, seed: int = 0,
+                      clock: Clock = time.perf_counter_ns) -> list[list[int]]:
+    """Durations (ns) of ``rounds`` timed calls of each of ``fns``, after ``warmup`` untimed calls of each: one call
+    at a time, in a fresh seeded random order every round. Every series then sees the same load of a shared machine,
+    and none keeps a fixed place in a periodic pattern of it: the way to compare latencies of several models fairly
+    where the load drifts between measurements taken one after the other."""
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1 and warmup >= 0; got {rounds}, {warmup}")
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    rng = np.random.default_rng(seed)
+    series: list[list[int]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i in rng.permutation(len(fns)):
+            t0 = clock()
+            fns[i]()
+            series[i].append(clock() - t0)
+    return series
+
+
 def samples_ms(durations_ns: Sequence[int] | np.ndarray, limit: int = MAX_SAMPLES) -> list[float]:
     """The durations in milliseconds for the manifest (the CI gate's samples): :func:`thin_samples`."""
     return thin_samples(durations_ns, limit)
