@@ -3,9 +3,10 @@
 Each series is what the bench stage records (warm-up, then ``--runs`` timed calls with edgekd's timing loop); the
 ratio of medians against the first series and its bootstrap interval are those of ``edgekd check``. Back to back
 (the default) is what a CI gate sees between a baseline and a later run on the same machine; ``--interleave`` times
-the series one call at a time in random order (:func:`edgekd.bench.latency.interleaved_calls`), so they share the
-machine's load and only the noise within a measurement remains. Use it to choose ``--latency-tol`` for a CI machine:
-the gate flags a ratio only when its whole interval lies above ``1 + tol``.
+the series in blocks of 20 calls (after 5 untimed), in a new random order each round
+(:func:`edgekd.bench.latency.interleaved_calls`), so they share the machine's load and only the noise within a
+measurement remains. Use it to choose ``--latency-tol`` for a CI machine: the gate flags a ratio only when its whole
+interval lies above ``1 + tol``.
 
     python benchmarks/gate_noise.py runs/quickstart/export/student-onnx-fp32/model.onnx --series 11
     python benchmarks/gate_noise.py runs/quickstart/export/student-onnx-fp32/model.onnx --series 11 --interleave
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bench.bootstrap import ratio_of_medians
+from edgekd.bench.latency import INTERLEAVE_BLOCK as BLOCK
+from edgekd.bench.latency import INTERLEAVE_BLOCK_WARMUP as BLOCK_WARMUP
 from edgekd.bench.latency import interleaved_calls, time_calls
 from edgekd.runtime import artifact_format, open_runner
 
@@ -32,7 +35,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="timed runs per series (the quickstart bench: 200)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--interleave", action="store_true", help="one call at a time, in random order")
+    parser.add_argument("--interleave", action="store_true", help="blocks of 20 calls, in random order")
     parser.add_argument("--tol", type=float, default=10.0, help="latency tolerance, percent (default 10)")
     args = parser.parse_args()
     runtime = args.runtime or {"onnx": "onnxruntime", "openvino": "openvino"}[artifact_format(args.artifact)]
@@ -40,7 +43,8 @@ def main() -> None:
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     runners = [open_runner(runtime, args.artifact, threads=args.threads) for _ in range(args.series)]
     if args.interleave:
-        series = interleaved_calls([functools.partial(r, x) for r in runners], rounds=args.runs, warmup=args.warmup)
+        series = interleaved_calls([functools.partial(r, x) for r in runners], rounds=max(1, args.runs // BLOCK),
+                                   runs=BLOCK, warmup=args.warmup, block_warmup=BLOCK_WARMUP)
     else:
         series = [time_calls(functools.partial(r, x), warmup=args.warmup, runs=args.runs) for r in runners]
     first = np.asarray(series[0]) / 1e6

@@ -190,9 +190,9 @@ def test_measure_latency_stops_at_the_time_limit() -> None:
         measure_latency(lambda: None, warmup=0, runs=0)
 
 
-def test_interleaved_calls_times_every_function_once_per_round_in_varying_order() -> None:
+def test_interleaved_calls_times_every_function_in_blocks_in_varying_order() -> None:
     """Three functions taking 1, 2 and 3 ms of a fake clock: each series holds exactly its own durations, every
-    round calls each once (after the warm-up calls), and the order of the rounds is not one fixed cycle."""
+    round gives each one block (one untimed call, then two timed), and the order of the rounds is not one cycle."""
     now, calls = [0], []
 
     def make(index: int):  # noqa: ANN202
@@ -201,10 +201,12 @@ def test_interleaved_calls_times_every_function_once_per_round_in_varying_order(
             calls.append(index)
         return fn
 
-    series = interleaved_calls([make(i) for i in range(3)], rounds=50, warmup=2, clock=lambda: now[0])
-    assert series == [[1_000_000] * 50, [2_000_000] * 50, [3_000_000] * 50]
-    assert calls[:6] == [0, 0, 1, 1, 2, 2]
-    rounds = [tuple(calls[6 + 3 * r: 9 + 3 * r]) for r in range(50)]
-    assert all(sorted(r) == [0, 1, 2] for r in rounds) and len(set(rounds)) > 1
+    series = interleaved_calls([make(i) for i in range(3)], rounds=30, runs=2, warmup=2, block_warmup=1,
+                               clock=lambda: now[0])
+    assert series == [[1_000_000] * 60, [2_000_000] * 60, [3_000_000] * 60]
+    assert calls[:6] == [0, 0, 1, 1, 2, 2] and len(calls) == 6 + 30 * 3 * 3
+    rounds = [tuple(calls[6 + 9 * r: 15 + 9 * r]) for r in range(30)]
+    assert all(sorted(r) == [0, 0, 0, 1, 1, 1, 2, 2, 2] and r[0] == r[1] == r[2] for r in rounds)
+    assert len(set(rounds)) > 1
     with pytest.raises(ValueError):
         interleaved_calls([lambda: None], rounds=0)

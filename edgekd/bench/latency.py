@@ -18,6 +18,8 @@ Clock = Callable[[], int]
 
 #: most latency samples kept per artifact in the manifest (bench metric ``samples_ms``)
 MAX_SAMPLES = 1000
+#: timed calls per block, and untimed calls before each, where :func:`interleaved_calls` compares different models
+INTERLEAVE_BLOCK, INTERLEAVE_BLOCK_WARMUP = 20, 5
 
 
 def latency_stats(durations_ns: Sequence[int] | np.ndarray, batch_size: int = 1) -> dict[str, float | int]:
@@ -40,14 +42,17 @@ def time_calls(fn: Callable[[], object], *, warmup: int, runs: int, max_seconds:
     return timed_loop(fn, warmup, 0.0, runs, 0.0, max_seconds, clock=clock)
 
 
-def interleaved_calls(fns: Sequence[Callable[[], object]], *, rounds: int, warmup: int = 20, seed: int = 0,
-                      clock: Clock = time.perf_counter_ns) -> list[list[int]]:
-    """Durations (ns) of ``rounds`` timed calls of each of ``fns``, after ``warmup`` untimed calls of each: one call
-    at a time, in a fresh seeded random order every round. Every series then sees the same load of a shared machine,
-    and none keeps a fixed place in a periodic pattern of it: the way to compare latencies of several models fairly
-    where the load drifts between measurements taken one after the other."""
-    if rounds < 1 or warmup < 0:
-        raise ValueError(f"need rounds >= 1 and warmup >= 0; got {rounds}, {warmup}")
+def interleaved_calls(fns: Sequence[Callable[[], object]], *, rounds: int, runs: int = 1, warmup: int = 20,
+                      block_warmup: int = 0, seed: int = 0, clock: Clock = time.perf_counter_ns) -> list[list[int]]:
+    """Durations (ns) of ``rounds · runs`` timed calls of each of ``fns``, after ``warmup`` untimed calls of each.
+    Every round takes the functions in a fresh seeded random order, each for a block of ``block_warmup`` untimed and
+    ``runs`` timed calls. Every series then sees the same load of a shared machine, and none keeps a fixed place in
+    a periodic pattern of it: the way to compare latencies fairly where the load drifts between measurements taken
+    one after the other. Where the functions are different models, blocks with a warm-up keep each block's timing
+    warm (caches, the runtime's thread pool) as a one-model benchmark is; a block of one call measures cold calls."""
+    if rounds < 1 or runs < 1 or warmup < 0 or block_warmup < 0:
+        raise ValueError(f"need rounds >= 1, runs >= 1 and warm-ups >= 0; got {rounds}, {runs}, {warmup}, "
+                         f"{block_warmup}")
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -55,9 +60,12 @@ def interleaved_calls(fns: Sequence[Callable[[], object]], *, rounds: int, warmu
     series: list[list[int]] = [[] for _ in fns]
     for _ in range(rounds):
         for i in rng.permutation(len(fns)):
-            t0 = clock()
-            fns[i]()
-            series[i].append(clock() - t0)
+            for _ in range(block_warmup):
+                fns[i]()
+            for _ in range(runs):
+                t0 = clock()
+                fns[i]()
+                series[i].append(clock() - t0)
     return series
 
 
