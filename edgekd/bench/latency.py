@@ -60,12 +60,7 @@ def interleaved_calls(fns: Sequence[Callable[[], object]], *, rounds: int, runs:
     series: list[list[int]] = [[] for _ in fns]
     for _ in range(rounds):
         for i in rng.permutation(len(fns)):
-            for _ in range(block_warmup):
-                fns[i]()
-            for _ in range(runs):
-                t0 = clock()
-                fns[i]()
-                series[i].append(clock() - t0)
+            series[i] += time_calls(fns[i], warmup=block_warmup, runs=runs, clock=clock)
     return series
 
 
