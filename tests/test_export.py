@@ -115,6 +115,45 @@ def test_parity_judges_agreement_separately_from_tolerance(net, x) -> None:
     assert check_parity(reference, shifted, x, atol=11.0)["passed"]
 
 
+LOGITS = np.array([20.0, -15.0, 3.0, 0.5], dtype=np.float32)  # one sample's logits: two large, two small
+
+
+def fixed_logits(scale: float = 1.0, shift: np.ndarray | None = None):
+    """A runner answering every sample with ``LOGITS * scale + shift``."""
+    row = LOGITS * scale + (0.0 if shift is None else shift)
+    return lambda batch: np.tile(row, (len(batch), 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("scale", "shift", "atol", "rtol"), [
+    (1.004, None, 0.05, 0.0),  # 0.4 % relative error: 0.08 on the logit 20, over a purely absolute 0.05
+    (1.004, None, 0.05, 0.01),  # the same error inside 0.05 + 1 % of each logit
+    (1.0, np.array([0.0, 0.0, 0.0, 0.06]), 0.05, 0.01),  # 0.06 on the logit 0.5: the relative part adds only 0.005
+    (1.0, np.array([0.0, 0.0, 0.0, 0.054]), 0.05, 0.01),  # 0.054 on it: inside 0.05 + 0.005
+])
+def test_parity_tolerance_is_numpy_isclose_bound(x, scale: float, shift, atol: float, rtol: float) -> None:
+    reference, candidate = fixed_logits(), fixed_logits(scale, shift)
+    result = check_parity(reference, candidate, x, atol=atol, rtol=rtol)
+    expected = bool(np.isclose(candidate(x), reference(x), rtol=rtol, atol=atol).all())
+    assert result["passed"] is expected and result["top1_agreement"] == 1.0
+    assert result["max_abs_diff"] == pytest.approx(float(np.abs(candidate(x) - reference(x)).max()))
+
+
+def test_reduced_precisions_get_a_bound_relative_to_the_logit() -> None:
+    from edgekd.config import ExportConfig
+    from edgekd.stages.export import parity_message, parity_tolerance
+
+    cfg = ExportConfig()
+    assert parity_tolerance(cfg, "fp32") == (cfg.parity_atol, 0.0, cfg.min_top1_agreement)
+    fp16, bf16 = parity_tolerance(cfg, "fp16"), parity_tolerance(cfg, "bf16")
+    # about 20 unit roundoffs of the format: 2^-11 for fp16, 2^-8 for bf16
+    assert fp16.rtol == pytest.approx(20 * 2.0**-11, rel=0.03) and bf16.rtol == pytest.approx(20 * 2.0**-8, rel=0.03)
+    # the miss seen on an AMX Xeon (OpenVINO computing f16), max |Δlogit| 0.0501: over the old absolute 0.05, inside
+    # the new bound unless it sat on a logit under 0.01 in magnitude
+    assert fp16.atol < 0.0501 <= fp16.atol + fp16.rtol * 0.02
+    line = parity_message({"samples": 512, "max_abs_diff": 0.3, "top1_agreement": 1.0, **fp16._asdict()})
+    assert "(allowed 0.05 + 0.01·|logit|)" in line
+
+
 def test_openvino_ir_from_onnx_runs_and_fp16_halves_the_weights(net, x, onnx_path: Path, tmp_path: Path) -> None:
     xmls = {fp16: export_openvino(onnx_path, tmp_path / str(fp16) / "model.xml", compress_to_fp16=fp16)
             for fp16 in (False, True)}

@@ -28,7 +28,7 @@ def failed_fp16(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproc
     """A smoke run whose fp16 artifact is made to fail its parity check (a tolerance no fp16 rounding can meet)."""
     run_dir = tmp_path_factory.mktemp("failed") / "run"
     result = run_cli("run", QUICKSTART, "--device", "x86-cpu", "--out", str(run_dir), "--smoke",
-                     "--set", "export.fp16_parity_atol=1e-12")
+                     "--set", "export.fp16_parity_atol=1e-12", "--set", "export.fp16_parity_rtol=0")
     return run_dir, result
 
 

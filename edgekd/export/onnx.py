@@ -61,21 +61,25 @@ def export_onnx(net: nn.Module, mean: Sequence[float], std: Sequence[float], exa
 
 
 def check_parity(reference: Callable[[np.ndarray], np.ndarray], candidate: Callable[[np.ndarray], np.ndarray],
-                 x: np.ndarray, *, atol: float, min_top1_agreement: float = 0.999,
+                 x: np.ndarray, *, atol: float, rtol: float = 0.0, min_top1_agreement: float = 0.999,
                  batch_size: int = 256) -> dict[str, float | bool]:
     """Compare ``candidate``'s logits with ``reference``'s on ``x`` (float32 NCHW in [0, 1]).
 
     Returns ``max_abs_diff`` (largest absolute logit difference), ``top1_agreement`` (share of samples whose argmax
-    agrees) and ``passed`` (``max_abs_diff <= atol`` and ``top1_agreement >= min_top1_agreement``; NaN fails).
-    Quantized artifacts are compared with a loose ``atol`` and judged mostly on agreement.
+    agrees) and ``passed``: every logit within ``atol + rtol * |reference logit|`` (``numpy.isclose``'s bound, so a
+    reduced precision's rounding, which scales with the logit, is judged relative to it) and ``top1_agreement >=
+    min_top1_agreement``; NaN fails. Quantized artifacts are compared with a loose ``atol`` and judged mostly on
+    agreement.
     """
     ref = predict(reference, x, batch_size)
     cand = predict(candidate, x, batch_size)
     if ref.shape != cand.shape:
         raise ValueError(f"reference logits {ref.shape} and candidate logits {cand.shape} differ in shape")
-    max_abs_diff = float(np.max(np.abs(ref - cand)))
+    diff = np.abs(ref - cand)
+    max_abs_diff = float(np.max(diff))
     agreement = float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1)))
-    passed = bool(max_abs_diff <= atol and agreement >= min_top1_agreement)
+    within = bool(np.all(diff <= atol + rtol * np.abs(ref)))
+    passed = within and agreement >= min_top1_agreement
     return {"max_abs_diff": max_abs_diff, "top1_agreement": agreement, "passed": passed}
 
 

@@ -2,8 +2,9 @@
 
 Every artifact takes raw [0, 1] pixels and carries its normalisation inside the graph. Parity check on real test
 images: an artifact fails (``status: failed``, kept in the manifest with its figures; the others go on) if the largest
-|logit difference| exceeds ``export.parity_atol`` or its top-1 agreement with the torch model falls below
-``export.min_top1_agreement`` (``fp16_*`` and ``bf16_*`` tolerances for those precisions). Each artifact runs in the
+logit differs from torch's by more than ``export.parity_atol + export.parity_rtol * |logit|`` or its top-1 agreement
+falls below ``export.min_top1_agreement`` (``fp16_*`` and ``bf16_*`` tolerances for those precisions, whose rounding
+grows with the logit). Each artifact runs in the
 precision it is labelled with (:mod:`edgekd.runtime.precision`); bf16 is built only where the hardware computes in it.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -181,27 +182,45 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
     return mark_failed(artifact, failed) if failed is not None else artifact
 
 
-def parity_tolerance(cfg: ExportConfig, precision: str) -> tuple[float, float]:
-    """(largest |logit difference|, lowest top-1 agreement) allowed for an artifact of ``precision``."""
-    if precision == "fp16":  # fp16 weights or compute: rounding moves logits by ~1e-3 relative
-        return cfg.fp16_parity_atol, cfg.fp16_min_top1_agreement
-    if precision == "bf16":  # 8-bit mantissa: ~4e-3 relative per operation
-        return cfg.bf16_parity_atol, cfg.bf16_min_top1_agreement
-    return cfg.parity_atol, cfg.min_top1_agreement
+class ParityTolerance(NamedTuple):
+    """An artifact passes its parity check when every logit is within ``atol + rtol * |torch logit|`` and its top-1
+    agreement with torch is at least ``min_top1_agreement``."""
+
+    atol: float
+    rtol: float
+    min_top1_agreement: float
+
+
+def parity_tolerance(cfg: ExportConfig, precision: str) -> ParityTolerance:
+    """The tolerance for an artifact of ``precision``. Reduced precisions round relative to the value (unit roundoff
+    2^-11 for fp16, 2^-8 for bf16), so their bound grows with the logit."""
+    if precision == "fp16":
+        return ParityTolerance(cfg.fp16_parity_atol, cfg.fp16_parity_rtol, cfg.fp16_min_top1_agreement)
+    if precision == "bf16":
+        return ParityTolerance(cfg.bf16_parity_atol, cfg.bf16_parity_rtol, cfg.bf16_min_top1_agreement)
+    return ParityTolerance(cfg.parity_atol, cfg.parity_rtol, cfg.min_top1_agreement)
+
+
+def parity_figures(reference: Any, candidate: Any, x: np.ndarray, cfg: ExportConfig, precision: str
+                   ) -> dict[str, Any]:
+    """Parity figures of the ``candidate`` runner against ``reference`` on ``x``, with the tolerance they were judged
+    by."""
+    from edgekd.export.onnx import check_parity
+
+    tolerance = parity_tolerance(cfg, precision)
+    parity: dict[str, Any] = dict(check_parity(reference, candidate, x, atol=tolerance.atol, rtol=tolerance.rtol,
+                                               min_top1_agreement=tolerance.min_top1_agreement))
+    parity.update(tolerance._asdict(), samples=len(x))
+    return parity
 
 
 def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig
             ) -> dict[str, Any]:
     """Parity figures of ``artifact`` against the torch model, with the tolerances and the precision it ran in."""
-    from edgekd.export.onnx import check_parity
-
-    atol, min_agreement = parity_tolerance(cfg, artifact.precision)
     candidate = open_artifact(ctx, artifact)
     try:
-        parity: dict[str, Any] = dict(check_parity(reference, candidate, x, atol=atol,
-                                                   min_top1_agreement=min_agreement))
-        parity.update(atol=atol, min_top1_agreement=min_agreement, samples=len(x),
-                      compute=candidate.describe().get("inference_precision", "f32"))
+        parity = parity_figures(reference, candidate, x, cfg, artifact.precision)
+        parity["compute"] = candidate.describe().get("inference_precision", "f32")
     finally:
         candidate.close()
     return parity
@@ -209,6 +228,7 @@ def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray
 
 def parity_message(parity: dict[str, Any]) -> str:
     """The one line that says why an artifact failed its parity check."""
+    allowed = f"{parity['atol']} + {parity['rtol']}·|logit|" if parity.get("rtol") else f"{parity['atol']}"
     return (f"parity check failed against torch on {parity['samples']} test images: max |Δlogit| "
-            f"{parity['max_abs_diff']:.3g} (allowed {parity['atol']}), top-1 agreement "
+            f"{parity['max_abs_diff']:.3g} (allowed {allowed}), top-1 agreement "
             f"{parity['top1_agreement']:.4f} (needed {parity['min_top1_agreement']})")

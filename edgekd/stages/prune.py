@@ -52,7 +52,7 @@ from edgekd.stages._models import build_net, derived_info, load_plain_net, write
 from edgekd.stages._prune_plans import Result, plan_all
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
-from edgekd.stages.export import exporter, parity_message, parity_tolerance
+from edgekd.stages.export import exporter, parity_figures, parity_message
 
 #: the factory a merged network's torch artifact names (imported by path by edgekd.models.create)
 MERGED_FACTORY = "edgekd.prune.apply:merged_model"
@@ -275,8 +275,6 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
                      cfg: ExportConfig) -> Artifact:
     """``source`` exported to the table's runtime (so bench times it where the table was timed), parity-checked
     against torch like the export stage's artifacts; a failure is recorded on the artifact."""
-    from edgekd.export.onnx import check_parity
-
     data = ctx.data()
     fmt, builder = exporter(runtime, precision)
     name = f"{source.name}-{fmt}-{precision}"
@@ -288,18 +286,15 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
                                            data.test.x[:1], out, cfg), ctx.log, f"{name}: export")
     artifact = Artifact.from_file(ctx.run_dir, path or out, **record)
     if path is not None:
-        atol, agreement = parity_tolerance(cfg, precision)
         reference, candidate = open_artifact(ctx, source), open_artifact(ctx, artifact)
         try:
             probe = data.test.x[: cfg.parity_samples].numpy()
-            parity, failed = attempt(lambda: dict(check_parity(reference, candidate, probe, atol=atol,
-                                                               min_top1_agreement=agreement)), ctx.log,
+            parity, failed = attempt(lambda: parity_figures(reference, candidate, probe, cfg, precision), ctx.log,
                                      f"{name}: parity check")
         finally:
             reference.close()
             candidate.close()
         if parity is not None:
-            parity.update(atol=atol, min_top1_agreement=agreement, samples=len(probe))
             artifact.info["parity"] = parity
             if not parity["passed"]:
                 failed = failure(ParityError(parity_message(parity)))
