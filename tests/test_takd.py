@@ -14,7 +14,7 @@ import torch
 from edgekd.config import LossTerm, ModelRef, TrainConfig
 from edgekd.data import DataBundle, load_dataset
 from edgekd.distill import chain as chain_module
-from edgekd.distill.ablation import dkd_term, summarize
+from edgekd.distill.ablation import dkd_term, grid_check, summarize
 from edgekd.distill.assistants import Point, candidate_refs, choose, npsd, score
 from edgekd.distill.chain import STEP_RECORD, STEP_WEIGHTS, Link, make_terms, state_digest, train_chain
 from edgekd.distill.trainer import TrainResult
@@ -182,6 +182,30 @@ def test_ablation_table_mean_and_std_match_numpy() -> None:
     assert summarize([{"variant": "kd", "seed": 0, "test_accuracy": 0.9, "chain": []}], ["kd"])[0]["std"] is None
 
 
+def test_grid_check_ranks_the_selected_assistant_against_the_grid_by_hand() -> None:
+    accuracies = {"ta-grid:r14": [0.84, 0.86, 0.85], "ta-grid:r20": [0.87, 0.86, 0.88],
+                  "ta-grid:r26": [0.85, 0.85, 0.86]}
+    runs = [{"variant": v, "seed": s, "test_accuracy": a, "chain": [v]}
+            for v, values in accuracies.items() for s, a in enumerate(values)]
+    table = summarize(runs, list(accuracies))
+    # means 0.85, 0.87, 0.8533; stds 0.01, 0.01, 0.005774: r14 is 2 points below r20, more than the 1-point spread
+    worse = grid_check(table, "r14")
+    assert (worse["best"], worse["rank"], worse["candidates"]) == ("r20", 3, 3)
+    assert worse["gap"] == pytest.approx(0.02, abs=1e-12) and worse["spread"] == pytest.approx(0.01, abs=1e-12)
+    assert worse["finding"] is True
+    near = grid_check(table, "r26")  # 1.67 points below, spread max(0.01, 0.0058) = 0.01: still a finding
+    assert near["rank"] == 2 and near["gap"] == pytest.approx(0.87 - 0.8533333, abs=1e-6) and near["finding"]
+    best = grid_check(table, "r20")
+    assert best["rank"] == 1 and best["gap"] == 0 and not best["finding"]
+    noisy = summarize([{"variant": "ta-grid:a", "seed": s, "test_accuracy": a, "chain": []}
+                       for s, a in enumerate([0.80, 0.90])]
+                      + [{"variant": "ta-grid:b", "seed": s, "test_accuracy": a, "chain": []}
+                         for s, a in enumerate([0.86, 0.87])], ["ta-grid:a", "ta-grid:b"])
+    assert grid_check(noisy, "a")["finding"] is False  # 1.5 points below b, inside a's spread of 7.07 points
+    with pytest.raises(ValueError, match="no ta-grid row"):
+        grid_check(table, "r32")
+
+
 def test_dkd_variant_uses_the_published_defaults_with_a_proportional_warmup() -> None:
     from edgekd.config import Recipe
     from edgekd.stages.ablation import objective
@@ -197,6 +221,8 @@ def test_dkd_variant_uses_the_published_defaults_with_a_proportional_warmup() ->
     assert objective(recipe, "dkd", 12) == ([dkd_term(12)], 1.0)
     with pytest.raises(ValueError, match="ablation variant 'dkd' needs a teacher"):
         Recipe.model_validate({**base, "teacher": None, "distill": {"losses": []}, "ablation": {"variants": ["dkd"]}})
+    with pytest.raises(ValueError, match="ablation variant 'ta-grid' needs distill.auto_assistant"):
+        Recipe.model_validate({**base, "ablation": {"variants": ["ta-grid"]}})
 
 
 def _manifest(run_dir: Path) -> dict:
@@ -210,7 +236,7 @@ def _stage(run_dir: Path, name: str) -> dict:
 DIGITS_CHAIN = [
     "--set", "teacher.model.name=plain8", "--set", "student.model.name=plain2",
     "--set", "distill.assistants=[{name: plain6}]", "--set", "distill.auto_assistant={max_candidates: 2}",
-    "--set", "ablation={seeds: [0, 1, 2], variants: [no-kd, kd, dkd, takd, auto-ta]}", "--set", "export=null",
+    "--set", "ablation={seeds: [0, 1, 2], variants: [no-kd, kd, dkd, takd, auto-ta, ta-grid]}", "--set", "export=null",
     "--set", "bench.runs=3", "--set", "bench.warmup=0",
 ]
 
@@ -239,8 +265,19 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
 
     ablation = _stage(run_dir, "ablation")["info"]
     assert ablation["seeds"] == [0, 1]  # a smoke run trains the first two seeds
-    assert [row["variant"] for row in ablation["table"]] == ["no-kd", "kd", "dkd", "takd", "auto-ta"]
-    assert next(row for row in ablation["table"] if row["variant"] == "dkd")["same_chain_as"] is None  # not kd's
+    rows = {row["variant"]: row for row in ablation["table"]}
+    assert list(rows) == ["no-kd", "kd", "dkd", "takd", "auto-ta", "ta-grid:plain4", "ta-grid:plain6"]
+    assert rows["dkd"]["same_chain_as"] is None  # not kd's
+    # the grid's chain through plain6 is the manual TAKD chain; the one through the choice is auto-ta's (or takd's)
+    assert rows["ta-grid:plain6"]["same_chain_as"] == "takd"
+    assert rows[f"ta-grid:{chosen['name']}"]["accuracies"] == rows["auto-ta"]["accuracies"]
+    assert rows["ta-grid:plain4"]["same_chain_as"] == ("auto-ta" if chosen["name"] == "plain4" else None)
+    assert (run_dir / "ablation" / "ta-grid" / "plain4" / "seed-1" / "result.json").is_file() == (
+        chosen["name"] != "plain4")
+    best = max(("plain4", "plain6"), key=lambda name: (rows[f"ta-grid:{name}"]["mean"], name == chosen["name"]))
+    gap = rows[f"ta-grid:{best}"]["mean"] - rows[f"ta-grid:{chosen['name']}"]["mean"]
+    assert ablation["grid"]["selected"] == chosen["name"] and ablation["grid"]["gap"] == pytest.approx(gap)
+    assert ablation["grid"]["rank"] == (1 if gap == 0 else 2)
     for row in ablation["table"]:
         mine = [r["test_accuracy"] for r in ablation["runs"] if r["variant"] == row["variant"]]
         assert row["mean"] == pytest.approx(np.mean(mine)) and row["std"] == pytest.approx(np.std(mine, ddof=1))
@@ -249,6 +286,7 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     report = (run_dir / "report.md").read_text()
     sections = ("## Teacher-assistant selection", "## Teacher-assistant chain", "## Ablation: does distillation pay?")
     assert all(title in report for title in sections)
+    assert f"Selected assistant **{chosen['name']}**: rank {ablation['grid']['rank']} of 2 candidates" in report
 
     # interrupted ablation: its record and one sub-run's result are gone, the step checkpoints are still there
     (run_dir / "ablation" / "stage.json").unlink()

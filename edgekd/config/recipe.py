@@ -124,7 +124,7 @@ class DistillConfig(Strict):
         return self
 
 
-AblationVariant = Literal["no-kd", "kd", "dkd", "takd", "auto-ta"]
+AblationVariant = Literal["no-kd", "kd", "dkd", "takd", "auto-ta", "ta-grid"]
 
 
 class AblationConfig(Strict):
@@ -132,7 +132,8 @@ class AblationConfig(Strict):
 
     Variants: `no-kd` (cross-entropy only), `kd` (teacher → student with distill.losses), `dkd` (teacher → student
     with DKD at its published defaults), `takd` (teacher → distill.assistants → student), `auto-ta` (teacher → the
-    TA chosen by select-assistant → student).
+    TA chosen by select-assistant → student), `ta-grid` (teacher → each candidate select-assistant scored → student:
+    one row per candidate, to check the automatic choice against the best of the grid).
     """
 
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds of every variant")
@@ -277,6 +278,6 @@ class Recipe(Strict):
                 raise ValueError(f"ablation variant {variant!r} needs distill.losses (and a teacher)")
             if variant == "takd" and not distill.assistants:
                 raise ValueError("ablation variant 'takd' needs distill.assistants (the manual chain)")
-            if variant == "auto-ta" and distill.auto_assistant is None:
-                raise ValueError("ablation variant 'auto-ta' needs distill.auto_assistant")
+            if variant in ("auto-ta", "ta-grid") and distill.auto_assistant is None:
+                raise ValueError(f"ablation variant {variant!r} needs distill.auto_assistant")
 

@@ -7,7 +7,9 @@ weights: see :mod:`edgekd.distill.chain`); only what it learns from changes:
 - ``kd``: teacher → student with the recipe's losses (Hinton et al. 2015, or whatever the recipe distils with);
 - ``dkd``: teacher → student with Decoupled KD at its published defaults (:func:`dkd_term`);
 - ``takd``: teacher → the recipe's assistants → student (Mirzadeh et al., AAAI 2020);
-- ``auto-ta``: teacher → the assistant chosen by ``select-assistant`` → student (:mod:`edgekd.distill.assistants`).
+- ``auto-ta``: teacher → the assistant chosen by ``select-assistant`` → student (:mod:`edgekd.distill.assistants`);
+- ``ta-grid``: teacher → each candidate ``select-assistant`` scored → student, one row ``ta-grid:<candidate>`` each:
+  the full grid the automatic choice is checked against (:func:`grid_check`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ VARIANTS: dict[str, str] = {
     "dkd": "teacher → student with DKD (α 1, β 8, T 4)",
     "takd": "teacher → manual assistants → student",
     "auto-ta": "teacher → selected assistant → student",
+    "ta-grid": "teacher → each candidate assistant → student",
 }
+GRID_PREFIX = "ta-grid:"
 
 
 def dkd_term(epochs: int) -> LossTerm:
@@ -60,3 +64,23 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> list[dict[
     for row in rows:
         row["gain"] = None if baseline is None else row["mean"] - baseline
     return rows
+
+
+def grid_check(table: list[dict[str, Any]], selected: str) -> dict[str, Any]:
+    """The automatically selected assistant against the best of the ``ta-grid`` rows (by mean test accuracy).
+
+    ``gap`` is the best grid mean minus the selected candidate's grid mean (0 when the choice is the grid's best);
+    ``spread`` the larger of the two rows' standard deviations; ``finding`` says whether the gap exceeds that spread
+    (only then is the choice called worse than the grid's best). ``rank`` is 1 + the number of grid rows with a
+    higher mean.
+    """
+    grid = sorted((row for row in table if row["variant"].startswith(GRID_PREFIX)), key=lambda r: -r["mean"])
+    chosen = next((row for row in grid if row["variant"] == GRID_PREFIX + selected), None)
+    if chosen is None:
+        raise ValueError(f"no ta-grid row for the selected assistant {selected!r}")
+    best = grid[0]
+    gap = best["mean"] - chosen["mean"]
+    spread = max(row["std"] or 0.0 for row in (best, chosen))
+    rank = 1 + sum(row["mean"] > chosen["mean"] for row in grid)
+    return {"selected": selected, "best": best["variant"].removeprefix(GRID_PREFIX), "gap": gap, "spread": spread,
+            "rank": rank, "candidates": len(grid), "finding": gap > spread}

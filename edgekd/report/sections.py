@@ -68,7 +68,22 @@ def ablation_section(info: dict[str, Any]) -> list[str]:
         "weights per seed for every variant.", "",
         markdown_table(["variant", "chain", "test accuracy", "per seed", "vs no-KD"], rows),
         "",
+        *_grid_lines(info.get("grid")),
     ]
+
+
+def _grid_lines(grid: dict[str, Any] | None) -> list[str]:
+    """The automatically selected assistant against the best assistant of the ``ta-grid`` rows."""
+    if grid is None:
+        return []
+    if grid["gap"] <= 0:
+        verdict = "the best of the grid"
+    else:
+        relation = "more than" if grid["finding"] else "within"
+        verdict = (f"{grid['gap'] * 100:.2f} points below the grid's best, {grid['best']}: "
+                   f"{relation} the seeds' spread ({grid['spread'] * 100:.2f})")
+    return [f"Selected assistant **{grid['selected']}**: rank {grid['rank']} of {grid['candidates']} candidates "
+            f"trained as the assistant of the full chain; {verdict}.", ""]
 
 
 def training_line(stage: str, info: dict[str, Any]) -> list[str]:

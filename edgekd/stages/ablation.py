@@ -1,6 +1,9 @@
-"""Stage `ablation`: the student per variant (no-kd, kd, dkd, takd, auto-ta) and seed, one budget, test accuracy.
+"""Stage `ablation`: the student per variant (no-kd, kd, dkd, takd, auto-ta, ta-grid) and seed, one budget, test
+accuracy.
 
-Each (variant, seed) is a resumable sub-run in ``ablation/<variant>/seed-<s>/``: the chain's step folders, then
+Each (variant, seed) is a resumable sub-run in ``ablation/<variant>/seed-<s>/`` (``ta-grid`` has one row per
+candidate of `select-assistant`, in ``ablation/ta-grid/<candidate>/seed-<s>/``, and the selected assistant is ranked
+against the grid's best): the chain's step folders, then
 ``result.json`` once the student's test accuracy is measured; a finished sub-run is read back, a half-finished one
 continues at its first unfinished step. Chains are trained by the same function as stage `distill`; with the same
 seed every variant's student starts from the same weights, so a variant whose chain equals an earlier variant's
@@ -12,6 +15,7 @@ run trains one epoch per model and only the first two seeds.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,9 @@ from torch import nn
 
 from edgekd._atomic import atomic_write_json
 from edgekd.config import Device, LossTerm, ModelRef, Recipe, TrainConfig
-from edgekd.distill.ablation import VARIANTS, dkd_term, summarize
+from edgekd.distill.ablation import GRID_PREFIX, VARIANTS, dkd_term, grid_check, summarize
 from edgekd.distill.assistants import ref_label
+from edgekd.errors import UserError
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
@@ -44,13 +49,29 @@ def _seeds(recipe: Recipe, smoke: bool) -> list[int]:
     return recipe.ablation.seeds[:SMOKE_SEEDS] if smoke else recipe.ablation.seeds
 
 
-def _assistants(ctx: StageContext, variant: str) -> list[ModelRef]:
+def _rows(ctx: StageContext, variants: Sequence[str]) -> list[tuple[str, str, list[ModelRef]]]:
+    """(row name, variant, assistants) of every table row: one per variant, one per candidate for ``ta-grid``."""
     assert ctx.recipe.distill is not None
-    if variant == "takd":
-        return ctx.recipe.distill.assistants
-    if variant == "auto-ta":
-        return [selected_assistant(ctx)]
-    return []
+    rows: list[tuple[str, str, list[ModelRef]]] = []
+    for variant in variants:
+        if variant == "takd":
+            rows.append((variant, variant, ctx.recipe.distill.assistants))
+        elif variant == "auto-ta":
+            rows.append((variant, variant, [selected_assistant(ctx)]))
+        elif variant == "ta-grid":
+            rows += [(GRID_PREFIX + c["name"], variant, [ModelRef.model_validate(c["model"])])
+                     for c in _selection(ctx)["candidates"]]
+        else:
+            rows.append((variant, variant, []))
+    return rows
+
+
+def _selection(ctx: StageContext) -> dict[str, Any]:
+    """What stage `select-assistant` recorded: its candidates and the selected one."""
+    record = ctx.record("select-assistant")
+    if record is None:
+        raise UserError("ablation variant 'ta-grid' needs the select-assistant stage's candidates")
+    return dict(record["info"])
 
 
 def objective(recipe: Recipe, variant: str, epochs: int) -> tuple[list[LossTerm], float]:
@@ -102,42 +123,53 @@ class Ablation(Stage):
         seeds = _seeds(recipe, ctx.smoke)
         runs: list[dict[str, Any]] = []
         first_with: dict[str, str] = {}  # chain identity -> the first variant that trains it
-        for variant in variants:
-            assistants = _assistants(ctx, variant)
+        rows = _rows(ctx, variants)
+        for row, variant, assistants in rows:
             chain = [(f"step-{i}-{ref_label(ref)}", ref) for i, ref in enumerate(assistants, start=1)]
             chain.append(("student", recipe.student.model))
             names = ([] if variant == "no-kd" else ["teacher"]) + [ref_label(r) for r in assistants] + ["student"]
             losses, ce_weight = objective(recipe, variant, config.epochs)
             identity = json.dumps([[t.model_dump(mode="json") for t in losses], ce_weight,
                                    [ref.model_dump(mode="json") for _, ref in chain]])
-            twin = first_with.setdefault(identity, variant)
+            twin = first_with.setdefault(identity, row)
             for seed in seeds:
-                if twin != variant:  # e.g. the selected TA is the manual one: same training, same numbers
+                if twin != row:  # e.g. the selected TA is the manual one: same training, same numbers
                     earlier = next(r for r in runs if r["variant"] == twin and r["seed"] == seed)
-                    result = {**earlier, "variant": variant, "same_chain_as": twin}
+                    result = {**earlier, "variant": row, "same_chain_as": twin}
                 else:
-                    result = _result(ctx, variant, seed, chain, names, teacher_net, config, (losses, ce_weight))
-                note = f" (same chain as {twin})" if twin != variant else ""
+                    result = _result(ctx, row, seed, chain, names, teacher_net, config, (losses, ce_weight))
+                note = f" (same chain as {twin})" if twin != row else ""
                 note = note or (" (finished earlier)" if result["reused"] else "")
-                ctx.log(f"{variant} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
+                ctx.log(f"{row} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
                 runs.append(result)
-        table = summarize(runs, variants)
-        for row in table:
-            std = "n/a" if row["std"] is None else f"{row['std']:.4f}"
-            ctx.log(f"{row['variant']:>8}: {row['mean']:.4f} ± {std} over seeds {row['seeds']}")
+        table = summarize(runs, [row for row, _, _ in rows])
+        for line in table:
+            std = "n/a" if line["std"] is None else f"{line['std']:.4f}"
+            ctx.log(f"{line['variant']:>8}: {line['mean']:.4f} ± {std} over seeds {line['seeds']}")
+        grid = grid_check(table, _selection(ctx)["selected"]) if "ta-grid" in variants else None
+        if grid is not None:
+            verdict = "worse than" if grid["finding"] else "not distinguishable from"
+            ctx.log(f"selected assistant {grid['selected']}: rank {grid['rank']} of {grid['candidates']} in the grid, "
+                    f"{grid['gap'] * 100:.2f} points below {grid['best']} ({verdict} it at spread "
+                    f"{grid['spread'] * 100:.2f})")
         return StageResult(info={
             "seeds": seeds, "variants": variants, "epochs": config.epochs,
             "train_images": len(data.train), "test_images": len(data.test), "table": table, "runs": runs,
-            "descriptions": {v: VARIANTS[v] for v in variants},
+            "descriptions": {v: VARIANTS[v] for v in variants}, "grid": grid,
             "statistic": "mean ± sample standard deviation (ddof = 1) of test accuracy over seeds",
         })
+
+
+def _folder(ctx: StageContext, row: str, seed: int) -> Path:
+    """A row's sub-run of one seed: ``ablation/<variant>/seed-<s>``, ``ablation/ta-grid/<candidate>/seed-<s>``."""
+    return ctx.stage_dir.joinpath(*row.split(":"), f"seed-{seed}")
 
 
 def _result(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]], names: list[str],
             teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
             ) -> dict[str, Any]:
     """The finished result of one (variant, seed) sub-run, training (or finishing) it first when needed."""
-    folder = ctx.stage_dir / variant / f"seed-{seed}"
+    folder = _folder(ctx, variant, seed)
     result = read_json(folder / RESULT)
     if result is not None:
         return {**result, "reused": True}
@@ -158,7 +190,7 @@ def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple
     if variant != "no-kd":
         assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
         teacher = (teacher_net, recipe.teacher.model)
-    steps = train_refs(ctx, chain, ctx.stage_dir / variant / f"seed-{seed}", teacher=teacher,
+    steps = train_refs(ctx, chain, _folder(ctx, variant, seed), teacher=teacher,
                        losses=losses, config=config, seed=seed, ce_weight=ce_weight)
     student = steps[-1]
     return {
