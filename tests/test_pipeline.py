@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_killed_run_resumes_mid_stage(tmp_path: Path) -> None:
     s = statuses(run_dir)
     assert s["train-teacher"] == "cached" and s["distill"] == "done"
     assert "resuming after epoch" in result.stderr
+    # not a terminal: one line per epoch, from the first unfinished one
+    done = int(re.search(r"student: resuming after epoch (\d+)", result.stderr).group(1))
+    assert re.findall(r"student: epoch (\d+)/30 ", result.stderr) == [str(e) for e in range(done + 1, 31)]
     distill = next(x for x in manifest(run_dir)["stages"] if x["name"] == "distill")
     assert "resuming the interrupted attempt" in distill["reason"]
     assert [h["epoch"] for h in distill["info"]["history"]] == list(range(1, 31))

@@ -272,8 +272,12 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     assert rows["ta-grid:plain6"]["same_chain_as"] == "takd"
     assert rows[f"ta-grid:{chosen['name']}"]["accuracies"] == rows["auto-ta"]["accuracies"]
     assert rows["ta-grid:plain4"]["same_chain_as"] == ("auto-ta" if chosen["name"] == "plain4" else None)
-    assert (run_dir / "ablation" / "ta-grid" / "plain4" / "seed-1" / "result.json").is_file() == (
-        chosen["name"] != "plain4")
+    # every chain is trained once per seed, in the run directory's cache; a twin row points at its twin's sub-run
+    trained = [r for r in ablation["runs"] if r.get("same_chain_as") is None]
+    assert sorted(p.name for p in (run_dir / "cache" / "ablation").iterdir()) == sorted(
+        Path(r["folder"]).name for r in trained)
+    runs = {(r["variant"], r["seed"]): r for r in ablation["runs"]}
+    assert (runs["ta-grid:plain4", 1]["folder"] == runs["auto-ta", 1]["folder"]) == (chosen["name"] == "plain4")
     best = max(("plain4", "plain6"), key=lambda name: (rows[f"ta-grid:{name}"]["mean"], name == chosen["name"]))
     gap = rows[f"ta-grid:{best}"]["mean"] - rows[f"ta-grid:{chosen['name']}"]["mean"]
     assert ablation["grid"]["selected"] == chosen["name"] and ablation["grid"]["gap"] == pytest.approx(gap)
@@ -288,19 +292,27 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     assert all(title in report for title in sections)
     assert f"Selected assistant **{chosen['name']}**: rank {ablation['grid']['rank']} of 2 candidates" in report
 
-    # interrupted ablation: its record and one sub-run's result are gone, the step checkpoints are still there
-    (run_dir / "ablation" / "stage.json").unlink()
-    (run_dir / "ablation" / "kd" / "seed-1" / "result.json").unlink()
-    result = run_cli(*args)
+    # a narrower ablation (a new attempt of the stage) after one sub-run was interrupted before its result: the
+    # finished sub-runs are read back from the cache, the interrupted one continues from its step checkpoints
+    kd1 = runs["kd", 1]
+    (run_dir / kd1["folder"] / "result.json").unlink()
+    narrower = [a.replace("takd, auto-ta, ta-grid]", "takd]") for a in args]
+    result = run_cli(*narrower)
     assert result.returncode == 0, result.stderr
-    statuses = {s["name"]: s["status"] for s in _manifest(run_dir)["stages"]}
-    assert statuses["distill"] == "cached" and statuses["select-assistant"] == "cached"
+    stages = {s["name"]: s for s in _manifest(run_dir)["stages"]}
+    assert stages["ablation"]["reason"] == "stage config changed"
+    assert stages["distill"]["status"] == "cached" and stages["select-assistant"]["status"] == "cached"
+    assert stages["report"]["status"] == "done"  # its ablation table changed
+    report = (run_dir / "report.md").read_text()
+    assert "| takd |" in report and "| auto-ta |" not in report
     again = _stage(run_dir, "ablation")["info"]
+    assert [row["variant"] for row in again["table"]] == ["no-kd", "kd", "dkd", "takd"]
     fresh = [(r["variant"], r["seed"]) for r in again["runs"] if not r["reused"]]
     assert fresh == [("kd", 1)]
-    kd1 = next(r for r in again["runs"] if (r["variant"], r["seed"]) == ("kd", 1))
-    assert kd1["steps"][0]["reused"] is True  # its finished student step was loaded, not retrained
-    assert [r["test_accuracy"] for r in again["runs"]] == [r["test_accuracy"] for r in ablation["runs"]]
+    kd1_again = next(r for r in again["runs"] if (r["variant"], r["seed"]) == ("kd", 1))
+    assert kd1_again["steps"][0]["reused"] is True  # its finished student step was loaded, not retrained
+    assert [(r["variant"], r["test_accuracy"]) for r in again["runs"]] == [
+        (r["variant"], r["test_accuracy"]) for r in ablation["runs"] if r["variant"] in ("no-kd", "kd", "dkd", "takd")]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Part of benchmarks/ablation/parallel.sh: gather the split ablation sub-runs of each group
-(RUNS/<group>-<tag><seed>/ablation/**/result.json) and tabulate them with edgekd's own summarize / grid_check.
+(RUNS/<group>-<tag><seed>/cache/ablation/*/result.json; before content-keyed sub-runs,
+RUNS/<group>-<tag><seed>/ablation/**/result.json) and tabulate them with edgekd's own summarize / grid_check.
 
 Usage: python benchmarks/ablation/merge.py RUNS OUTDIR
 """
@@ -16,7 +17,8 @@ for group, order in (("r20", ["no-kd", "kd", "dkd"]), ("r56", ["kd", "takd", "ta
         continue
     manifest = json.loads(base.read_text())
     stages = {s["name"]: s for s in manifest["stages"]}
-    runs = [json.loads(p.read_text()) for p in sorted(runs_dir.glob(f"{group}-*/ablation/**/result.json"))]
+    runs = [json.loads(p.read_text()) for pattern in ("cache/ablation/*/result.json", "ablation/**/result.json")
+            for p in sorted(runs_dir.glob(f"{group}-*/{pattern}"))]
     rows = []
     for variant in order:
         if variant == "ta-grid":

@@ -261,8 +261,11 @@ class Trainer:
                     "scaler": self.precision.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
                     "history": history, "best_state": best_state,
                 })
-                progress.update(task, advance=1, info=(
-                    f"loss {record['loss']:.3f}  val {record['val_accuracy']:.4f}  best {best_acc:.4f}"))
+                info = f"loss {record['loss']:.3f}  val {record['val_accuracy']:.4f}  best {best_acc:.4f}"
+                progress.update(task, advance=1, info=info)
+                if not self.console.is_terminal:  # a log file or pipe sees no live bar: one line per epoch
+                    self.console.print(f"  {self.label}: epoch {epoch + 1}/{self.config.epochs}  {info}  "
+                                       f"{record['seconds']:.1f} s")
         self.objective.close()
         self._release_contiguous()
         self.model = self.net

@@ -29,6 +29,12 @@ SMOKE_SUBSET = (512, 256, 512)
 ALL_ARTIFACTS, ALL_RECORDS = "artifacts", "records"
 
 
+def record_digest(record: Mapping[str, Any]) -> str:
+    """What a reader of a stage record sees: its outputs and its ``info`` (a stage whose only output is its info,
+    like the ablation's table, changes its readers' keys when the info changes)."""
+    return sha256_json([record["outputs_digest"], record.get("info")])
+
+
 def fingerprint(key: str, artifacts: Mapping[str, dict[str, Any]], records: Mapping[str, dict[str, Any]]
                 ) -> str | None:
     """The digest of what read ``key`` sees in ``artifacts`` (name → manifest entry) and ``records`` (stage name →
@@ -37,11 +43,11 @@ def fingerprint(key: str, artifacts: Mapping[str, dict[str, Any]], records: Mapp
     if key == ALL_ARTIFACTS:
         return sha256_json(sorted(artifacts.items()))
     if key == ALL_RECORDS:
-        return sha256_json({stage: record["outputs_digest"] for stage, record in sorted(records.items())})
+        return sha256_json({stage: record_digest(record) for stage, record in sorted(records.items())})
     if kind == "artifact":
         return sha256_json(artifacts[name]) if name in artifacts else None
     if kind == "record":
-        return records[name]["outputs_digest"] if name in records else None
+        return record_digest(records[name]) if name in records else None
     raise ValueError(f"unknown read key {key!r}")
 
 

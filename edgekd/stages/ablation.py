@@ -1,15 +1,17 @@
 """Stage `ablation`: the student per variant (no-kd, kd, dkd, takd, auto-ta, ta-grid) and seed, one budget, test
 accuracy.
 
-Each (variant, seed) is a resumable sub-run in ``ablation/<variant>/seed-<s>/`` (``ta-grid`` has one row per
-candidate of `select-assistant`, in ``ablation/ta-grid/<candidate>/seed-<s>/``, and the selected assistant is ranked
-against the grid's best): the chain's step folders, then
-``result.json`` once the student's test accuracy is measured; a finished sub-run is read back, a half-finished one
-continues at its first unfinished step. Chains are trained by the same function as stage `distill`; with the same
-seed every variant's student starts from the same weights, so a variant whose chain equals an earlier variant's
-(the selected TA is the manual one) has the same numbers: they are taken over and marked ``same_chain_as``. Test
-accuracy is measured in torch on the test split (the best epoch of every model was chosen on validation). A smoke
-run trains one epoch per model and only the first two seeds.
+Each (variant, seed) is a resumable sub-run (``ta-grid`` has one row per candidate of `select-assistant`, and the
+selected assistant is ranked against the grid's best): the chain's step folders, then ``result.json`` once the
+student's test accuracy is measured. Sub-runs live in the run directory's cache, ``cache/ablation/<key>/``, keyed by
+what decides their numbers (the chain and its losses, the seed, the budget, the teacher's SHA-256, the data, smoke,
+edgekd's and torch's versions), not in the stage's folder: widening or narrowing an ablation (other seeds or
+variants: a new attempt of the stage) reads every finished sub-run back and continues a half-finished one at its
+first unfinished step. Chains are trained by the same function as stage `distill`; with the same seed every
+variant's student starts from the same weights, so a variant whose chain equals an earlier variant's (the selected
+TA is the manual one) has the same key and numbers: they are taken over and marked ``same_chain_as``. Test accuracy
+is measured in torch on the test split (the best epoch of every model was chosen on validation). A smoke run trains
+one epoch per model and only the first two seeds.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from edgekd import __version__
 from edgekd._atomic import atomic_write_json
 from edgekd.config import Device, LossTerm, ModelRef, Recipe, TrainConfig
 from edgekd.distill.ablation import GRID_PREFIX, VARIANTS, dkd_term, grid_check, summarize
 from edgekd.distill.assistants import ref_label
 from edgekd.errors import UserError
 from edgekd.pipeline.context import StageContext
+from edgekd.pipeline.hashing import sha256_json
 from edgekd.pipeline.manifest import read_json
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
 from edgekd.report.sections import ablation_section, as_sections
@@ -35,6 +40,8 @@ from edgekd.stages._models import load_plain_net
 from edgekd.stages._training import smoke_config
 
 RESULT = "result.json"
+#: where the sub-runs live, relative to the run directory (kept across attempts of the stage)
+SUB_RUNS = Path("cache") / "ablation"
 SMOKE_SEEDS = 2
 
 
@@ -119,6 +126,7 @@ class Ablation(Stage):
         config = _budget(recipe, ctx.smoke)
         teacher_artifact = ctx.artifact("teacher")
         teacher_net = load_plain_net(ctx, teacher_artifact) if teacher_artifact is not None else None
+        teacher_sha = teacher_artifact.sha256 if teacher_artifact is not None else None
         variants = recipe.ablation.variants or []
         seeds = _seeds(recipe, ctx.smoke)
         runs: list[dict[str, Any]] = []
@@ -137,7 +145,8 @@ class Ablation(Stage):
                     earlier = next(r for r in runs if r["variant"] == twin and r["seed"] == seed)
                     result = {**earlier, "variant": row, "same_chain_as": twin}
                 else:
-                    result = _result(ctx, row, seed, chain, names, teacher_net, config, (losses, ce_weight))
+                    folder = _sub_run(ctx, identity, seed, config, None if variant == "no-kd" else teacher_sha)
+                    result = _result(ctx, row, seed, folder, chain, names, teacher_net, config, (losses, ce_weight))
                 note = f" (same chain as {twin})" if twin != row else ""
                 note = note or (" (finished earlier)" if result["reused"] else "")
                 ctx.log(f"{row} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
@@ -160,25 +169,30 @@ class Ablation(Stage):
         })
 
 
-def _folder(ctx: StageContext, row: str, seed: int) -> Path:
-    """A row's sub-run of one seed: ``ablation/<variant>/seed-<s>``, ``ablation/ta-grid/<candidate>/seed-<s>``."""
-    return ctx.stage_dir.joinpath(*row.split(":"), f"seed-{seed}")
+def _sub_run(ctx: StageContext, chain: str, seed: int, config: TrainConfig, teacher_sha: str | None) -> Path:
+    """The folder of one sub-run, relative to the run directory: ``cache/ablation/<key>``, keyed by everything that
+    decides its numbers (``chain``: its models, losses and cross-entropy weight; the teacher: None without KD)."""
+    key = sha256_json({"chain": chain, "seed": seed, "train": config.model_dump(mode="json"), "teacher": teacher_sha,
+                       "data": ctx.recipe.data.model_dump(mode="json"), "smoke": ctx.smoke,
+                       "edgekd": __version__, "torch": torch.__version__})
+    return SUB_RUNS / key[:16]
 
 
-def _result(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]], names: list[str],
-            teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
-            ) -> dict[str, Any]:
-    """The finished result of one (variant, seed) sub-run, training (or finishing) it first when needed."""
-    folder = _folder(ctx, variant, seed)
-    result = read_json(folder / RESULT)
+def _result(ctx: StageContext, variant: str, seed: int, folder: Path, chain: list[tuple[str, ModelRef]],
+            names: list[str], teacher_net: nn.Module | None, config: TrainConfig,
+            terms: tuple[list[LossTerm], float]) -> dict[str, Any]:
+    """The finished result of one (variant, seed) sub-run in ``folder`` (relative to the run directory), training
+    (or finishing) it first when needed; a result read back keeps the row name it was trained under."""
+    result = read_json(ctx.run_dir / folder / RESULT)
     if result is not None:
-        return {**result, "reused": True}
-    result = {**_train_variant(ctx, variant, seed, chain, teacher_net, config, terms), "chain": names}
-    atomic_write_json(folder / RESULT, result)
+        return {**result, "variant": variant, "folder": folder.as_posix(), "reused": True}
+    result = {**_train_variant(ctx, variant, seed, ctx.run_dir / folder, chain, teacher_net, config, terms),
+              "chain": names, "folder": folder.as_posix()}
+    atomic_write_json(ctx.run_dir / folder / RESULT, result)
     return {**result, "reused": False}
 
 
-def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple[str, ModelRef]],
+def _train_variant(ctx: StageContext, variant: str, seed: int, workdir: Path, chain: list[tuple[str, ModelRef]],
                    teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
                    ) -> dict[str, Any]:
     """Train one variant's chain with one seed; the student's test accuracy and every step's metrics."""
@@ -190,7 +204,7 @@ def _train_variant(ctx: StageContext, variant: str, seed: int, chain: list[tuple
     if variant != "no-kd":
         assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
         teacher = (teacher_net, recipe.teacher.model)
-    steps = train_refs(ctx, chain, _folder(ctx, variant, seed), teacher=teacher,
+    steps = train_refs(ctx, chain, workdir, teacher=teacher,
                        losses=losses, config=config, seed=seed, ce_weight=ce_weight)
     student = steps[-1]
     return {
