@@ -392,3 +392,53 @@ def test_flip_mirrors_about_half_of_the_samples_and_is_reproducible() -> None:
     assert torch.equal(out, again) and not torch.equal(out, other)
     assert torch.equal(both, augment_batch(x, generator=torch.Generator().manual_seed(2), hflip=True, crop_padding=1))
     assert augment_batch(x, generator=torch.Generator()) is x
+
+
+def _erased_boxes(out: torch.Tensor) -> list[tuple[int, int] | None]:
+    """(height, width) of each image's erased region, read back from a batch that was -1 everywhere before erasing
+    (noise in [0, 1] never equals -1); None for an image left alone. Asserts each region is one full rectangle."""
+    boxes: list[tuple[int, int] | None] = []
+    for image in out:
+        changed = image != -1.0
+        assert torch.equal(changed, changed[:1].expand_as(changed))  # the same pixels in every channel
+        rows, cols = changed[0].any(1).nonzero().flatten(), changed[0].any(0).nonzero().flatten()
+        if not len(rows):
+            boxes.append(None)
+            continue
+        tall, wide = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+        assert int(changed[0].sum()) == tall * wide  # a solid rectangle
+        boxes.append((tall, wide))
+    return boxes
+
+
+def test_random_erasing_cuts_one_rectangle_within_the_papers_area_and_aspect_ranges() -> None:
+    """Zhong et al. (AAAI 2020), Alg. 1: S_e / S ~ U(0.02, 0.4), r_e ~ U(0.3, 1/0.3), H_e = sqrt(S_e r_e),
+    W_e = sqrt(S_e / r_e), random values inside, the rest untouched; each image with probability p."""
+    x = torch.full((2000, 3, 28, 28), -1.0)
+    out = augment_batch(x, generator=torch.Generator().manual_seed(4), erase_prob=1.0)
+    boxes = _erased_boxes(out)
+    assert all(box is not None for box in boxes)  # 28 x 28 always admits the first draw
+    areas = torch.tensor([tall * wide / 784 for tall, wide in boxes])  # type: ignore[misc]
+    aspects = torch.tensor([tall / wide for tall, wide in boxes])  # type: ignore[misc]
+    # rounding each side to whole pixels moves the area and the aspect a little past the drawn ranges
+    assert 0.01 <= float(areas.min()) < 0.03 and 0.37 < float(areas.max()) <= 0.45
+    assert abs(float(areas.mean()) - 0.21) < 0.01  # the mean of U(0.02, 0.4)
+    assert 0.25 <= float(aspects.min()) < 0.35 and 2.9 < float(aspects.max()) <= 4.0
+    noise = out[out != -1.0]
+    assert 0.0 <= float(noise.min()) and float(noise.max()) <= 1.0 and abs(float(noise.mean()) - 0.5) < 0.01
+
+    half = _erased_boxes(augment_batch(x, generator=torch.Generator().manual_seed(5), erase_prob=0.5))
+    assert 900 < sum(box is not None for box in half) < 1100
+
+
+def test_random_erasing_is_seeded_and_leaves_earlier_draws_alone() -> None:
+    x = torch.rand(64, 1, 12, 12)
+    crop_flip = augment_batch(x, generator=torch.Generator().manual_seed(6), crop_padding=2, hflip=True)
+    erased = augment_batch(x, generator=torch.Generator().manual_seed(6), crop_padding=2, hflip=True, erase_prob=1.0)
+    again = augment_batch(x, generator=torch.Generator().manual_seed(6), crop_padding=2, hflip=True, erase_prob=1.0)
+    assert torch.equal(erased, again) and not torch.equal(erased, crop_flip)
+    # erasing comes after crop and flip and only overwrites: outside the erased boxes, the crop-and-flip batch
+    kept = (erased == crop_flip).flatten(1).float().mean(1)
+    assert float(kept.min()) >= 1 - 0.45 and float(kept.mean()) < 1 - 0.1
+    with pytest.raises(ValueError, match="erase_prob"):
+        augment_batch(x, generator=torch.Generator(), erase_prob=1.5)

@@ -23,6 +23,10 @@ class Augment(Strict):
         0.0, ge=0, description="CutMix with lam ~ Beta(alpha, alpha) (Yun et al., ICCV 2019); 0 = off; with mixup "
         "also on, each batch uses one of the two (CutMix with probability 1/2)"
     )
+    random_erasing: float = Field(
+        0.0, ge=0, le=1, description="probability of Random Erasing per image: a rectangle of 2-40 % of the area, "
+        "aspect 0.3-3.3, filled with uniform noise (Zhong et al., AAAI 2020); 0 = off"
+    )
 
 
 class TrainConfig(Strict):
