@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edgekd.config import SelectConfig
 from edgekd.config.device import Budgets
 from edgekd.pipeline.artifacts import Artifact
+from edgekd.report import plots
 from edgekd.report.build import build_html
 from edgekd.report.plots import pareto_front
 from edgekd.report.tables import markdown_table
@@ -126,3 +131,33 @@ def test_nothing_within_budgets_names_the_closest_miss_and_by_how_much() -> None
 def test_pareto_front_keeps_only_undominated_points() -> None:
     points = [("a", 1.0, 0.90), ("b", 2.0, 0.95), ("c", 3.0, 0.93), ("d", 0.5, 0.80), ("e", 2.0, 0.94)]
     assert pareto_front(points) == ["d", "a", "b"]
+
+
+def _plot_axes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, budgets: dict) -> Any:
+    """The axes ``accuracy_latency_plot`` draws for two artifacts at accuracies 0.93 and 0.94 under ``budgets``."""
+    drawn: dict[str, Any] = {}
+
+    def keep(plt: Any, fig: Any, path: Path) -> Path:
+        drawn["ax"] = fig.axes[0]
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    manifest = {"recipe": "r", "device": "d", "budgets": budgets, "selected": "a", "artifacts": [
+        {"name": n, "metrics": {"accuracy": acc, "latency_ms": {"p50": ms}}} for n, acc, ms in
+        (("a", 0.93, 0.1), ("b", 0.94, 0.2))]}
+    assert plots.accuracy_latency_plot(manifest, tmp_path / "p.png") == tmp_path / "p.png"
+    return drawn["ax"]
+
+
+def test_a_budget_far_from_every_point_is_a_note_not_a_line_that_squashes_the_axes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    far = _plot_axes(monkeypatch, tmp_path, {"min_accuracy": 0.8, "max_latency_ms": 5.0, "latency_stat": "p90"})
+    low, high = far.get_ylim()
+    assert 0.92 < low < 0.93 and 0.94 < high < 0.95  # the points fill the height: 0.8 is not on the axis
+    assert not far.lines[1:] and far.get_xlim()[1] < 1.0  # only the Pareto step, no budget lines
+    notes = [t.get_text() for t in far.texts]
+    assert "accuracy floor 0.8, below the plot" in notes[-1] and "latency budget 5 ms (p90)" in notes[-1]
+
+    near = _plot_axes(monkeypatch, tmp_path, {"min_accuracy": 0.925, "max_latency_ms": 0.5, "latency_stat": "p90"})
+    assert len(near.lines) == 3 and near.get_ylim()[0] < 0.925  # step, budget and floor lines; the floor is shown
+    assert not any("below the plot" in t.get_text() for t in near.texts)

@@ -44,7 +44,8 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     Artifacts that miss a budget are drawn hollow, those that are not selection candidates (a runtime the device
     lacks, or a role never deployed: teacher, pruned baselines) as grey squares; the Pareto front of the candidates
     (no candidate both faster and more accurate) is a step line; the device's latency budget (at its own statistic)
-    and accuracy floor are dashed lines.
+    and accuracy floor are dashed lines, or, where one lies far outside the points (latency over 3x the slowest,
+    a floor more than the accuracies' spread below the least accurate), a note in the corner instead.
     """
     arts = [a for a in manifest["artifacts"] if a.get("status", "ok") != "failed"
             and "accuracy" in a.get("metrics", {}) and "latency_ms" in a.get("metrics", {})]
@@ -77,10 +78,21 @@ def accuracy_latency_plot(manifest: dict[str, Any], path: Path) -> Path | None:
     ax.margins(x=0.15, y=0.12)
     budgets = manifest.get("budgets", {})
     stat = budgets.get("latency_stat", "p90")
-    if budgets.get("max_latency_ms") and budgets["max_latency_ms"] <= 3 * max(p[1] for p in points):
-        ax.axvline(budgets["max_latency_ms"], linestyle="--", color="grey", label=f"latency budget ({stat})")
-    if budgets.get("min_accuracy"):
-        ax.axhline(budgets["min_accuracy"], linestyle=":", color="grey", label="accuracy floor")
+    off_axis = []  # budgets far from every point: a line there would squash the points into a corner
+    if budget := budgets.get("max_latency_ms"):
+        if budget <= 3 * max(p[1] for p in points):
+            ax.axvline(budget, linestyle="--", color="grey", label=f"latency budget ({stat})")
+        else:
+            off_axis.append(f"latency budget {budget:g} ms ({stat}), right of the plot")
+    if floor := budgets.get("min_accuracy"):
+        accuracies = [p[2] for p in points]
+        if floor >= min(accuracies) - max(max(accuracies) - min(accuracies), 0.01):
+            ax.axhline(floor, linestyle=":", color="grey", label="accuracy floor")
+        else:
+            off_axis.append(f"accuracy floor {floor:g}, below the plot")
+    if off_axis:
+        ax.text(0.01, 0.01, "; ".join(off_axis), transform=ax.transAxes, fontsize=7, color="#4a5568",
+                ha="left", va="bottom")
     ax.set_xlabel("latency p50 (ms, log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{manifest['recipe']} on {manifest['device']}: accuracy vs latency")
