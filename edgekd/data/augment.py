@@ -26,7 +26,7 @@ def augment_batch(
     batch without erasing draws what it drew before erasing existed. Fully vectorised, works on any device.
 
     Returns:
-        A new tensor; ``x`` itself when neither augmentation is asked for.
+        A new tensor; ``x`` itself, with nothing drawn, when no augmentation is asked for.
     """
     if x.dim() != 4:
         raise ValueError(f"augment_batch expects an NCHW batch, got shape {tuple(x.shape)}")

@@ -277,9 +277,8 @@ class Trainer:
         """The seeded global batch at ``index``: augmented, then mixed (identical on every rank)."""
         aug = self.config.augment
         x, y = self.data.train.x[index], self.data.train.y[index]
-        if aug.crop_padding or aug.hflip or aug.random_erasing:
-            x = augment_batch(x, generator=generator, crop_padding=aug.crop_padding, hflip=aug.hflip,
-                              erase_prob=aug.random_erasing)
+        x = augment_batch(x, generator=generator, crop_padding=aug.crop_padding, hflip=aug.hflip,
+                          erase_prob=aug.random_erasing)  # x itself, no draws, when none is asked for
         return mix_batch(x, y, generator=generator, mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha)
 
     def _epoch(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> dict[str, float]:
