@@ -1,5 +1,6 @@
 """`pipelines/fmnist-deploy.yaml --smoke`: the full-scale deploy recipe runs every stage, records the training numerics
-it chose, caches the teacher's logits per augmented view, and selects an artifact within the device's budgets."""
+it chose, caches the teacher's logits per augmented view, builds PTQ and QAT INT8 artifacts, and selects an artifact
+within the device's budgets."""
 
 from __future__ import annotations
 
@@ -32,5 +33,6 @@ def test_fmnist_deploy_recipe_smoke(tmp_path: Path) -> None:
     assert [p.name for p in (run_dir / "cache" / "teacher-logits").rglob("view-*.npy")] == ["view-0.npy"]
     artifacts = {a["name"]: a for a in manifest["artifacts"]}
     assert manifest["selected"] in artifacts and artifacts[manifest["selected"]]["role"] == "student"
-    assert {"student-onnx-int8-ort", "student-openvino-int8-nncf"} <= set(artifacts)
+    assert {"student-onnx-int8-ort", "student-openvino-int8-nncf", "student-onnx-int8-qat",
+            "student-openvino-int8-qat"} <= set(artifacts)
     assert "trained in" in (run_dir / "report.md").read_text()
