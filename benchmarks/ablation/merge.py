@@ -1,6 +1,7 @@
-"""Part of benchmarks/ablation/parallel.sh: gather the split ablation sub-runs of each group
-(RUNS/<group>-<tag><seed>/cache/ablation/*/result.json; before content-keyed sub-runs,
-RUNS/<group>-<tag><seed>/ablation/**/result.json) and tabulate them with edgekd's own summarize / grid_check.
+"""Part of benchmarks/ablation/parallel.sh: gather the split ablation sub-runs of each group (what each copy's
+finished ablation stage recorded; of an interrupted one, RUNS/<group>-<tag><seed>/cache/ablation/*/result.json,
+before content-keyed sub-runs RUNS/<group>-<tag><seed>/ablation/**/result.json) and tabulate them with edgekd's own
+summarize / grid_check.
 
 Usage: python benchmarks/ablation/merge.py RUNS OUTDIR
 """
@@ -10,6 +11,19 @@ from pathlib import Path
 
 from edgekd.distill.ablation import GRID_PREFIX, grid_check, summarize
 
+
+def copy_runs(copy: Path) -> list[dict]:
+    """One copy's sub-run results: those its finished `ablation` stage recorded (only the budget it ran with, when
+    RUNS was reused with another), else every finished sub-run in its folders (the stage was interrupted)."""
+    manifest = copy / "manifest.json"
+    if manifest.exists():
+        for stage in json.loads(manifest.read_text())["stages"]:
+            if stage["name"] == "ablation" and "runs" in stage.get("info", {}):
+                return stage["info"]["runs"]
+    return [json.loads(p.read_text()) for pattern in ("cache/ablation/*/result.json", "ablation/**/result.json")
+            for p in sorted(copy.glob(pattern))]
+
+
 runs_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
 for group, order in (("r20", ["no-kd", "kd", "dkd"]), ("r56", ["kd", "takd", "ta-grid"])):
     base = runs_dir / group / "manifest.json"
@@ -17,8 +31,7 @@ for group, order in (("r20", ["no-kd", "kd", "dkd"]), ("r56", ["kd", "takd", "ta
         continue
     manifest = json.loads(base.read_text())
     stages = {s["name"]: s for s in manifest["stages"]}
-    runs = [json.loads(p.read_text()) for pattern in ("cache/ablation/*/result.json", "ablation/**/result.json")
-            for p in sorted(runs_dir.glob(f"{group}-*/{pattern}"))]
+    runs = [run for copy in sorted(runs_dir.glob(f"{group}-*/")) for run in copy_runs(copy)]
     rows = []
     for variant in order:
         if variant == "ta-grid":

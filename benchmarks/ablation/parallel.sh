@@ -6,17 +6,18 @@
 # 2-core CPU machine run one group with its teacher on both cores: ONLY=r20 PHASE1_THREADS=2 (the 3 per-seed
 # processes of phase 2 then share the 2 cores, one thread each).
 # Usage, from the repository root: bash benchmarks/ablation/parallel.sh OUTDIR DEADLINE_S [--smoke]
-# ($EDGEKD_DATA: where fashion-mnist's IDX files are, when not in /usr/share/datasets; $PY: the python to use;
-# $RUNS: the scratch folder, default /tmp/runs: run again with the same one and an interrupted invocation resumes,
-# phase 1 and every sub-run from its last finished epoch; $ONLY: the groups to run, default "r20 r56";
-# $PHASE1_THREADS: threads of the teacher phase, default 1; $R20_VARIANTS: the r20 variants, default "no-kd, kd,
-# dkd"; $R56_VARIANTS: the r56 variants, trained in one process per seed, default two processes per seed, "kd, takd"
-# and "ta-grid"; $TRAIN: the sub-runs' budget, default the recipe's 50 epochs below; $EXTRA: more edgekd arguments
-# for both phases, e.g. "--set teacher.train.epochs=8", words without spaces.)
+# ($EDGEKD_DATA: where fashion-mnist's IDX files are, when not in /usr/share/datasets; $PY: the python to use; $RUNS:
+# the scratch folder, default /tmp/runs: run again with the same one and an interrupted invocation resumes, phase 1
+# and every sub-run from its last finished epoch (reuse it only with the same settings); $ONLY: the groups to run,
+# default "r20 r56"; $PHASE1_THREADS: threads of the teacher phase, default 1; $R20_VARIANTS: the r20 variants,
+# default "no-kd, kd, dkd"; $R56_VARIANTS: the r56 variants, trained in one process per seed, default two processes
+# per seed, "kd, takd" and "ta-grid"; $TRAIN: the sub-runs' budget, default the recipe's 50 epochs below; $EXTRA: more
+# edgekd arguments for both phases, e.g. "--set teacher.train.epochs=8", words without spaces.)
 set -u
 OUTDIR=$1; DEADLINE=$2; SMOKE=${3:-}
 START=$(date +%s)
 R=${RUNS:-/tmp/runs}; mkdir -p "$R" "$OUTDIR"
+echo "invocation at $(date -u +%FT%TZ)" >> "$R/status"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 command -v nvidia-smi >/dev/null && { nvidia-smi -L; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$OUTDIR/gpu-util.csv" & }
 "${PY:-python3}" -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
