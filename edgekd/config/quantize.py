@@ -11,7 +11,8 @@ from edgekd.config.training import LossTerm, TrainConfig
 
 
 class OrtQuantize(Strict):
-    """ONNX Runtime static quantization (QDQ, QInt8), after `quant_pre_process`."""
+    """ONNX Runtime static quantization (QDQ: QInt8 weights, QUInt8 activations; QInt8 symmetric for TensorRT),
+    after `quant_pre_process`."""
 
     per_channel: bool = Field(True, description="one weight scale per output channel (false: per tensor)")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="activation ranges")

@@ -91,7 +91,7 @@ class Quantize(Stage):
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.quantize is not None
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
-                "symmetric_activations": symmetric_activations(device),
+                "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
                 "nncf_target": nncf_target(device, "openvino") if "openvino" in int8_runtimes(device) else None,
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
 
