@@ -189,20 +189,24 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")], deb
     print_summary(out, read_manifest(run_dir), run_dir)
 
 
+RoundsOpt = Annotated[int, typer.Option("--rounds", help="interleaved blocks of 20 timed calls per latency series",
+                                         min=1)]
+
+
 @app.command()
 def baseline(
     run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
     output: Annotated[Path, typer.Option("--output", "-o", help="baseline file to write (commit it)")],
+    rounds: RoundsOpt = 10,
+    keep_artifacts: Annotated[bool, typer.Option(
+        "--keep-artifacts", help="also copy the artifacts next to the baseline (<stem>-artifacts/), for `check` to "
+        "time them beside the candidate")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Store RUN's sizes, accuracies and latency samples as a baseline for `edgekd check`."""
-    from edgekd._atomic import atomic_write_json
-    from edgekd.bench.gate import snapshot
-    from edgekd.pipeline.manifest import load_manifest
+    """Store RUN's sizes, accuracies and latencies (timed beside a machine reference) as a baseline for `check`."""
+    from edgekd.cli_gate import baseline_command
 
-    data = snapshot(load_manifest(run_dir))
-    atomic_write_json(output, data)
-    console.print(f"baseline of {data['recipe']} on {data['device']} ({len(data['artifacts'])} artifacts) → {output}")
+    baseline_command(console, run_dir, output, rounds=rounds, keep_artifacts=keep_artifacts)
 
 
 @app.command()
@@ -213,24 +217,32 @@ def check(
     accuracy_tol: Annotated[float, typer.Option("--accuracy-tol", help="accuracy points it may drop", min=0)] = 0.5,
     latency_tol: Annotated[float, typer.Option("--latency-tol", help="percent it may slow down (whole CI beyond)",
                                                min=0)] = 10.0,
+    baseline_run: Annotated[Optional[Path], typer.Option(
+        "--baseline-run", help="the run the baseline was made from: time its artifacts beside this run's")] = None,
+    cross_machine: Annotated[bool, typer.Option(
+        "--cross-machine", help="compare with a baseline from another CPU model or flags")] = False,
+    rounds: RoundsOpt = 10,
     fmt: Annotated[str, typer.Option("--format", help="text, or md for a pull-request comment")] = "text",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the gate's rows as JSON")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Compare RUN with a baseline: exit 1 on a size, accuracy or latency regression, 0 otherwise."""
-    from edgekd.bench.gate import Tolerances, compare, load_baseline
+    from edgekd._atomic import atomic_write_json
+    from edgekd.bench.gate import Tolerances
+    from edgekd.cli_gate import check_command
     from edgekd.cli_views import gate_markdown, print_gate
-    from edgekd.pipeline.manifest import load_manifest
 
     if fmt not in ("text", "md"):
         raise UserError(f"check: --format {fmt!r}; choose text or md")
-    manifest = load_manifest(run_dir)
-    result = compare(load_baseline(baseline_file), manifest,
-                     Tolerances(size_bytes=size_tol, accuracy_points=accuracy_tol, latency_pct=latency_tol),
-                     source=str(baseline_file))
+    result = check_command(run_dir, baseline_file,
+                           Tolerances(size_bytes=size_tol, accuracy_points=accuracy_tol, latency_pct=latency_tol),
+                           baseline_run=baseline_run, cross_machine=cross_machine, rounds=rounds)
     if fmt == "md":
         print(gate_markdown(result))
     else:
         print_gate(out, result)
+    if json_out is not None:
+        atomic_write_json(json_out, result.to_dict())
     if not result.passed:
         raise typer.Exit(1)
 

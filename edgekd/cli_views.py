@@ -54,7 +54,7 @@ def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
     out.print(f"report: {report if report.exists() else '(no report stage)'}")
 
 
-VERDICT_STYLE = {"regression": "bold red", "improved": "green", "new": "cyan", "ok": ""}
+VERDICT_STYLE = {"regression": "bold red", "improved": "green", "new": "cyan", "not judged": "yellow", "ok": ""}
 
 
 def print_gate(out: Console, result: GateResult) -> None:
@@ -66,12 +66,15 @@ def print_gate(out: Console, result: GateResult) -> None:
         style = VERDICT_STYLE.get(row.verdict, "")
         table.add_row(*cells[:-1], f"[{style}]{cells[-1]}[/{style}]" if style else cells[-1])
     out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
 
 
 def gate_markdown(result: GateResult) -> str:
     """The gate as markdown for a pull-request comment: a verdict line and the table."""
     mark = "✅" if result.passed else "❌"
-    return f"{mark} **{result.summary()}**\n\n{markdown_table(GATE_HEADER, gate_rows(result))}\n"
+    notes = "".join(f"\n> {note}\n" for note in result.notes)
+    return f"{mark} **{result.summary()}**\n\n{markdown_table(GATE_HEADER, gate_rows(result))}\n{notes}"
 
 
 def print_plan(out: Console, recipe: Recipe, device: Device) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from edgekd.bench.bootstrap import ratio_of_medians
 from edgekd.bench.gate import Tolerances, compare, snapshot
+from edgekd.bench.gate_latency import SessionTiming
 from edgekd.cli import main
 from edgekd.errors import UserError
 
@@ -60,13 +61,17 @@ def test_bad_samples_are_refused() -> None:
 
 
 def _manifest(**changes: Any) -> dict[str, Any]:
+    """A run of one ONNX artifact whose file (:func:`_run_dir`) is the machine reference's model."""
+    from edgekd.bench.reference import reference_digest
+
     rng = np.random.default_rng(0)
     samples = [round(float(v), 4) for v in rng.normal(0.05, 0.002, 200)]
     art = {"name": "student-onnx-fp32", "path": "export/m.onnx", "format": "onnx", "precision": "fp32",
-           "runtime": "onnxruntime", "role": "student", "bytes": 1000, "sha256": "a" * 64, "status": "ok",
-           "input": {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"},
+           "runtime": "onnxruntime", "role": "student", "bytes": 1000, "sha256": reference_digest(), "status": "ok",
+           "input": {"shape": [-1, 3, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"},
            "metrics": {"accuracy": 0.9, "test_samples": 360, "latency_ms": {"p50": float(np.median(samples))},
-                       "samples_ms": samples, "batch_size": 1, "threads": 2}}
+                       "samples_ms": samples, "batch_size": 1, "threads": 2,
+                       "compute": {"runtime": "onnxruntime", "threads": 2, "inference_precision": "f32"}}}
     for key, value in changes.items():
         if key in art["metrics"]:
             art["metrics"][key] = value
@@ -77,12 +82,12 @@ def _manifest(**changes: Any) -> dict[str, Any]:
             "artifacts": [art]}
 
 
-def _verdicts(manifest: dict[str, Any], tol: Tolerances = Tolerances()) -> dict[str, str]:
-    return {r.metric: r.verdict for r in compare(snapshot(_manifest()), manifest, tol).rows}
+def _verdicts(manifest: dict[str, Any], tol: Tolerances = Tolerances(), **timings: Any) -> dict[str, str]:
+    return {r.metric: r.verdict for r in compare(snapshot(_manifest()), manifest, tol, timings=timings).rows}
 
 
 def test_same_run_passes_and_one_byte_more_fails() -> None:
-    assert set(_verdicts(_manifest()).values()) == {"ok"}
+    assert _verdicts(_manifest()) == {"size (bytes)": "ok", "accuracy": "ok", "latency p50 (ms)": "not judged"}
     assert _verdicts(_manifest(bytes=1001))["size (bytes)"] == "regression"
     assert _verdicts(_manifest(bytes=1001), Tolerances(size_bytes=1))["size (bytes)"] == "ok"
     assert _verdicts(_manifest(bytes=999))["size (bytes)"] == "improved"
@@ -96,9 +101,12 @@ def test_accuracy_uses_an_absolute_tolerance_in_points() -> None:
 
 def test_latency_flagged_only_when_the_whole_interval_is_beyond_the_tolerance() -> None:
     base = _manifest()["artifacts"][0]["metrics"]["samples_ms"]
-    assert _verdicts(_manifest(samples_ms=[v * 1.05 for v in base]))["latency p50 (ms)"] == "ok"
-    assert _verdicts(_manifest(samples_ms=[v * 1.5 for v in base]))["latency p50 (ms)"] == "regression"
-    assert _verdicts(_manifest(samples_ms=[v * 0.5 for v in base]))["latency p50 (ms)"] == "improved"
+
+    def verdict(factor: float) -> str:
+        timing = SessionTiming(base, [v * factor for v in base])
+        return _verdicts(_manifest(), **{"student-onnx-fp32": timing})["latency p50 (ms)"]
+
+    assert (verdict(1.05), verdict(1.5), verdict(0.5)) == ("ok", "regression", "improved")
 
 
 def test_missing_or_failed_artifacts_are_regressions() -> None:
@@ -116,8 +124,13 @@ def test_baseline_of_another_device_is_bad_input() -> None:
 
 
 def _run_dir(tmp_path: Path, name: str, manifest: dict[str, Any]) -> Path:
+    """A run folder of ``manifest`` whose ONNX artifact is the machine reference's model (a real, small ONNX file);
+    the manifest's size and digests stay as given."""
+    from edgekd.bench.reference import reference_model_bytes
+
     run = tmp_path / name
-    run.mkdir()
+    (run / "export").mkdir(parents=True)
+    (run / "export" / "m.onnx").write_bytes(reference_model_bytes())
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -128,10 +141,11 @@ def test_cli_exit_codes_and_markdown_table(tmp_path: Path, capsys: pytest.Captur
     old = _run_dir(tmp_path, "old", _manifest())
     bigger = _run_dir(tmp_path, "bigger", _manifest(bytes=1001))
     baseline = tmp_path / "baseline.json"
-    assert main(["baseline", str(old), "-o", str(baseline)]) == 0
-    assert main(["check", str(old), "--baseline", str(baseline)]) == 0
+    assert main(["baseline", str(old), "-o", str(baseline), "--rounds", "2"]) == 0
+    generous = ["--latency-tol", "1000", "--rounds", "2"]  # real timing; this test is not about its verdict
+    assert main(["check", str(old), "--baseline", str(baseline), *generous]) == 0
     capsys.readouterr()
-    assert main(["check", str(bigger), "--baseline", str(baseline), "--format", "md"]) == 1
+    assert main(["check", str(bigger), "--baseline", str(baseline), "--format", "md", *generous]) == 1
     md = capsys.readouterr().out
     tokens = MarkdownIt("commonmark").enable("table").parse(md)
     assert [t.type for t in tokens].count("table_open") == 1
@@ -164,8 +178,10 @@ def test_example_workflow_runs_valid_commands(tmp_path: Path) -> None:
     out = run.index("--out")
     assert main(["validate", *run[1:out], *run[out + 2:]]) == 0
     check = next(c for c in commands if c[0] == "check")
+    make = next(c for c in commands if c[0] == "baseline")
     old = _run_dir(tmp_path, "old", _manifest())
     baseline = tmp_path / "baseline.json"
-    assert main(["baseline", str(old), "-o", str(baseline)]) == 0
+    assert "--keep-artifacts" in make  # the check below times the kept artifacts beside the run's
+    assert main(["baseline", str(old), "-o", str(baseline), "--keep-artifacts", "--rounds", "2"]) == 0
     options = check[check.index("--baseline") + 2:check.index(">")]
-    assert main(["check", str(old), "--baseline", str(baseline), *options]) == 0
+    assert main(["check", str(old), "--baseline", str(baseline), *options, "--rounds", "2"]) == 0

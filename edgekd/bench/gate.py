@@ -1,17 +1,21 @@
 """The CI gate: a run against a committed baseline — size exact, accuracy within points, latency noise-aware.
 
-``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digest, accuracy and raw latency samples
-(bench metric ``samples_ms``). ``edgekd check RUN --baseline baseline.json`` compares a run with it:
+``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digests, accuracy and latency samples timed
+beside the machine reference (:mod:`edgekd.bench.reference`), with the CPU's identity. ``edgekd check RUN --baseline
+baseline.json`` compares a run with it:
 
 - **size**: bytes, exactly; a regression when ``new - old > size_tol`` bytes (default 0: one byte more fails);
 - **accuracy**: a regression when it drops by more than ``accuracy_tol`` points (default 0.5 points);
-- **latency**: the ratio of medians new / old with a seeded percentile-bootstrap interval
-  (:func:`edgekd.bench.bootstrap.ratio_of_medians`); a regression only when the *whole* interval lies above
-  ``1 + latency_tol`` (default 10 %, the factor asv's ``compare`` uses by default), so sampling noise cannot fail the
-  gate; faster only when the whole interval lies below ``1 - latency_tol``;
+- **latency**: a ratio new / old with a seeded percentile-bootstrap interval, never of two sessions' raw latencies
+  (:mod:`edgekd.bench.gate_latency`): both artifacts timed interleaved in this session when the baseline's run is
+  at hand, else the ratio divided by the machine reference's ratio; a regression only when the *whole* interval lies
+  above ``1 + latency_tol`` (default 10 %, the factor asv's ``compare`` uses by default); faster only when the whole
+  interval lies below ``1 - latency_tol``; without a way to measure it, reported as ``not judged``;
 - an artifact of the baseline missing from the run, or failed in it, is a regression; a new artifact is reported.
 
-Comparisons across recipes, devices, smoke settings or bench batch sizes are refused (bad input).
+Comparisons across recipes, devices, smoke settings or bench batch sizes are refused (bad input). A baseline of
+version 1 (no machine reference) is read: its sizes and accuracies are judged, its latencies only against its run's
+artifacts, with a note saying how to re-baseline.
 """
 
 from __future__ import annotations
@@ -22,11 +26,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.bootstrap import ratio_of_medians
+from edgekd.bench.gate_latency import METRIC, Timing, Unjudged, describe, latency_judgement
 from edgekd.errors import UserError
 
 BASELINE_FORMAT = "edgekd-baseline"
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
+#: versions this edgekd reads; version 1 has no machine reference
+READABLE_VERSIONS = (1, 2)
+OLD_BASELINE_NOTE = ("{source} is a version-1 baseline, written by an edgekd without a machine reference: its "
+                     "latencies were timed in another session, whose machine speed this check cannot know, so they "
+                     "are not compared (sizes and accuracies are). Re-baseline with `edgekd baseline RUN -o "
+                     "{source}`, or give `--baseline-run OLD_RUN` (the run the baseline was made from) to time both "
+                     "runs' artifacts here.")
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Row:
     new: str
     change: str
     verdict: str
+    figures: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:
@@ -69,6 +81,7 @@ class GateResult:
     recipe: str = ""
     device: str = ""
     tolerances: Tolerances = field(default_factory=Tolerances)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Row]:
@@ -87,26 +100,33 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "recipe": self.recipe, "device": self.device,
-                "tolerances": self.tolerances.__dict__, "rows": [r.__dict__ for r in self.rows]}
+                "tolerances": self.tolerances.__dict__, "notes": self.notes, "rows": [r.__dict__ for r in self.rows]}
 
 
-def snapshot(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What the gate compares of a run: a baseline document (also the form a run is compared in)."""
+def snapshot(manifest: dict[str, Any], *, sessions: dict[str, dict[str, Any]] | None = None,
+             machine: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the gate compares of a run: a baseline document (also the form a run is compared in).
+
+    ``sessions`` maps an artifact name to its latency timed beside the machine reference (``samples_ms``,
+    ``reference_ms``, ``rounds``); ``machine`` is :func:`edgekd.bench.reference.machine_identity` and ``reference``
+    names the reference workload (``name``, ``sha256``)."""
     artifacts = {}
     for art in manifest["artifacts"]:
         metrics = art.get("metrics", {})
         artifacts[art["name"]] = {
             "status": art.get("status", "ok"), "format": art["format"], "precision": art["precision"],
-            "runtime": art["runtime"], "bytes": art["bytes"], "sha256": art["sha256"],
+            "runtime": art["runtime"], "path": art.get("path"), "bytes": art["bytes"], "sha256": art["sha256"],
+            "combined_sha256": art.get("combined_sha256") or art["sha256"],
             "accuracy": metrics.get("accuracy"), "test_samples": metrics.get("test_samples"),
-            "latency_ms": metrics.get("latency_ms"), "samples_ms": metrics.get("samples_ms"),
-            "batch_size": metrics.get("batch_size"), "threads": metrics.get("threads"),
+            "latency_ms": metrics.get("latency_ms"), "batch_size": metrics.get("batch_size"),
+            "threads": metrics.get("threads"), "session": (sessions or {}).get(art["name"]),
         }
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "recipe": manifest["recipe"],
             "device": manifest["device"], "smoke": manifest["smoke"], "selected": manifest.get("selected"),
             "edgekd_version": manifest["edgekd_version"], "run_created": manifest["created"],
             "git_commit": manifest.get("provenance", {}).get("git_commit"),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "artifacts": artifacts}
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
+            "reference": reference, "artifacts": artifacts}
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
@@ -121,9 +141,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
             data.get("artifacts"), dict):
         raise UserError(f"{path}: not an edgekd baseline (expected \"format\": \"{BASELINE_FORMAT}\"; make one with "
                         "`edgekd baseline RUN -o FILE`)")
-    if data.get("version") != BASELINE_VERSION:
-        raise UserError(f"{path}: baseline version {data.get('version')!r}; this edgekd reads version "
-                        f"{BASELINE_VERSION}")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise UserError(f"{path}: baseline version {data.get('version')!r}; this edgekd reads versions "
+                        f"{', '.join(map(str, READABLE_VERSIONS))} (re-baseline with `edgekd baseline RUN -o {path}`)")
     return data
 
 
@@ -159,31 +179,27 @@ def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tole
     return Row(name, "accuracy", f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
 
 
-def _latency_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
-    a, b = old.get("samples_ms"), new.get("samples_ms")
-    if not a:
-        p50 = (new.get("latency_ms") or {}).get("p50")
-        return None if p50 is None else Row(name, "latency p50 (ms)", "—", f"{p50:.4f}", "no baseline samples",
-                                            "new")
-    if not b:
-        return Row(name, "latency p50 (ms)", f"{old['latency_ms']['p50']:.4f}", "—", "no latency samples in this "
-                   "run (bench did not run, or an edgekd without samples_ms)", "regression")
-    ci = ratio_of_medians(a, b, resamples=tol.resamples, confidence=tol.confidence, seed=tol.seed)
-    limit = 1 + tol.latency_pct / 100
-    verdict = ("regression" if ci.low > limit else "improved" if ci.high < 1 - tol.latency_pct / 100 else "ok")
-    old_median, new_median = (old["latency_ms"] or {}).get("p50"), (new["latency_ms"] or {}).get("p50")
-    change = (f"×{ci.ratio:.3f} [{ci.low:.3f}, {ci.high:.3f}] ({100 * ci.confidence:.0f} % CI, "
-              f"{len(a)} vs {len(b)} runs)")
-    return Row(name, "latency p50 (ms)", f"{old_median:.4f}" if old_median else "—",
-               f"{new_median:.4f}" if new_median else "—", change, verdict)
+def _latency_row(name: str, old: dict[str, Any], timing: Timing, tol: Tolerances) -> Row:
+    judgement = latency_judgement(old, timing, latency_pct=tol.latency_pct, resamples=tol.resamples,
+                                  confidence=tol.confidence, seed=tol.seed)
+    old_ms = judgement.get("old_ms") or (old.get("latency_ms") or {}).get("p50")
+    new_ms = judgement.get("new_ms")
+    return Row(name, METRIC, f"{old_ms:.4f}" if old_ms else "—", f"{new_ms:.4f}" if new_ms else "—",
+               describe(judgement), judgement["verdict"], judgement)
 
 
-def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances, *, source: str = "baseline"
-            ) -> GateResult:
-    """Rows of the gate for the run ``manifest`` against ``baseline`` (see the module docstring)."""
+NOT_TIMED = Unjudged("not timed in this comparison (`edgekd check` times it)")
+
+
+def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances, *, source: str = "baseline",
+            timings: dict[str, Timing] | None = None) -> GateResult:
+    """Rows of the gate for the run ``manifest`` against ``baseline`` (see the module docstring); ``timings`` holds
+    each artifact's latency measurement of this check (an artifact without one is ``not judged``)."""
     new = snapshot(manifest)
     _check_comparable(baseline, new, source)
     result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol)
+    if baseline.get("version") == 1:
+        result.notes.append(OLD_BASELINE_NOTE.format(source=source))
     for name, old_art in baseline["artifacts"].items():
         art = new["artifacts"].get(name)
         if art is None:
@@ -194,8 +210,10 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
                                    "regression"))
             continue
         result.rows.append(_size_row(name, old_art, art, tol))
-        result.rows += [r for r in (_accuracy_row(name, old_art, art, tol), _latency_row(name, old_art, art, tol))
-                        if r is not None]
+        result.rows += [r for r in (_accuracy_row(name, old_art, art, tol),) if r is not None]
+        timing = (timings or {}).get(name)
+        if timing is not None or old_art.get("latency_ms"):
+            result.rows.append(_latency_row(name, old_art, timing or NOT_TIMED, tol))
     for name, art in new["artifacts"].items():
         if name not in baseline["artifacts"]:
             result.rows.append(Row(name, "artifact", "—", art["status"], "not in the baseline", "new"))
