@@ -197,7 +197,7 @@ RoundsOpt = Annotated[int, typer.Option("--rounds", help="interleaved blocks of 
 def baseline(
     run_dir: Annotated[Path, typer.Argument(help="a finished run directory")],
     output: Annotated[Path, typer.Option("--output", "-o", help="baseline file to write (commit it)")],
-    rounds: RoundsOpt = 10,
+    rounds: RoundsOpt = 20,
     keep_artifacts: Annotated[bool, typer.Option(
         "--keep-artifacts", help="also copy the artifacts next to the baseline (<stem>-artifacts/), for `check` to "
         "time them beside the candidate")] = False,
@@ -221,7 +221,7 @@ def check(
         "--baseline-run", help="the run the baseline was made from: time its artifacts beside this run's")] = None,
     cross_machine: Annotated[bool, typer.Option(
         "--cross-machine", help="compare with a baseline from another CPU model or flags")] = False,
-    rounds: RoundsOpt = 10,
+    rounds: RoundsOpt = 20,
     fmt: Annotated[str, typer.Option("--format", help="text, or md for a pull-request comment")] = "text",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the gate's rows as JSON")] = None,
     debug: DebugOpt = False,

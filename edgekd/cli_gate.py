@@ -22,9 +22,10 @@ from typing import Any
 from rich.console import Console
 
 from edgekd._atomic import atomic_write_json
-from edgekd.bench.gate import GateResult, Tolerances, compare, load_baseline, snapshot
+from edgekd.bench.gate import GateResult, Tolerances, check_comparable, compare, load_baseline, snapshot
 from edgekd.bench.gate_latency import ReferenceTiming, SessionTiming, Timing, Unjudged
 from edgekd.bench.reference import REFERENCE_RUNTIMES
+from edgekd.bench.retime import BLOCK
 from edgekd.errors import UserError
 from edgekd.pipeline.hashing import combined_sha256
 from edgekd.pipeline.manifest import load_manifest
@@ -58,7 +59,6 @@ def _batch(art: dict[str, Any], batch_size: int | None) -> Any:
 
 
 def _reference_sessions(run_dir: Path, manifest: dict[str, Any], rounds: int) -> dict[str, dict[str, Any]]:
-    from edgekd.bench.reference import REFERENCE_RUNTIMES
     from edgekd.bench.retime import runner_options_of, time_with_reference
 
     sessions = {}
@@ -70,7 +70,7 @@ def _reference_sessions(run_dir: Path, manifest: dict[str, Any], rounds: int) ->
         samples, reference = time_with_reference(art["runtime"], run_dir / art["path"], options,
                                                  _batch(art, metrics.get("batch_size")), rounds=rounds)
         sessions[art["name"]] = {"samples_ms": samples, "reference_ms": reference, "rounds": rounds,
-                                 "options": options}
+                                 "block": BLOCK, "options": options}
     return sessions
 
 
@@ -128,7 +128,7 @@ def _session_timings(base: dict[str, Any], old_dir: Path, run_dir: Path, manifes
         options = runner_options_of(art["runtime"], metrics.get("compute") or {})
         old_ms, new_ms = time_side_by_side(art["runtime"], old_path, run_dir / art["path"], options,
                                            _batch(art, metrics.get("batch_size")), rounds=rounds)
-        timings[art["name"]] = SessionTiming(old_ms, new_ms)
+        timings[art["name"]] = SessionTiming(old_ms, new_ms, BLOCK)
     return timings
 
 
@@ -160,7 +160,7 @@ def _reference_timings(base: dict[str, Any], source: str, run_dir: Path, manifes
         if old_session is None:
             timings[name] = Unjudged("no latency timed in the baseline for this artifact")
         elif name in sessions:
-            timings[name] = ReferenceTiming(sessions[name]["samples_ms"], sessions[name]["reference_ms"])
+            timings[name] = ReferenceTiming(sessions[name]["samples_ms"], sessions[name]["reference_ms"], BLOCK)
     return timings
 
 
@@ -170,6 +170,7 @@ def check_command(run_dir: Path, baseline_file: Path, tol: Tolerances, *, baseli
     base = load_baseline(baseline_file)
     manifest = load_manifest(run_dir)
     source = str(baseline_file)
+    check_comparable(base, snapshot(manifest), source)
     kept = kept_artifacts_dir(baseline_file)
     old_dir = baseline_run if baseline_run is not None else kept if kept.is_dir() else None
     notes: list[str] = []

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from edgekd.bench.gate import Tolerances, compare, snapshot
+from edgekd.bench.gate_latency import SessionTiming
 from edgekd.bench.latency import interleaved_calls, samples_ms
 from edgekd.pipeline.hashing import artifact_files
 from edgekd.runtime import open_runner
@@ -156,8 +157,8 @@ def test_predict_reads_an_image_file_and_openvino_at_explicit_f32(smoke_run: Pat
 
 def test_baseline_of_the_same_run_passes_and_one_byte_more_fails(smoke_run: Path, tmp_path: Path) -> None:
     baseline = tmp_path / "baseline.json"
-    assert run_cli("baseline", str(smoke_run), "-o", str(baseline)).returncode == 0
-    same = run_cli("check", str(smoke_run), "--baseline", str(baseline))
+    assert run_cli("baseline", str(smoke_run), "-o", str(baseline), "--keep-artifacts").returncode == 0
+    same = run_cli("check", str(smoke_run), "--baseline", str(baseline))  # both runs timed in this session
     assert same.returncode == 0, same.stdout + same.stderr
     assert "edgekd gate passed" in same.stdout
     grown = tmp_path / "grown"
@@ -206,7 +207,8 @@ def test_ten_remeasurements_raise_no_latency_regression(smoke_run: Path) -> None
     model = smoke_run / next(a["path"] for a in m["artifacts"] if a["name"] == name)
     first, *again = interleaved([model], repeats=11)
     base = snapshot(with_samples(m, name, first))
-    rows = [next(r for r in compare(base, with_samples(m, name, s), Tolerances()).rows
+    rows = [next(r for r in compare(base, with_samples(m, name, s), Tolerances(),
+                                    timings={name: SessionTiming(first, s, 1)}).rows
                  if r.artifact == name and r.metric.startswith("latency")) for s in again]
     assert [r.verdict for r in rows if r.verdict == "regression"] == [], [r.change for r in rows]
 
@@ -227,7 +229,8 @@ def test_a_wider_student_is_flagged_as_slower(smoke_run: Path, tmp_path: Path) -
                        torch.rand(1, 1, 8, 8), tmp_path / "wide.onnx", opset=17, dynamic_batch=True)
     old, new = interleaved([model, wide])
     result = compare(snapshot(with_samples(m, name, old)),
-                     with_samples(m, name, new, bytes=wide.stat().st_size), Tolerances())
+                     with_samples(m, name, new, bytes=wide.stat().st_size), Tolerances(),
+                     timings={name: SessionTiming(old, new, 1)})
     verdicts = {r.metric: (r.verdict, r.change) for r in result.rows if r.artifact == name}
     assert verdicts["latency p50 (ms)"][0] == "regression", verdicts
     assert verdicts["size (bytes)"][0] == "regression" and not result.passed

@@ -103,7 +103,7 @@ def test_latency_flagged_only_when_the_whole_interval_is_beyond_the_tolerance() 
     base = _manifest()["artifacts"][0]["metrics"]["samples_ms"]
 
     def verdict(factor: float) -> str:
-        timing = SessionTiming(base, [v * factor for v in base])
+        timing = SessionTiming(base, [v * factor for v in base], 20)
         return _verdicts(_manifest(), **{"student-onnx-fp32": timing})["latency p50 (ms)"]
 
     assert (verdict(1.05), verdict(1.5), verdict(0.5)) == ("ok", "regression", "improved")

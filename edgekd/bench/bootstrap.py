@@ -6,9 +6,13 @@ resample forms the bootstrap distribution, whose ``(1 - c) / 2`` and ``(1 + c) /
 at confidence ``c``. This is what criterion.rs does for its change estimates, applied to medians, which ignore the
 one-off stalls of a shared machine. Seeded, so the same samples always give the same interval.
 
-:func:`normalised_ratio` divides that ratio by a second one, the machine ratio of a reference workload timed beside
-the artifact in both sessions; all four samples are resampled independently, so the interval holds the noise of the
-reference's timing too.
+:func:`paired_ratio` and :func:`normalised_ratio` are for series timed in interleaved blocks
+(:func:`edgekd.bench.latency.interleaved_calls`): calls of one block share the machine's state of that moment, so
+they are not independent, and the block, not the call, is resampled (the highest level of variation, as Kalibera &
+Jones, *Rigorous Benchmarking in Reasonable Time*, ISMM 2013, advise). Each block is summarised by its median;
+:func:`paired_ratio` takes the ratio of the two series' blocks of the same round (timed next to each other), and
+:func:`normalised_ratio` divides an artifact's block by the machine reference's block of the same round in each
+session, then compares the sessions.
 """
 
 from __future__ import annotations
@@ -83,18 +87,45 @@ def ratio_of_medians(old: Sequence[float] | np.ndarray, new: Sequence[float] | n
     return _interval(ratios, float(np.median(b) / np.median(a)), confidence, resamples)
 
 
+def block_medians(values: Sequence[float] | np.ndarray, block: int, what: str = "series") -> np.ndarray:
+    """The median of each consecutive block of ``block`` values (a series of whole blocks, in order)."""
+    array = _positive_1d(values, what)
+    if block < 1 or array.size % block:
+        raise ValueError(f"{what}: {array.size} values are not whole blocks of {block}")
+    return np.median(array.reshape(-1, block), axis=1)
+
+
+def paired_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray, *, block: int,
+                 resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
+    """The median over rounds of ``median(new block) / median(old block)`` and its percentile-bootstrap interval,
+    rounds resampled with replacement; ``old`` and ``new`` hold the same number of rounds of ``block`` calls."""
+    _checked(resamples, confidence)
+    a, b = block_medians(old, block, "old"), block_medians(new, block, "new")
+    if a.size != b.size:
+        raise ValueError(f"old has {a.size} rounds, new {b.size}: paired series need as many")
+    ratios = b / a
+    rng = np.random.default_rng(seed)
+    return _interval(_bootstrap_medians(ratios, resamples, rng, max(1, 2_000_000 // ratios.size)),
+                     float(np.median(ratios)), confidence, resamples)
+
+
+def _quotients(values: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray, block: int,
+               what: str) -> np.ndarray:
+    art, ref = block_medians(values, block, what), block_medians(reference, block, f"{what}_reference")
+    if art.size != ref.size:
+        raise ValueError(f"{what}: {art.size} rounds of the artifact, {ref.size} of its reference; need as many")
+    return art / ref
+
+
 def normalised_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray,
                      old_reference: Sequence[float] | np.ndarray, new_reference: Sequence[float] | np.ndarray, *,
-                     resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
-    """``(median(new) / median(old)) / (median(new_reference) / median(old_reference))`` and its seeded
-    percentile-bootstrap interval: the artifact's ratio of medians divided by the machine ratio of the reference
-    workload timed beside it (arguments as :func:`ratio_of_medians`)."""
+                     block: int, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
+    """``median(q_new) / median(q_old)`` with ``q = median(artifact block) / median(reference block)`` per round of
+    each session, and its percentile-bootstrap interval, each session's rounds resampled independently: the
+    artifact's change with the machine's change between the sessions divided out."""
     _checked(resamples, confidence)
-    a, b = _positive_1d(old, "old"), _positive_1d(new, "new")
-    ra, rb = _positive_1d(old_reference, "old_reference"), _positive_1d(new_reference, "new_reference")
+    qa, qb = _quotients(old, old_reference, block, "old"), _quotients(new, new_reference, block, "new")
     rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // max(a.size, b.size, ra.size, rb.size))
-    draws = [_bootstrap_medians(v, resamples, rng, chunk) for v in (a, b, ra, rb)]
-    ratios = (draws[1] / draws[0]) / (draws[3] / draws[2])
-    ratio = float((np.median(b) / np.median(a)) / (np.median(rb) / np.median(ra)))
-    return _interval(ratios, ratio, confidence, resamples)
+    chunk = max(1, 2_000_000 // max(qa.size, qb.size))
+    ratios = _bootstrap_medians(qb, resamples, rng, chunk) / _bootstrap_medians(qa, resamples, rng, chunk)
+    return _interval(ratios, float(np.median(qb) / np.median(qa)), confidence, resamples)

@@ -147,7 +147,7 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_comparable(old: dict[str, Any], new: dict[str, Any], source: str) -> None:
+def check_comparable(old: dict[str, Any], new: dict[str, Any], source: str) -> None:
     for key in ("recipe", "device", "smoke"):
         if old[key] != new[key]:
             raise UserError(f"{source}: baseline is of {key} {old[key]!r}, this run of {key} {new[key]!r}; compare "
@@ -196,7 +196,7 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
     """Rows of the gate for the run ``manifest`` against ``baseline`` (see the module docstring); ``timings`` holds
     each artifact's latency measurement of this check (an artifact without one is ``not judged``)."""
     new = snapshot(manifest)
-    _check_comparable(baseline, new, source)
+    check_comparable(baseline, new, source)
     result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol)
     if baseline.get("version") == 1:
         result.notes.append(OLD_BASELINE_NOTE.format(source=source))

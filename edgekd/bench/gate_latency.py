@@ -4,11 +4,13 @@ Latencies from two sessions are never compared raw: the same artifacts on the sa
 state from one session to the next, by a factor far beyond any sampling interval. A verdict rests on one of:
 
 - :class:`SessionTiming` (``edgekd check --baseline-run OLD_RUN``): the baseline's artifact and the candidate timed
-  interleaved in this process; the ratio of medians ``new / old`` and its bootstrap interval
-  (:func:`edgekd.bench.bootstrap.ratio_of_medians`);
+  interleaved in this process; the median over rounds of the ratio of their blocks and its bootstrap interval over
+  rounds (:func:`edgekd.bench.bootstrap.paired_ratio`);
 - :class:`ReferenceTiming` (only the baseline's numbers): the candidate timed beside the machine reference now, the
-  baseline's artifact beside it when the baseline was made; the raw ratio divided by the reference's machine ratio,
-  with the bootstrap interval of that quotient (:func:`edgekd.bench.bootstrap.normalised_ratio`).
+  baseline's artifact beside it when the baseline was made; each block divided by the reference's block of its
+  round, then the sessions compared, with a bootstrap interval over rounds
+  (:func:`edgekd.bench.bootstrap.normalised_ratio`). The report also shows the raw ratio (of all calls' medians)
+  and the machine ratio (the reference's), whose quotient the judged ratio approximates.
 
 Either way the verdict is a regression only when the whole interval lies above ``1 + latency_tol``, improved only
 when it lies below ``1 - latency_tol``. Without either, the latency is reported and not judged.
@@ -19,25 +21,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgekd.bench.bootstrap import RatioInterval, normalised_ratio, ratio_of_medians
+from edgekd.bench.bootstrap import RatioInterval, normalised_ratio, paired_ratio, ratio_of_medians
 
 METRIC = "latency p50 (ms)"
 
 
 @dataclass(frozen=True)
 class SessionTiming:
-    """The baseline's artifact (``old_ms``) and the candidate (``new_ms``) timed interleaved in one session."""
+    """The baseline's artifact (``old_ms``) and the candidate (``new_ms``) timed interleaved in one session, in
+    rounds of ``block`` calls each."""
 
     old_ms: list[float]
     new_ms: list[float]
+    block: int
 
 
 @dataclass(frozen=True)
 class ReferenceTiming:
-    """The candidate (``new_ms``) and the machine reference (``reference_ms``) timed interleaved in this session."""
+    """The candidate (``new_ms``) and the machine reference (``reference_ms``) timed interleaved in this session, in
+    rounds of ``block`` calls each."""
 
     new_ms: list[float]
     reference_ms: list[float]
+    block: int
 
 
 @dataclass(frozen=True)
@@ -71,15 +77,18 @@ def latency_judgement(old: dict[str, Any], timing: Timing, *, latency_pct: float
     if isinstance(timing, Unjudged):
         return {"verdict": "not judged", "reason": timing.reason}
     if isinstance(timing, SessionTiming):
-        ci = ratio_of_medians(timing.old_ms, timing.new_ms, **options)
+        ci = paired_ratio(timing.old_ms, timing.new_ms, block=timing.block, **options)
         figures = {"mode": "same session", "old_ms": _median(timing.old_ms), "new_ms": _median(timing.new_ms),
                    "raw": ci.ratio, "machine": None, "runs": [len(timing.old_ms), len(timing.new_ms)]}
     else:
         session = old["session"]
+        if session["block"] != timing.block:
+            return {"verdict": "not judged", "reason": f"baseline timed in blocks of {session['block']} calls, this "
+                    f"check in blocks of {timing.block}"}
         raw = ratio_of_medians(session["samples_ms"], timing.new_ms, **options)
         machine = ratio_of_medians(session["reference_ms"], timing.reference_ms, **options)
         ci = normalised_ratio(session["samples_ms"], timing.new_ms, session["reference_ms"], timing.reference_ms,
-                              **options)
+                              block=timing.block, **options)
         figures = {"mode": "machine reference", "old_ms": _median(session["samples_ms"]),
                    "new_ms": _median(timing.new_ms), "raw": raw.ratio, "raw_low": raw.low, "raw_high": raw.high,
                    "machine": machine.ratio,
@@ -96,4 +105,4 @@ def describe(judgement: dict[str, Any]) -> str:
                 f"({100 * judgement['confidence']:.0f} % CI, {judgement['runs'][0]} vs {judgement['runs'][1]} runs)")
     if judgement["machine"] is None:
         return f"{interval}, both timed in this session"
-    return f"raw ×{judgement['raw']:.3f} / machine ×{judgement['machine']:.3f} = {interval}"
+    return f"raw ×{judgement['raw']:.3f}, machine ×{judgement['machine']:.3f}, normalised {interval}"

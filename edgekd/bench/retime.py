@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench.latency import INTERLEAVE_BLOCK, INTERLEAVE_BLOCK_WARMUP, interleaved_calls, samples_ms
+from edgekd.bench.latency import INTERLEAVE_BLOCK, INTERLEAVE_BLOCK_WARMUP, interleaved_calls
 from edgekd.bench.reference import REFERENCE_RUNTIMES, reference_file, reference_input
 from edgekd.runtime import open_runner
 
 #: rounds of interleaved blocks per series by default: ``DEFAULT_ROUNDS · INTERLEAVE_BLOCK`` samples per series
-DEFAULT_ROUNDS = 10
+DEFAULT_ROUNDS = 20
+#: calls per block, the unit the gate's intervals resample
+BLOCK = INTERLEAVE_BLOCK
 #: untimed calls of each model before the first round
 WARMUP_CALLS = 20
 
@@ -62,7 +64,7 @@ def _interleave(stack: ExitStack, opened: list[tuple[str, Path, dict[str, Any], 
         calls.append(runner.bind(x).call)
     series = interleaved_calls(calls, rounds=rounds, runs=INTERLEAVE_BLOCK, warmup=WARMUP_CALLS,
                                block_warmup=INTERLEAVE_BLOCK_WARMUP, seed=seed)
-    return [samples_ms(s) for s in series]
+    return [[round(ns / 1e6, 6) for ns in s] for s in series]  # every call, in order: whole blocks
 
 
 def time_with_reference(runtime: str, artifact: Path, options: dict[str, Any], x: np.ndarray, *,
