@@ -9,7 +9,10 @@ one-off stalls of a shared machine. Seeded, so the same samples always give the 
 :func:`paired_ratio` and :func:`normalised_ratio` are for series timed in interleaved blocks
 (:func:`edgekd.bench.latency.interleaved_calls`): calls of one block share the machine's state of that moment, so
 they are not independent, and the block, not the call, is resampled (the highest level of variation, as Kalibera &
-Jones, *Rigorous Benchmarking in Reasonable Time*, ISMM 2013, advise). Each block is summarised by its median;
+Jones, *Rigorous Benchmarking in Reasonable Time*, ISMM 2013, advise). Each block is summarised by its fastest call:
+a busy machine only ever adds time to a call, so the minimum is the estimate least moved by other processes and still
+moved by the machine's clock and by the model (Chen & Revels, *Robust benchmarking in noisy environments*, 2016,
+the estimator of Julia's BenchmarkTools);
 :func:`paired_ratio` takes the ratio of the two series' blocks of the same round (timed next to each other), and
 :func:`normalised_ratio` divides an artifact's block by the machine reference's block of the same round in each
 session, then compares the sessions.
@@ -87,20 +90,20 @@ def ratio_of_medians(old: Sequence[float] | np.ndarray, new: Sequence[float] | n
     return _interval(ratios, float(np.median(b) / np.median(a)), confidence, resamples)
 
 
-def block_medians(values: Sequence[float] | np.ndarray, block: int, what: str = "series") -> np.ndarray:
-    """The median of each consecutive block of ``block`` values (a series of whole blocks, in order)."""
+def block_minima(values: Sequence[float] | np.ndarray, block: int, what: str = "series") -> np.ndarray:
+    """The minimum of each consecutive block of ``block`` values (a series of whole blocks, in order)."""
     array = _positive_1d(values, what)
     if block < 1 or array.size % block:
         raise ValueError(f"{what}: {array.size} values are not whole blocks of {block}")
-    return np.median(array.reshape(-1, block), axis=1)
+    return np.min(array.reshape(-1, block), axis=1)
 
 
 def paired_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray, *, block: int,
                  resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
-    """The median over rounds of ``median(new block) / median(old block)`` and its percentile-bootstrap interval,
+    """The median over rounds of ``min(new block) / min(old block)`` and its percentile-bootstrap interval,
     rounds resampled with replacement; ``old`` and ``new`` hold the same number of rounds of ``block`` calls."""
     _checked(resamples, confidence)
-    a, b = block_medians(old, block, "old"), block_medians(new, block, "new")
+    a, b = block_minima(old, block, "old"), block_minima(new, block, "new")
     if a.size != b.size:
         raise ValueError(f"old has {a.size} rounds, new {b.size}: paired series need as many")
     ratios = b / a
@@ -111,7 +114,7 @@ def paired_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.nd
 
 def _quotients(values: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray, block: int,
                what: str) -> np.ndarray:
-    art, ref = block_medians(values, block, what), block_medians(reference, block, f"{what}_reference")
+    art, ref = block_minima(values, block, what), block_minima(reference, block, f"{what}_reference")
     if art.size != ref.size:
         raise ValueError(f"{what}: {art.size} rounds of the artifact, {ref.size} of its reference; need as many")
     return art / ref
@@ -120,7 +123,7 @@ def _quotients(values: Sequence[float] | np.ndarray, reference: Sequence[float] 
 def normalised_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray,
                      old_reference: Sequence[float] | np.ndarray, new_reference: Sequence[float] | np.ndarray, *,
                      block: int, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
-    """``median(q_new) / median(q_old)`` with ``q = median(artifact block) / median(reference block)`` per round of
+    """``median(q_new) / median(q_old)`` with ``q = min(artifact block) / min(reference block)`` per round of
     each session, and its percentile-bootstrap interval, each session's rounds resampled independently: the
     artifact's change with the machine's change between the sessions divided out."""
     _checked(resamples, confidence)

@@ -4,11 +4,11 @@ Latencies from two sessions are never compared raw: the same artifacts on the sa
 state from one session to the next, by a factor far beyond any sampling interval. A verdict rests on one of:
 
 - :class:`SessionTiming` (``edgekd check --baseline-run OLD_RUN``): the baseline's artifact and the candidate timed
-  interleaved in this process; the median over rounds of the ratio of their blocks and its bootstrap interval over
-  rounds (:func:`edgekd.bench.bootstrap.paired_ratio`);
+  interleaved in this process; the median over rounds of the ratio of their blocks' fastest calls and its bootstrap
+  interval over rounds (:func:`edgekd.bench.bootstrap.paired_ratio`);
 - :class:`ReferenceTiming` (only the baseline's numbers): the candidate timed beside the machine reference now, the
-  baseline's artifact beside it when the baseline was made; each block divided by the reference's block of its
-  round, then the sessions compared, with a bootstrap interval over rounds
+  baseline's artifact beside it when the baseline was made; each block's fastest call divided by that of the
+  reference's block of its round, then the sessions compared, with a bootstrap interval over rounds
   (:func:`edgekd.bench.bootstrap.normalised_ratio`). The report also shows the raw ratio (of all calls' medians)
   and the machine ratio (the reference's), whose quotient the judged ratio approximates.
 
