@@ -106,6 +106,29 @@ def _keep(run_dir: Path, manifest: dict[str, Any], folder: Path, console: Consol
     console.print(f"kept the artifacts' files ({total / 2**20:.2f} MiB) in {folder}")
 
 
+def _old_artifact(old: dict[str, Any], name: str, old_dir: Path) -> tuple[Path, str, str] | None:
+    """The baseline's artifact ``name`` in ``old_dir``: its path, the digest the baseline stores and the digest of the
+    file there. A version-1 baseline stores no path: the folder's manifest gives it, and the main file's SHA-256 is
+    compared (version 1 has no combined digest)."""
+    from edgekd.pipeline.hashing import sha256_file
+
+    relative = old.get("path")
+    if relative is None:
+        try:
+            listed = load_manifest(old_dir)["artifacts"]
+        except UserError:
+            return None
+        relative = next((a["path"] for a in listed if a["name"] == name), None)
+        if relative is None:
+            return None
+    path = old_dir / relative
+    if not path.exists():
+        raise UserError(f"{old_dir}: {relative} not found; give --baseline-run the run the baseline was made from")
+    if "combined_sha256" in old:
+        return path, old["combined_sha256"], combined_sha256(path)
+    return path, old["sha256"], sha256_file(path)
+
+
 def _session_timings(base: dict[str, Any], old_dir: Path, run_dir: Path, manifest: dict[str, Any],
                      rounds: int) -> dict[str, Timing]:
     from edgekd.bench.retime import runner_options_of, time_side_by_side
@@ -113,17 +136,19 @@ def _session_timings(base: dict[str, Any], old_dir: Path, run_dir: Path, manifes
     timings: dict[str, Timing] = {}
     for art in manifest["artifacts"]:
         old = base["artifacts"].get(art["name"])
-        if old is None or not _timeable(art, RETIMED_RUNTIMES) or not _timeable(old, RETIMED_RUNTIMES):
+        if old is None or old.get("status", "ok") != "ok":
             continue
-        old_path = old_dir / old["path"]
-        if not old_path.exists():
-            raise UserError(f"{old_dir}: {old['path']} not found; give --baseline-run the run the baseline was made "
-                            "from")
-        digest = combined_sha256(old_path)
-        if digest != old["combined_sha256"]:
+        if not _timeable(art, RETIMED_RUNTIMES):
+            timings[art["name"]] = Unjudged(f"not timed: the gate times {' and '.join(RETIMED_RUNTIMES)} artifacts")
+            continue
+        found = _old_artifact(old, art["name"], old_dir)
+        if found is None:
+            timings[art["name"]] = Unjudged(f"not in {old_dir}")
+            continue
+        old_path, expected, digest = found
+        if digest != expected:
             raise UserError(f"{old_path}: not the artifact {art['name']} of the baseline (sha256 {digest[:12]}…, "
-                            f"baseline {old['combined_sha256'][:12]}…); give the run the baseline was made from, or "
-                            "re-baseline")
+                            f"baseline {expected[:12]}…); give the run the baseline was made from, or re-baseline")
         metrics = art.get("metrics", {})
         options = runner_options_of(art["runtime"], metrics.get("compute") or {})
         old_ms, new_ms = time_side_by_side(art["runtime"], old_path, run_dir / art["path"], options,

@@ -185,6 +185,12 @@ def test_a_version_1_baseline_is_read_with_a_note_and_no_latency_verdict(tmp_pat
     assert main(["check", str(bigger), "--baseline", str(v1), "--rounds", "1"]) == 1  # sizes are still judged
     result = compare(json.loads(v1.read_text()), _manifest(), Tolerances())
     assert {r.metric: r.verdict for r in result.rows}[LATENCY] == "not judged" and result.notes
+    capsys.readouterr()
+    generous = ["--latency-tol", "1000", "--rounds", "2"]  # real timing; the verdict is not what is tested here
+    assert main(["check", str(run), "--baseline", str(v1), "--baseline-run", str(run), "--json",
+                 str(tmp_path / "gate.json"), *generous]) == 0  # the run's manifest gives the version-1 paths
+    rows = json.loads((tmp_path / "gate.json").read_text())["rows"]
+    assert next(r for r in rows if r["metric"] == LATENCY)["figures"]["mode"] == "same session"
 
 
 def test_a_baseline_of_another_cpu_is_exit_2_unless_cross_machine(tmp_path: Path,
