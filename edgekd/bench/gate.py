@@ -96,7 +96,7 @@ class GateResult:
         verdict = "passed" if self.passed else f"FAILED: {len(self.regressions)} regression(s)"
         return (f"edgekd gate {verdict} — {self.recipe} on {self.device}; tolerances: size {t.size_bytes} B, "
                 f"accuracy {t.accuracy_points} points, latency {t.latency_pct} % (whole {100 * t.confidence:.0f} % "
-                f"bootstrap interval of the ratio of medians beyond it)")
+                f"bootstrap interval of the ratio beyond it)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "recipe": self.recipe, "device": self.device,
@@ -108,8 +108,9 @@ def snapshot(manifest: dict[str, Any], *, sessions: dict[str, dict[str, Any]] | 
     """What the gate compares of a run: a baseline document (also the form a run is compared in).
 
     ``sessions`` maps an artifact name to its latency timed beside the machine reference (``samples_ms``,
-    ``reference_ms``, ``rounds``); ``machine`` is :func:`edgekd.bench.reference.machine_identity` and ``reference``
-    names the reference workload (``name``, ``sha256``)."""
+    ``reference_ms``, ``rounds``, ``block``, the runner ``options``); ``machine`` is
+    :func:`edgekd.bench.reference.machine_identity` and ``reference`` names the reference workload (``name``,
+    ``sha256``)."""
     artifacts = {}
     for art in manifest["artifacts"]:
         metrics = art.get("metrics", {})
