@@ -24,7 +24,7 @@ from edgekd.export import (
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
-from edgekd.runtime.tensorrt_runner import tensorrt_problem
+from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
 TENSORRT_PROBLEM = tensorrt_problem()

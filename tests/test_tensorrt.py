@@ -18,7 +18,7 @@ from edgekd.export import build_engine, check_parity, export_onnx, inspect_onnx_
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
-from edgekd.runtime.tensorrt_runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
+from edgekd.runtimes.tensorrt.runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
 PROBLEM = tensorrt_problem()

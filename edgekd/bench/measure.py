@@ -82,15 +82,15 @@ def protocol(cfg: BenchConfig) -> dict[str, Any]:
 def runner_settings(runtime: str, options: dict[str, Any]) -> dict[str, Any]:
     """What the device runner opens a session with, from the options edgekd opens the same runtime with locally
     (``edgekd.stages._runtime.runner_options``): ONNX Runtime threads and full provider names; the exact OpenVINO
-    compile config (:func:`edgekd.runtime.openvino_runner.compile_config`); torch runner options as they are."""
+    compile config (:func:`edgekd.runtimes.openvino.runner.compile_config`); torch runner options as they are."""
     if runtime == "onnxruntime":
-        from edgekd.runtime.ort_runner import PROVIDER_ALIASES
+        from edgekd.runtimes.onnxruntime.runner import PROVIDER_ALIASES
 
         providers = [PROVIDER_ALIASES.get(p.lower(), p) for p in options.get("providers", ["CPUExecutionProvider"])]
         per = {PROVIDER_ALIASES.get(k.lower(), k): dict(v) for k, v in (options.get("provider_options") or {}).items()}
         return {"threads": options.get("threads"), "providers": providers, "provider_options": per}
     if runtime == "openvino":
-        from edgekd.runtime.openvino_runner import compile_config
+        from edgekd.runtimes.openvino.runner import compile_config
 
         device = options.get("device", "CPU").upper()
         return {"device": device, "config": compile_config(device, options.get("threads"),
@@ -157,7 +157,7 @@ def to_metrics(result: BenchResult, runtime: str, options: dict[str, Any], path:
     first = result.batches[0]
     compute = dict(result.runtime)
     if runtime == "onnxruntime":
-        from edgekd.runtime.ort_runner import graph_precision
+        from edgekd.runtimes.onnxruntime.runner import graph_precision
 
         compute.update(threads=options.get("threads"), inference_precision=graph_precision(path))
     metrics: dict[str, Any] = {

@@ -37,7 +37,7 @@ def _graph_precision(path: Path, fmt: str) -> str:
         text = path.read_text(errors="replace")
         return "int8" if 'type="FakeQuantize"' in text else ("fp16" if 'element_type="f16"' in text else "fp32")
     if fmt == "onnx":
-        from edgekd.runtime.ort_runner import graph_precision
+        from edgekd.runtimes.onnxruntime.runner import graph_precision
 
         return {"int8+f32": "int8", "f16": "fp16"}.get(graph_precision(path), "fp32")
     return "fp32"

@@ -1,7 +1,7 @@
 """TensorRT engine build from an ONNX artifact with the TensorRT Python API, on TensorRT 10 and 11.
 
 An engine is tied to the GPU architecture and the TensorRT version that built it: build it on the target device.
-Building needs TensorRT >= 10 and a CUDA device (:func:`edgekd.runtime.tensorrt_runner.tensorrt_problem` says what
+Building needs TensorRT >= 10 and a CUDA device (:func:`edgekd.runtimes.tensorrt.runner.tensorrt_problem` says what
 is missing; the build then stops with a one-line UserError).
 
 Precision policy (the precision asked for is the precision of the engine, or the build fails with a UserError):
@@ -21,7 +21,7 @@ Precision policy (the precision asked for is the precision of the engine, or the
   and gone in 11, so it is not offered.
 
 Every engine is built with ``ProfilingVerbosity.DETAILED``, so the engine inspector reports each layer's data types
-(:func:`edgekd.runtime.tensorrt_runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
+(:func:`edgekd.runtimes.tensorrt.runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
 ``(1, opt_batch, max_batch)``; a fixed one builds a static-batch engine.
 
 A timing cache (``timing_cache=``) is read before the build and the builder's own cache is written back atomically
@@ -41,7 +41,7 @@ import numpy as np
 from edgekd._atomic import atomic_write_bytes
 from edgekd.errors import UserError
 from edgekd.runtime import first_line
-from edgekd.runtime.tensorrt_runner import tensorrt_problem
+from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,11 @@ from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
 from edgekd.runtime.precision import openvino_hint
 
-#: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
-CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
-
 
 def runner_options(device: Device, runtime: str, precision: str) -> dict[str, Any]:
     """Threads, execution providers, device name and compute precision for an artifact of ``precision`` in
     ``runtime``, as the device profile and the precision policy (:mod:`edgekd.runtime.precision`) set them."""
-    options: dict[str, Any] = {"threads": device.threads} if runtime in CPU_THREADED else {}
+    options: dict[str, Any] = {"threads": device.threads} if RUNTIME_SPECS[runtime].cpu_threaded else {}
     target = device.runtime(runtime)
     if target is not None:
         fields = RUNTIME_SPECS[runtime].profile_fields
