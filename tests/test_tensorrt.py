@@ -232,3 +232,46 @@ def test_a_foreign_timing_cache_is_never_written_back_unchanged(onnx_path: Path,
     assert calls == [False, False]  # mismatches are never ignored; then a fresh cache
     assert "made by another GPU or TensorRT version" in caplog.text
     assert hashlib.sha256(cache.read_bytes()).digest() != hashlib.sha256(foreign).digest()
+
+
+def test_inspector_reads_tensorrt_10_and_11_datatype_keys() -> None:
+    """TensorRT 10 describes a tensor in one ``Format/Datatype`` string; TensorRT 11 splits it into ``Format`` and
+    ``Datatype`` (11.0 migration guide). Both give the same layer types."""
+    import json
+
+    trt10 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+                         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+    trt11 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format": "Channel major format where channel % 8 == 0", "Datatype": "Half"}],
+                         "Outputs": [{"Format": "Row major linear", "Datatype": "FP32"}]}]}
+    expected = [{"name": "conv", "type": "CaskConvolution", "inputs": ["fp16"], "outputs": ["fp32"],
+                 "tactic": "sm80_xmma"}]
+    assert inspector_layers(json.dumps(trt10)) == expected
+    assert inspector_layers(json.dumps(trt11)) == expected
+    assert precision_counts(expected) == {"fp16": 1}
+
+
+@needs_tensorrt
+def test_the_device_runner_measures_an_engine_like_any_artifact(onnx_path: Path, tmp_path: Path,
+                                                                x: np.ndarray) -> None:
+    """The TensorRT session of the device runner (copied into its own folder, run in a child process): timed calls
+    with host↔device copies, its output equal to the TensorRT runner's, the engine's layer precisions described."""
+    import importlib
+
+    from edgekd.bench import device_runner as dr
+    from edgekd.bench.measure import LocalTarget, bench_artifact
+    from edgekd.config import BenchConfig
+
+    engine = build_engine(onnx_path, tmp_path / "m.engine", precision="fp32")
+    cfg = BenchConfig(warmup=2, runs=10, max_seconds=5, batch_sizes=[4])
+    metrics = bench_artifact(engine, "tensorrt", {"device": "cuda:0"}, cfg, LocalTarget(), sample_shape=[2, 8, 8])
+    assert metrics["latency_ms"]["runs"] >= 10 and [b["batch_size"] for b in metrics["batches"]] == [1, 4]
+    assert metrics["batches"][1]["output_shape"] == [4, 4]
+    assert metrics["compute"]["runtime"] == "tensorrt" and metrics["compute"]["layer_precisions"].keys() == {"fp32"}
+    module = importlib.import_module("edgekd.runtimes.tensorrt.session")
+    session = dr.open_session(module, str(engine), {"device": "cuda:0"}, shape=[4, 2, 8, 8])
+    call, output, _ = session.bind(x[:4])
+    call()
+    with open_runner("tensorrt", engine) as runner:
+        np.testing.assert_allclose(output(), runner(x[:4]), rtol=1e-4, atol=1e-4)

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bench.device_runner import OpenVinoSession, OrtSession
 from edgekd.errors import UserError
+from edgekd.runtimes.onnxruntime.session import Session as OrtSession
+from edgekd.runtimes.openvino.session import Session as OpenVinoSession
 
 
 def module_path(name: str) -> str | None:

@@ -23,7 +23,8 @@ class RuntimeSpec:
     ``quantize_targets``: device kind → the NNCF ``target_device`` whose hardware config its INT8 artifacts follow;
     ``module``: the Python module a device imports to run it (pre-flight, cold start, version);
     ``session``: the module, numpy + the runtime only, that the device runner copies beside itself to run an
-    artifact (``None``: not measured by the device runner); ``libraries``: distributions whose versions enter the
+    artifact (``None``: not measured by the device runner), importing only the standard library, numpy, ``module`` and
+``session_imports``; ``libraries``: distributions whose versions enter the
     cache keys of the stages that build or run its artifacts; ``cpu_threaded``: the profile's ``threads`` applies;
     ``rank``: its place in tables and listings."""
 
@@ -38,6 +39,7 @@ class RuntimeSpec:
     libraries: tuple[str, ...]
     rank: int
     cpu_threaded: bool = True
+    session_imports: tuple[str, ...] = ()
     quantize_targets: dict[str, NncfTarget] = field(default_factory=dict)
 
 

@@ -1,0 +1,20 @@
+"""What the device runner compiles an OpenVINO model with, and what the host adds to its description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd.runtimes.openvino.runner import compile_config
+
+
+def settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The device and the exact compile config (explicit ``INFERENCE_PRECISION_HINT``) of the local runner."""
+    device = options.get("device", "CPU").upper()
+    return {"device": device, "config": compile_config(device, options.get("threads"),
+                                                       options.get("inference_precision", "f32"))}
+
+
+def compute(path: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Nothing: the device runner's description already holds the precision in force, as compiled."""
+    return {}
