@@ -33,10 +33,21 @@ def offered_precisions(runtime: str) -> tuple[str, ...]:
     return tuple(c.precision for c in CAPABILITIES if c.runtime == runtime)
 
 
+def runtime_libraries() -> tuple[str, ...]:
+    """The distributions of every runtime (each spec's ``libraries``), in table order: what a stage that builds or
+    runs artifacts of any runtime declares for its cache key."""
+    return tuple(dict.fromkeys(lib for spec in RUNTIME_SPECS.values() for lib in spec.libraries))
+
+
+def default_runtime(fmt: str) -> str:
+    """The first runtime in table order that opens artifact format ``fmt`` (an ONNX file: ONNX Runtime)."""
+    return next(name for name, spec in RUNTIME_SPECS.items() if fmt in spec.formats)
+
+
 def device_kind(device: str) -> str:
     """``GPU.1`` → ``gpu``, ``cuda:0`` → ``cuda``: the kind of a runtime device name."""
     return device.replace(":", ".").split(".")[0].lower()
 
 
 __all__ = ["BuiltBy", "CAPABILITIES", "Capability", "FORMAT_SUFFIXES", "NncfTarget", "RUNTIME_SPECS", "Requirement",
-           "RuntimeSpec", "capability", "device_kind", "offered_precisions"]
+           "RuntimeSpec", "capability", "default_runtime", "device_kind", "offered_precisions", "runtime_libraries"]

@@ -14,7 +14,6 @@ import torch
 
 from edgekd.bench import device_runner as dr
 from edgekd.bench.measure import LocalTarget, bench_artifact
-from edgekd.bench.parsers import parse_benchmark_app, parse_onnxruntime_perf_test, parse_trtexec
 from edgekd.bench.result import load_result
 from edgekd.config import BenchConfig
 from edgekd.errors import UserError
@@ -22,6 +21,9 @@ from edgekd.export import export_onnx
 from edgekd.models import create
 from edgekd.runtime import open_runner, save_torch_artifact
 from edgekd.runtimes import runtime_module
+from edgekd.runtimes.onnxruntime.native import parse_onnxruntime_perf_test
+from edgekd.runtimes.openvino.native import parse_benchmark_app
+from edgekd.runtimes.tensorrt.native import parse_trtexec
 from tests.conftest import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"

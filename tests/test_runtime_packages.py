@@ -83,3 +83,37 @@ def test_the_runtime_module_is_what_a_device_imports(name: str) -> None:
     assert "." not in spec.module and spec.module.isidentifier()
     if importlib.util.find_spec(spec.module) is None:
         pytest.skip(f"{spec.module} is not installed here")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_native_benchmark_tool_has_a_parser_checked_on_its_real_output(name: str) -> None:
+    """A runtime whose package has a native benchmark tool parses its report; a fixture of the tool's real output
+    (``tests/fixtures/bench/<tool>_*.txt``) is parsed into figures in ms."""
+    from edgekd.runtimes import has_part
+
+    if not has_part(name, "native"):
+        pytest.skip(f"{name}: no native benchmark tool")
+    native = _module(name, "native")
+    fixtures = sorted((Path(__file__).parent / "fixtures" / "bench").glob(f"{native.TOOL}_*.txt"))
+    assert fixtures, f"{name}: no fixture of {native.TOOL}'s output"
+    for fixture in fixtures:
+        report = native.parse(fixture.read_text())
+        assert isinstance(report, dict) and report, fixture.name
+    with pytest.raises(ValueError):
+        native.parse("no report here")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_builders_a_runtimes_rows_name_exist(name: str) -> None:
+    """A row built by the export stage names exporters its package registers; a row built by the quantize stage
+    needs the package's INT8 planners."""
+    from edgekd.export.build import EXPORTERS
+
+    rows = [row for row in CAPABILITIES if row.runtime == name]
+    exported = [method for row in rows if row.built_by == "export" for method in row.methods]
+    if exported:
+        _module(name, "exporter")
+        assert set(exported) <= set(EXPORTERS.names()), f"{name}: exporters {exported} not all registered"
+    if any(row.built_by == "quantize" for row in rows):
+        quantize = _module(name, "quantize")
+        assert callable(quantize.plan) and callable(quantize.qat_plan)

@@ -14,10 +14,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.errors import UserError
-from edgekd.export import build_engine, check_parity, export_onnx, inspect_onnx_precision
+from edgekd.export import check_parity, export_onnx
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
+from edgekd.runtimes.tensorrt.exporter import build_engine, inspect_onnx_precision
 from edgekd.runtimes.tensorrt.runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
@@ -198,12 +199,12 @@ def test_a_corrupt_timing_cache_is_replaced_by_the_builders_own(onnx_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"not a TensorRT timing cache")
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "a.engine", timing_cache=cache)
     assert "refused this timing cache (unreadable)" in caplog.text
     assert cache.read_bytes() != b"not a TensorRT timing cache" and cache.stat().st_size > 0
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "b.engine", timing_cache=cache)
     assert "refused" not in caplog.text  # the cache written back is one TensorRT takes
 
@@ -227,7 +228,7 @@ def test_a_foreign_timing_cache_is_never_written_back_unchanged(onnx_path: Path,
         return False if len(calls) == 1 else set_cache(config, timing_cache, ignore_mismatch)
 
     monkeypatch.setattr(trt.IBuilderConfig, "set_timing_cache", refuse_first)
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "m.engine", timing_cache=cache)
     assert calls == [False, False]  # mismatches are never ignored; then a fresh cache
     assert "made by another GPU or TensorRT version" in caplog.text

@@ -9,7 +9,9 @@ no back end: runners, exporters, sessions and profilers are modules of each pack
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+from types import ModuleType
 
 from edgekd.runtimes._table import ROWS, SPECS, BuiltBy, Capability, NncfTarget, Requirement, RuntimeSpec
 
@@ -42,5 +44,17 @@ def runtime_module(name: str, part: str) -> str:
     return f"{__name__}.{name}.{part}"
 
 
+
+
+def runtime_part(name: str, part: str) -> ModuleType:
+    """Module ``part`` of runtime ``name``'s package, imported (back ends stay lazy inside it)."""
+    return importlib.import_module(runtime_module(name, part))
+
+
+def has_part(name: str, part: str) -> bool:
+    """Whether runtime ``name``'s package has a module ``part``."""
+    return importlib.util.find_spec(runtime_module(name, part)) is not None
+
+
 __all__ = ["BuiltBy", "CAPABILITIES", "Capability", "FORMAT_SUFFIXES", "NncfTarget", "RUNTIME_SPECS", "Requirement",
-           "RuntimeSpec", "runtime_module"]
+           "RuntimeSpec", "has_part", "runtime_module", "runtime_part"]

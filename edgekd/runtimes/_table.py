@@ -26,7 +26,8 @@ class RuntimeSpec:
     artifact (``None``: not measured by the device runner), importing only the standard library, numpy, ``module`` and
 ``session_imports``; ``libraries``: distributions whose versions enter the
     cache keys of the stages that build or run its artifacts; ``cpu_threaded``: the profile's ``threads`` applies;
-    ``rank``: its place in tables and listings."""
+    ``rank``: its place in tables and listings; ``symmetric_int8``: its INT8 artifacts need symmetric activations, so
+a device that runs it gets symmetric ONNX Runtime calibration for every runtime (one calibration serves both)."""
 
     name: str
     formats: tuple[str, ...]
@@ -40,6 +41,7 @@ class RuntimeSpec:
     rank: int
     cpu_threaded: bool = True
     session_imports: tuple[str, ...] = ()
+    symmetric_int8: bool = False
     quantize_targets: dict[str, NncfTarget] = field(default_factory=dict)
 
 

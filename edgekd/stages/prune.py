@@ -34,10 +34,12 @@ import torch
 from torch import nn
 
 from edgekd._atomic import atomic_write_json
+from edgekd.capabilities import runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.config.prune import TABLE_RUNTIMES, PruneConfig
 from edgekd.data import DataBundle
 from edgekd.errors import ConfigError, ParityError, UserError
+from edgekd.export.build import exporter, parity_figures, parity_message
 from edgekd.models import load_checkpoint, model_from_checkpoint
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -52,7 +54,6 @@ from edgekd.stages._models import build_net, derived_info, load_plain_net, write
 from edgekd.stages._prune_plans import Result, plan_all
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
-from edgekd.stages.export import exporter, parity_figures, parity_message
 
 #: the factory a merged network's torch artifact names (imported by path by edgekd.models.create)
 MERGED_FACTORY = "edgekd.prune.apply:merged_model"
@@ -110,7 +111,7 @@ class Prune(Stage):
     name = "prune"
     order = 40
     needs = ("distill",)
-    libraries = ("torch", "onnx", "onnxruntime", "openvino")
+    libraries = ("torch", "onnx", *runtime_libraries())
     description = "LayerMerge depth compression of the student under latency budgets timed on the device's runtime"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:

@@ -19,3 +19,8 @@ def settings(options: dict[str, Any]) -> dict[str, Any]:
 def compute(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     """The threads asked and the precision ONNX Runtime computes this graph in (read from the graph on the host)."""
     return {"threads": options.get("threads"), "inference_precision": graph_precision(path)}
+
+
+def artifact_precision(path: Path) -> str:
+    """The precision label of an ONNX graph found outside a run: ``int8`` for Q/DQ, ``fp16`` for float16 weights."""
+    return {"int8+f32": "int8", "f16": "fp16"}.get(graph_precision(path), "fp32")

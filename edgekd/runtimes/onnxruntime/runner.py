@@ -18,13 +18,12 @@ from edgekd.runtime.base import Bound, Runner, first_line, register_runtime
 from edgekd.runtimes.onnxruntime.session import LoadError, create_session, input_dtype
 
 PROVIDER_ALIASES: dict[str, str] = {
-    "cpu": "CPUExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
+    provider.removesuffix("ExecutionProvider").lower(): provider
+    for provider in ("CPUExecutionProvider", "XnnpackExecutionProvider", "CUDAExecutionProvider",
+                     "TensorrtExecutionProvider", "OpenVINOExecutionProvider")
 }
-"""Short provider names accepted in device profiles → ONNX Runtime provider names."""
+"""Short provider names accepted in device profiles (the provider name without ``ExecutionProvider``, lower case:
+``cpu``, ``xnnpack``, ``cuda``, ...) → ONNX Runtime provider names."""
 
 def resolve_providers(requested: Sequence[str]) -> list[str]:
     """Full ONNX Runtime names of ``requested`` (short or full names), or a UserError naming a missing provider."""

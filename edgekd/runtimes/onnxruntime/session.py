@@ -98,3 +98,14 @@ class Session:
     def describe(self):
         return {"runtime": "onnxruntime", "version": self.version, "providers": self.session.get_providers(),
                 "graph_optimization_level": "ORT_ENABLE_ALL"}
+
+
+def predictor(model, runtime):
+    """The deploy folder's ``predict.py`` entry: a function mapping a float32 batch to logits with the session edgekd
+    measured (:func:`create_session` with the card's threads and providers), and the model's fixed batch size (None
+    when dynamic)."""
+    session = create_session(model, runtime.get("threads"), runtime.get("providers") or ["CPUExecutionProvider"],
+                             runtime.get("provider_options"))
+    node = session.get_inputs()[0]
+    fixed = node.shape[0] if isinstance(node.shape[0], int) else None
+    return (lambda x: session.run(None, {node.name: x})[0]), fixed

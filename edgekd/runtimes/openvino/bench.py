@@ -18,3 +18,10 @@ def settings(options: dict[str, Any]) -> dict[str, Any]:
 def compute(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Nothing: the device runner's description already holds the precision in force, as compiled."""
     return {}
+
+
+def artifact_precision(path: Path) -> str:
+    """The precision label of an IR found outside a run: ``int8`` with FakeQuantize nodes, ``fp16`` with f16
+    weights."""
+    text = path.read_text(errors="replace")
+    return "int8" if 'type="FakeQuantize"' in text else ("fp16" if 'element_type="f16"' in text else "fp32")

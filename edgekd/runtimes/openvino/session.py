@@ -139,3 +139,28 @@ class Session:
                 "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
                 "layer_precisions": layer_precisions(compiled),
                 "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")), "static_shape": True}
+
+
+def predictor(model, runtime):
+    """The deploy folder's ``predict.py`` entry: a function mapping a float32 batch to logits with the model compiled
+    as edgekd measured it (:func:`compile_config` with the card's device, threads and explicit inference precision),
+    and the model's fixed batch size (None when dynamic)."""
+    import openvino as ov
+
+    core = ov.Core()
+    device = runtime.get("device", "CPU")
+    try:
+        model = core.read_model(str(model))
+    except RuntimeError as exc:
+        raise LoadError("OpenVINO cannot read this model (" + _first_line(exc) + ")") from exc
+    config = compile_config(device, runtime.get("threads"), runtime["inference_precision"])
+    compiled = compile_model(core, model, device, config)
+    request = compiled.create_infer_request()
+    batch = compiled.input(0).partial_shape[0]
+    fixed = None if batch.is_dynamic else batch.get_length()
+
+    def run(x):
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    return run, fixed

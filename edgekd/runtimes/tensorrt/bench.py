@@ -19,3 +19,8 @@ def settings(options: dict[str, Any]) -> dict[str, Any]:
 def compute(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Nothing: the session's description already holds the engine's layer precisions."""
     return {}
+
+
+def artifact_precision(path: Path) -> str:
+    """The precision label of an artifact found outside a run: not read from the file, so ``fp32``."""
+    return "fp32"

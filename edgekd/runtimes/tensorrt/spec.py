@@ -10,7 +10,7 @@ SPEC = register(
     RuntimeSpec(NAME, formats=("tensorrt",), suffixes={".engine": "tensorrt", ".plan": "tensorrt"},
                 device_kinds=("cuda",), default_device="cuda:0", profile_fields=("device",), module="tensorrt",
                 session="edgekd.runtimes.tensorrt.session", libraries=("tensorrt",), rank=3, cpu_threaded=False,
-                session_imports=("torch",),
+                session_imports=("torch",), symmetric_int8=True,
                 quantize_targets={"cuda": "ANY"}),
     (Capability(NAME, "fp32", "tensorrt", "export", ("tensorrt",), "install", "engine, fp32"),
      Capability(NAME, "fp16", "tensorrt", "export", ("tensorrt",), "install", "engine, fp16"),

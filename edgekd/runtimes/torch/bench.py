@@ -14,3 +14,8 @@ def settings(options: dict[str, Any]) -> dict[str, Any]:
 def compute(path: Path, options: dict[str, Any]) -> dict[str, Any]:
     """Nothing: the runner's description already holds device, threads and precision."""
     return {}
+
+
+def artifact_precision(path: Path) -> str:
+    """The precision label of an artifact found outside a run: not read from the file, so ``fp32``."""
+    return "fp32"

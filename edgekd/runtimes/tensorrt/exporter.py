@@ -40,6 +40,7 @@ import numpy as np
 
 from edgekd._atomic import atomic_write_bytes
 from edgekd.errors import UserError
+from edgekd.export.build import register_exporter
 from edgekd.runtime import first_line
 from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 
@@ -236,3 +237,13 @@ def _add_batch_profile(builder: Any, network: Any, config: Any, opt_batch: int, 
     profile = builder.create_optimization_profile()
     profile.set_shape(tensor.name, (1, *shape[1:]), (opt_batch, *shape[1:]), (max_batch, *shape[1:]))
     config.add_optimization_profile(profile)
+
+
+@register_exporter("tensorrt")
+def tensorrt_engine(net: Any, mean: Any, std: Any, example: Any, out: Path, cfg: Any, *, precision: str) -> Path:
+    """``out/model.engine`` for the row's precision, from the fp32 ONNX graph (kept beside it)."""
+    from edgekd.export.onnx import export_onnx_for
+
+    onnx_path = export_onnx_for(net, mean, std, example, out, cfg)
+    return build_engine(onnx_path, out / "model.engine", precision=precision,  # type: ignore[arg-type]
+                        timing_cache=out.parent / "tensorrt-timing.cache")
