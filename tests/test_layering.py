@@ -98,3 +98,16 @@ def test_runtime_packages_stay_below_the_stages_and_apart() -> None:
             if target.startswith(higher) or other_runtime:
                 offenders.append(f"{module} imports {target}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """Stages talk through the run directory only (DESIGN.md): a stage module imports shared stage helpers
+    (``edgekd/stages/_*.py``) but never another stage's module."""
+    graph = module_graph(ROOT / "edgekd")
+
+    def is_stage(module: str) -> bool:
+        parts = module.split(".")
+        return len(parts) == 3 and parts[1] == "stages" and not parts[2].startswith("_")
+
+    offenders = [f"{m} imports {t}" for m, targets in graph.items() if is_stage(m) for t in targets if is_stage(t)]
+    assert not offenders, "\n".join(offenders)
