@@ -49,7 +49,7 @@ def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
     deploy = run_dir / "deploy"
     if selected and deploy.is_dir():
         out.print(f"deploy: {deploy} (model, MODEL_CARD.md, model_card.json"
-                  + (", predict.py)" if (deploy / "predict.py").exists() else ")"))
+                  + (", predict.py with edgekd_session.py)" if (deploy / "predict.py").exists() else ")"))
     report = run_dir / "report.md"
     out.print(f"report: {report if report.exists() else '(no report stage)'}")
 

@@ -13,20 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from edgekd.capabilities import Capability, capability, runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
-from edgekd.errors import ParityError
-from edgekd.export.build import exporter, parity_figures, parity_message
+from edgekd.export.build import exporter
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
 from edgekd.report.sections import not_built_lines
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtime.precision import WEIGHTS
-from edgekd.stages._failures import attempt, failure, mark_failed
+from edgekd.stages._build import build_artifact, parity_against
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
 from edgekd.stages._runtime import open_artifact
 
@@ -108,31 +106,12 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
     record = {"name": name, "format": row.format, "precision": row.precision, "runtime": row.runtime,
               "role": source.role, "input": source.input, "info": info}
     _, builder = exporter(row.runtime, row.precision)
-    path, failed = attempt(lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg), ctx.log,
-                           f"{name}: export")
-    if path is None:  # nothing was built: the record points at its (empty) folder
-        assert failed is not None
-        return mark_failed(Artifact.from_file(ctx.run_dir, out, **record), failed)
-    artifact = Artifact.from_file(ctx.run_dir, path, **record)
     probe = data.test.x[: cfg.parity_samples].numpy()
-    parity, failed = attempt(lambda: _parity(ctx, reference, artifact, probe, cfg), ctx.log, f"{name}: parity check")
-    if parity is not None:
-        artifact.info["parity"] = parity
-        ctx.log(f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
+
+    def summary(artifact: Artifact, parity: dict[str, Any]) -> str:
+        return (f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
                 f"top-1 agreement {parity['top1_agreement']:.4f}, computed in {parity['compute']}")
-        if not parity["passed"]:
-            failed = failure(ParityError(parity_message(parity)))
-            ctx.log(f"{name}: {failed['reason']}")
-    return mark_failed(artifact, failed) if failed is not None else artifact
 
-
-def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig
-            ) -> dict[str, Any]:
-    """Parity figures of ``artifact`` against the torch model, with the tolerances and the precision it ran in."""
-    candidate = open_artifact(ctx, artifact)
-    try:
-        parity = parity_figures(reference, candidate, x, cfg, artifact.precision)
-        parity["compute"] = candidate.describe().get("inference_precision", "f32")
-    finally:
-        candidate.close()
-    return parity
+    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg),
+                          lambda artifact: parity_against(ctx, reference, artifact, probe, cfg),
+                          built_by="export", checked_by="parity check", summary=summary)

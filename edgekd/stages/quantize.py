@@ -34,8 +34,8 @@ from edgekd.quantize.jobs import Int8Build, Int8Job
 from edgekd.report.sections import not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtimes import has_part, runtime_part
+from edgekd.stages._build import build_artifact
 from edgekd.stages._checks import check_losses
-from edgekd.stages._failures import attempt, mark_failed
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
 from edgekd.stages._runtime import open_artifact, runner_options
 
@@ -150,17 +150,12 @@ class Quantize(Stage):
             info = derived_info(source, method=name.split("-int8-")[1], weights="int8")
             record = {"name": name, "format": fmt, "precision": "int8", "runtime": runtime, "role": source.role,
                       "input": source.input, "info": info}
-            path, failed = attempt(lambda: build(out_dir), ctx.log, f"{name}: quantization")
-            artifact = Artifact.from_file(ctx.run_dir, path or out_dir, **record)
-            if path is not None:
-                parity, failed = attempt(lambda: _agreement(ctx, source, artifact, probe), ctx.log,
-                                         f"{name}: agreement check")
-                if parity is not None:
-                    artifact.info["parity"] = parity
-                    ctx.log(f"{name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement with torch "
-                            f"{parity['top1_agreement']:.4f}")
-            if failed is not None:
-                mark_failed(artifact, failed)
+            artifact = build_artifact(
+                ctx, record, out_dir, lambda: build(out_dir),
+                lambda artifact: _agreement(ctx, source, artifact, probe), built_by="quantization",
+                checked_by="agreement check",
+                summary=lambda artifact, parity: (f"{artifact.name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement "
+                                                  f"with torch {parity['top1_agreement']:.4f}"))
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
                                                       "built": [a.name for a in artifacts if a.status == "ok"],
