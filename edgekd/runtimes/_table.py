@@ -23,11 +23,11 @@ class RuntimeSpec:
     ``quantize_targets``: device kind → the NNCF ``target_device`` whose hardware config its INT8 artifacts follow;
     ``module``: the Python module a device imports to run it (pre-flight, cold start, version);
     ``session``: the module, numpy + the runtime only, that the device runner copies beside itself to run an
-    artifact (``None``: not measured by the device runner), importing only the standard library, numpy, ``module`` and
-``session_imports``; ``libraries``: distributions whose versions enter the
-    cache keys of the stages that build or run its artifacts; ``cpu_threaded``: the profile's ``threads`` applies;
-    ``rank``: its place in tables and listings; ``symmetric_int8``: its INT8 artifacts need symmetric activations, so
-a device that runs it gets symmetric ONNX Runtime calibration for every runtime (one calibration serves both)."""
+    artifact (``None``: not measured by the device runner), importing only the standard library, numpy, ``module``
+    and ``session_imports``; ``libraries``: distributions whose versions enter the cache keys of the stages that
+    build or run its artifacts; ``cpu_threaded``: the profile's ``threads`` applies; ``rank``: its place in tables
+    and listings; ``symmetric_int8``: its INT8 artifacts need symmetric activations, so a device that runs it gets
+    symmetric ONNX Runtime calibration for every runtime (one calibration serves both)."""
 
     name: str
     formats: tuple[str, ...]
