@@ -41,7 +41,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks", callb
 
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="pipeline recipe (pipelines/*.yaml)")],
+    recipe: Annotated[Path, typer.Argument(help="recipe name (see `edgekd zoo recipes`) or YAML file")],
     device: DeviceOpt,
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out", help="run directory (default runs/<recipe>-<device>-<time>)")] = None,
@@ -53,9 +53,10 @@ def run(
     """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
     from edgekd.cli_views import print_summary
     from edgekd.config import load_device, load_recipe
-    from edgekd.config.loader import resolve_device_path
+    from edgekd.config.loader import resolve_device_path, resolve_recipe_path
     from edgekd.pipeline.runner import PipelineRunner
 
+    recipe = resolve_recipe_path(str(recipe))
     spec = load_recipe(recipe, overrides or [])
     target = load_device(device)
     device_file = resolve_device_path(device)
@@ -102,17 +103,19 @@ def naming_files(recipe: Path, device: Path) -> Iterator[None]:
 
 
 @app.command()
-def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], device: DeviceOpt,
+def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edgekd zoo recipes`) or YAML file")],
+             device: DeviceOpt,
              data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
              overrides: SetOpt = None, debug: DebugOpt = False) -> None:
     """Check RECIPE and DEVICE (schemas, then every stage's own checks, which load the data set and build the
     models) and print the resolved plan, without running anything."""
     from edgekd.cli_views import print_plan
     from edgekd.config import load_device, load_recipe
-    from edgekd.config.loader import resolve_device_path
+    from edgekd.config.loader import resolve_device_path, resolve_recipe_path
     from edgekd.pipeline.runner import load_recipe_data
     from edgekd.pipeline.stage import check_stages
 
+    recipe = resolve_recipe_path(str(recipe))
     spec, target = load_recipe(recipe, overrides or []), load_device(device)
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
@@ -167,10 +170,10 @@ def devices(debug: DebugOpt = False) -> None:
 
 @app.command()
 def zoo(
-    kind: Annotated[str, typer.Argument(help="models, losses, datasets, runtimes or stages")] = "all",
+    kind: Annotated[str, typer.Argument(help="models, losses, datasets, runtimes, stages or recipes")] = "all",
     debug: DebugOpt = False,
 ) -> None:
-    """List what recipes can name: models, distillation losses, data sets, stages."""
+    """List what recipes can name (models, distillation losses, data sets, runtimes, stages) and the recipes."""
     from edgekd.cli_views import ZOO_VIEWS
 
     if kind != "all" and kind not in ZOO_VIEWS:
