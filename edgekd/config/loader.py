@@ -98,8 +98,9 @@ def bundled_dir(kind: str) -> Path:
 
 
 def _search_dirs(kind: str, env: str | None) -> list[Path]:
-    """``./<kind>``, then ``$<env>`` when set, then the bundled folder; each existing folder once."""
-    dirs = [Path.cwd() / kind]
+    """``./<kind>`` (kept relative, so a file found there is named as the user would), then ``$<env>`` when set, then
+    the bundled folder; each existing folder once."""
+    dirs = [Path(kind)]
     if env and (value := os.environ.get(env)):
         dirs.append(Path(value))
     dirs.append(bundled_dir(kind))
