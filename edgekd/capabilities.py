@@ -7,8 +7,7 @@ why a requested pair is not built here, and ``edgekd zoo runtimes`` prints it. T
 checks of hardware requirements that need a back end (bf16 support, a TensorRT install) live in
 :mod:`edgekd.runtime.hardware`, keyed by ``requires``.
 
-Adding a runtime: its runner module in ``edgekd/runtime/`` (``@register_runtime``), its :class:`RuntimeSpec` and
-rows here, and their tests.
+Adding a runtime, with the full list of files it touches: ``docs/extending.md``.
 """
 
 from __future__ import annotations
