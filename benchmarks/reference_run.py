@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def run_figures(run_dir: Path, wall_seconds: float, exit_code: int) -> dict[str,
     }
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="recipe name or YAML file, as `edgekd run` takes it")
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = [sys.executable, "-m", "edgekd", "run", args.recipe, "--device", args.device, "--out", str(args.out),
                *(f"--set={item}" for item in args.overrides), *(["--smoke"] if args.smoke else [])]
+    load_before = _load_average()
     start = time.perf_counter()
     code = subprocess.run(command).returncode
     wall = time.perf_counter() - start
@@ -106,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: edgekd run exited {code}; no record written", file=sys.stderr)
         return code or 2
     figures = run_figures(args.out, wall, code)
+    # other jobs on the machine stretch every timing: the 1-minute load average beside the wall time says how much
+    figures["load_average_1min"] = {"start": load_before, "end": _load_average()}
     shown = shlex.join(["edgekd", "run", args.recipe, "--device", args.device, "--out", str(args.out),
                         *(f"--set={item}" for item in args.overrides), *(["--smoke"] if args.smoke else [])])
     title = args.title or f"{figures['recipe']} on {figures['device']}" + (" (smoke)" if args.smoke else "")

@@ -8,8 +8,8 @@ Usage::
 One section per record, in name order: its title, then where the figures come from (command, commit, machine,
 date), then the figures. Figures are free-form JSON, rendered generically: scalars as a two-column table, a mapping
 whose values are all mappings of scalars (e.g. one entry per artifact) as one table with a row per key, a list of
-mappings as a table with a row per item, other lists of scalars inline, and deeper nesting as sub-sections. Numbers
-are printed as the record stores them, so the page never rounds a figure differently from its record.
+mappings as a table with a row per item, other lists of scalars inline, and deeper nesting as sub-sections. Every
+float is shown to 6 significant digits, one rule for the whole page; the record keeps the full value.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ the command, commit, machine and date that produced it. A test fails when this p
 
 
 def scalar(value: Any) -> str:
-    """One table cell: JSON for numbers, booleans and null (as stored), text as is; pipes and newlines escaped."""
-    text = value if isinstance(value, str) else json.dumps(value)
+    """One table cell: floats to 6 significant digits, other numbers, booleans and null as JSON, text as is; pipes
+    and newlines escaped."""
+    if isinstance(value, float):
+        text = format(value, ".6g")
+    else:
+        text = value if isinstance(value, str) else json.dumps(value)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
