@@ -31,3 +31,13 @@ def test_yaml_example_validates(page: Path, index: int, block: str) -> None:
     else:  # one or more sections, shown on their own: valid when added to a whole recipe
         base = yaml.safe_load((ROOT / "pipelines" / "quickstart.yaml").read_text())
         Recipe.model_validate({**base, **data})
+
+
+def test_readme_is_a_front_page_whose_links_resolve() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert "make test" in text and "make quickstart" in text  # .ci/run runs `make test`, the README's test command
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+    assert targets, "the README links to the docs"
+    for target in targets:
+        assert (ROOT / target).is_file(), f"README.md links to {target}, which does not exist"
