@@ -33,12 +33,12 @@ the command, commit, machine and date that produced it. A test fails when this p
 
 def scalar(value: Any) -> str:
     """One table cell: floats to 6 significant digits, other numbers, booleans and null as JSON, text as is; pipes
-    and newlines escaped."""
+    newlines and angle brackets escaped."""
     if isinstance(value, float):
         text = format(value, ".6g")
     else:
         text = value if isinstance(value, str) else json.dumps(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def is_scalar(value: Any) -> bool:

@@ -25,7 +25,10 @@ PAGES = {"reference/cli.md": "cli_reference", "reference/recipe.md": "recipe_ref
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ").strip()
+    """Text for one table cell: pipes escaped, one line, and ``<``/``>`` outside code spans as entities (markdown
+    would take ``<recipe>`` for an HTML tag)."""
+    parts = text.replace("|", "\\|").replace("\n", " ").strip().split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;").replace(">", "&gt;") for i, p in enumerate(parts))
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -53,7 +56,7 @@ def cli_reference() -> str:
         rows = [r for r in rows if r is not None]
         if rows:  # typer ships its own click: the rows are what `--help` prints, name and help with defaults
             lines += ["| argument / option | what it does |", "|---|---|"]
-            lines += [f"| `{_cell(name)}` | {_cell(help_text)} |" for name, help_text in rows]
+            lines += [f"| `{name}` | {_cell(help_text)} |" for name, help_text in rows]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

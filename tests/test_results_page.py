@@ -47,7 +47,7 @@ RECORD: dict[str, Any] = {
     "machine": {"cpu": "Some CPU", "flags": ["avx2", "fma"], "cores": 2, "memory_gib": 7.5, "python": "3.11.7"},
     "figures": {"wall_seconds": 12.5, "ok": True, "seeds": [0, 1],
                 "artifacts": {"a": {"bytes": 10, "p50_ms": 0.12350109999999999},
-                              "b": {"bytes": 20, "status": "failed: x|y"}},
+                              "b": {"bytes": 20, "status": "failed: x|<y>"}},
                 "runs": [{"seed": 0, "acc": 0.5}, {"seed": 1, "acc": 0.75}],
                 "deep": {"level": {"x": {"y": 1}}, "n": 2}},
     "notes": "measured twice",
@@ -75,7 +75,7 @@ EXPECTED = """<a id="toy"></a>
 |  | bytes | p50_ms | status |
 |---|---|---|---|
 | a | 10 | 0.123501 |  |
-| b | 20 |  | failed: x\\|y |
+| b | 20 |  | failed: x\\|&lt;y&gt; |
 
 ### runs
 
