@@ -32,7 +32,7 @@ the command, commit, machine and date that produced it. A test fails when this p
 
 
 def scalar(value: Any) -> str:
-    """One table cell: floats to 6 significant digits, other numbers, booleans and null as JSON, text as is; pipes
+    """One table cell: floats to 6 significant digits, other numbers, booleans and null as JSON, text as is; pipes,
     newlines and angle brackets escaped."""
     if isinstance(value, float):
         text = format(value, ".6g")
