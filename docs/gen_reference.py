@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 PAGES = {"reference/cli.md": "cli_reference", "reference/recipe.md": "recipe_reference"}
 
@@ -111,8 +111,8 @@ def _default(field: FieldInfo) -> str:
     if value is PydanticUndefined:
         return "required"
     if isinstance(value, BaseModel):
-        return "`{}` (all defaults)" if not value.model_fields_set else f"`{value.model_dump(mode='json')}`"
-    return f"`{json.dumps(value, default=str)}`"
+        return "`{}` (all defaults)" if not value.model_fields_set else f"`{json.dumps(value.model_dump(mode='json'))}`"
+    return f"`{json.dumps(to_jsonable_python(value), default=str)}`"
 
 
 def _constraints(field: FieldInfo) -> str:

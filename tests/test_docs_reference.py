@@ -41,3 +41,10 @@ def test_recipe_reference_has_every_key_of_recipe_and_device() -> None:
     # nested sections are linked and present, with their defaults as YAML would write them
     assert "[TrainConfig](#trainconfig)" in page and "### TrainConfig" in page
     assert "| `latency_stat` | `\"p50\"` \\| `\"p90\"` \\| `\"p99\"` \\| `\"mean\"` | `\"p90\"` |" in page
+
+
+def test_defaults_are_written_as_yaml_would_read_them() -> None:
+    page = gen_reference.recipe_reference()
+    assert "='" not in page and "': " not in page and "False" not in page  # no Python reprs
+    losses = page.split("### DistillConfig\n")[1].split("\n### ")[0]
+    assert '`[{"name": "kd", "weight": 1.0, "params": {"temperature": 4.0}' in losses
