@@ -23,7 +23,7 @@ quickstart: setup
 test: setup
 	$(BIN)/ruff check edgekd tests benchmarks docs
 	$(BIN)/mypy
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -m pytest -q
 
 docs: setup
