@@ -91,7 +91,7 @@ def tensor_datatype(tensor: dict[str, Any]) -> str:
     """The data type text of one tensor of an inspector layer, in either schema: TensorRT 10 writes one
     ``"Format/Datatype"`` string ("Row major linear FP32"); TensorRT 11 splits it into ``"Format"`` (the layout) and
     ``"DataType"`` ("Float"), per NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x"
-    (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-IEngineInspector.html). The key
+    (docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-IEngineInspector.html). The key
     is matched without regard to case (``Datatype`` or ``DataType``); with neither key, the ``Format`` text."""
     keys = {key.lower(): value for key, value in tensor.items()}
     for key in ("datatype", "format/datatype", "format"):
