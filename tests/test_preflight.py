@@ -8,6 +8,7 @@ file pointing at a folder holding this environment's numpy) and nothing else of 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -109,6 +110,37 @@ def test_adb_device_state(serial: str | None, expected: tuple | str) -> None:
 def test_adb_with_no_device_attached_says_how_to_connect_one() -> None:
     with pytest.raises(UserError, match=r"does not list any device \(listed: none\); connect it"):
         adb_state("List of devices attached\n\n", None)
+
+
+ADB_STANDIN = """#!/bin/sh
+# adb stand-in: `-s SERIAL devices` prints the listing in $ADB_DEVICES, `-s SERIAL shell CMD` runs CMD here
+[ "$1" = "-s" ] && shift 2
+case "$1" in
+  devices) printf '%b' "$ADB_DEVICES" ;;
+  shell) shift; exec sh -c "$*" ;;
+  *) echo "adb stand-in: unsupported $1" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_adb_target_preflight_through_a_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "adb").write_text(ADB_STANDIN)
+    (bin_dir / "adb").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("ADB_DEVICES", ADB_DEVICES.replace("\t", "\\t").replace("\n", "\\n"))
+    perf = tmp_path / "onnxruntime_perf_test"
+    access = Access(kind="adb", serial="emulator-5554", perf_binary=str(perf))
+    device = _device(access, {"runtime": "onnxruntime", "providers": ["CPUExecutionProvider"]})
+    with pytest.raises(UserError, match=f"{perf} .access.perf_binary. is not on the device; push it with adb push"):
+        preflight(device)
+    perf.write_text("")
+    record = preflight(device)
+    assert record["target"] == "adb://emulator-5554" and record["adb"] == {"serial": "emulator-5554",
+                                                                         "state": "device"}
+    with pytest.raises(UserError, match="device R58M12345AB is unauthorized"):
+        preflight(_device(access.model_copy(update={"serial": "R58M12345AB"})))
 
 
 # -- this machine -----------------------------------------------------------------------------------------------------
