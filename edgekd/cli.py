@@ -51,6 +51,7 @@ def run(
     debug: DebugOpt = False,
 ) -> None:
     """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
+    from edgekd.bench.preflight import preflight, summary
     from edgekd.cli_views import print_summary
     from edgekd.config import load_device, load_recipe
     from edgekd.config.loader import resolve_device_path, resolve_recipe_path
@@ -63,8 +64,14 @@ def run(
     run_dir = out_dir or Path("runs") / f"{spec.name}-{target.name}-{datetime.now():%Y%m%d-%H%M%S}"
     console.print(f"[bold]edgekd run[/bold] {recipe} on [bold]{target.name}[/bold] → {run_dir}"
                   + (" [yellow](smoke)[/yellow]" if smoke else ""))
+
+    def checked_target() -> dict:
+        record = preflight(target)  # the target reachable, with every runtime importable
+        console.print(summary(record), highlight=False)
+        return record
+
     runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
-                            recipe_file=str(recipe), overrides=overrides or [])
+                            recipe_file=str(recipe), overrides=overrides or [], preflight=checked_target)
     try:
         with naming_files(recipe, device_file):
             manifest = runner.run()
@@ -109,6 +116,7 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
              overrides: SetOpt = None, debug: DebugOpt = False) -> None:
     """Check RECIPE and DEVICE (schemas, then every stage's own checks, which load the data set and build the
     models) and print the resolved plan, without running anything."""
+    from edgekd.bench.preflight import preflight, summary
     from edgekd.cli_views import print_plan
     from edgekd.config import load_device, load_recipe
     from edgekd.config.loader import resolve_device_path, resolve_recipe_path
@@ -119,7 +127,9 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
     spec, target = load_recipe(recipe, overrides or []), load_device(device)
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
+    checked = preflight(target)
     print_plan(out, spec, target)
+    out.print(summary(checked), highlight=False)
 
 
 @app.command()
