@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ def test_two_node_cluster_on_localhost_gives_the_sequential_records(sequential_r
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     common = ["--num-cpus=1", "--block", "--disable-usage-stats"]
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live below it
     head = subprocess.Popen([_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                             "--include-dashboard=false", f"--temp-dir={tmp_path / 'ray'}", *common],
+                             "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nodes = [head]
     address = f"127.0.0.1:{port}"
@@ -163,6 +165,7 @@ def test_two_node_cluster_on_localhost_gives_the_sequential_records(sequential_r
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 node.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _task_workers() -> list[int]:
