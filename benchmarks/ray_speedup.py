@@ -11,7 +11,8 @@ initialised, not trained: only the time counts.
 Figure 2 — scheduling overhead: ``--empty`` tasks that do nothing (``abs(0)``) on the same Ray, after a warm-up
 round; wall time per task.
 
-The machine's load average (1 min) is recorded before and after: on a shared machine the ratio is a lower bound.
+The machine's load average (1 min) is recorded before and after: on a shared machine the ratio is distorted (two
+task processes take a larger share of contended cores than one process), so only a quiet machine gives the figure.
 Example (a few minutes on 2 cores)::
 
     python benchmarks/ray_speedup.py --epochs 20
@@ -105,8 +106,9 @@ def main() -> None:
                           "test_accuracies": seq_acc, "empty_tasks": args.empty,
                           "overhead_ms_per_task": per_task_ms, "load_average_1min_before": load_before,
                           "load_average_1min_after": load_after, "cores": os.cpu_count()},
-                 notes="teacher initialised, not trained (timing only); the machine is shared when the load "
-                       "average exceeds the core count, so the ratio is then a lower bound")
+                 notes="teacher initialised, not trained (timing only); on a shared machine (load average above the "
+                       "core count) the ratio is not a clean figure: two task processes take a larger share of "
+                       "contended cores than one, so it can exceed the core count; re-run on a quiet machine")
 
 
 if __name__ == "__main__":
