@@ -63,7 +63,7 @@ def qat_builders(ctx: StageContext, qat: QatConfig, source: Artifact, calibratio
     """Builders of the QAT+KD artifacts the device asks for (the model is trained on first use, once), and why any
     other is not built; ``unmet``: ``runtime/int8`` → the hardware requirement this host does not meet."""
     data = ctx.data()
-    example = data.test.x[:1]
+    example = data.val.x[:1]
     trained: dict[str, nn.Module] = {}
 
     def model() -> nn.Module:

@@ -133,7 +133,7 @@ class Quantize(Stage):
         count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
-        probe = ctx.data().test.x[: cfg.parity_samples].numpy()
+        probe = ctx.data().val.x[: cfg.parity_samples].numpy()
         artifacts = []
         for name, fmt, runtime, build in builders:
             out_dir = ctx.stage_dir / name
@@ -223,11 +223,11 @@ class Quantize(Stage):
         if fmt == "onnx":
             from edgekd.export.onnx import export_onnx
 
-            return export_onnx(net, data.mean, data.std, data.test.x[:1], target)
+            return export_onnx(net, data.mean, data.std, data.val.x[:1], target)
         from edgekd.export.openvino import export_openvino
 
         return export_openvino(net, target, compress_to_fp16=False, mean=data.mean, std=data.std,
-                               example=data.test.x[:1])
+                               example=data.val.x[:1])
 
 
 def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> float:
