@@ -223,3 +223,17 @@ def test_the_ratio_of_quantiles_of_constant_series_is_exact() -> None:
     assert (interval.ratio, interval.low, interval.high) == (2.0, 2.0, 2.0)
     with pytest.raises(ValueError):
         ratio_of_quantiles([1.0], [1.0], 1.5)
+
+
+def test_the_report_shows_both_accuracies_and_names_the_split_that_chose() -> None:
+    from edgekd.report.build import selection_lines
+
+    arts = [q("a", 0.95, 1.0, 2000), q("b", 0.90, 0.5, 1000)]  # test accuracies 0.05 and 0.10 (see art)
+    selection = select_artifact(arts, LOOSE, SelectConfig(objective="accuracy"), device="d")
+    manifest = {"budgets": LOOSE.model_dump(), "selected": "a", "selection": selection.record(
+        SelectConfig(objective="accuracy")), "artifacts": [{**a.model_dump(), "metrics": {
+            **a.metrics, "meets_budgets": True}} for a in arts]}
+    text = "\n".join(selection_lines(manifest))
+    assert "**Chosen on the validation split**" in text
+    assert "| val accuracy (floor) | test accuracy |" in text
+    assert "| **a** (selected) | 0.002 ≤ 1.0 | 1.000 ≤ 5.0 | 0.9500 ≥ 0.8 | 0.0500 | meets all |" in text
