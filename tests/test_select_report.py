@@ -237,3 +237,16 @@ def test_the_report_shows_both_accuracies_and_names_the_split_that_chose() -> No
     assert "**Chosen on the validation split**" in text
     assert "| val accuracy (floor) | test accuracy |" in text
     assert "| **a** (selected) | 0.002 ≤ 1.0 | 1.000 ≤ 5.0 | 0.9500 ≥ 0.8 | 0.0500 | meets all |" in text
+
+
+def test_a_training_line_gives_best_and_last_epoch_and_the_kept_weights_test_accuracy() -> None:
+    from edgekd.report.sections import training_line
+
+    info = {"best_epoch": 2, "epochs": 3, "val_accuracy": 0.75, "last_epoch": 3, "last_val_accuracy": 0.625,
+            "test_accuracy": 0.7}
+    assert training_line("distill", info) == [
+        "- `distill`: best epoch 2 of 3 on validation (val accuracy 0.7500, weights kept); last epoch 3, val "
+        "accuracy 0.6250; test accuracy of the kept weights 0.7000."]
+    older = {"best_epoch": 2, "epochs": 3, "val_accuracy": 0.75}  # a record written before last epochs were kept
+    assert training_line("distill", older) == [
+        "- `distill`: best epoch 2 of 3 on validation (val accuracy 0.7500, weights kept)."]
