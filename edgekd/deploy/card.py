@@ -248,7 +248,7 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
         ]),
         "",
         "## Why this artifact", "",
-        f"Chosen on the **{selection.get('selected_by', 'test')}** split. " + selection["reason"],
+        f"Chosen on the **{selection.get('selected_by', 'test')}** split: " + selection["reason"],
         *_candidate_lines(card),
         "",
         "Budgets: " + (", ".join(f"{k} = {v}" for k, v in card["budgets"].items() if v is not None) or "none")
