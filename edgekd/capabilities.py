@@ -7,13 +7,12 @@ why a requested pair is not built here, and ``edgekd zoo runtimes`` prints it. T
 checks of hardware requirements that need a back end (bf16 support, a TensorRT install) live in
 :mod:`edgekd.runtime.hardware`, keyed by ``requires``.
 
-Adding a runtime: its runner module in ``edgekd/runtime/`` (``@register_runtime``), its :class:`RuntimeSpec` and
-rows here, and their tests.
+Adding a runtime, with the full list of files it touches: ``docs/extending.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 BuiltBy = Literal["export", "quantize"]
@@ -33,6 +32,13 @@ class RuntimeSpec:
     profile_fields: tuple[str, ...]
     quantize_targets: dict[str, NncfTarget]
     """device kind → the NNCF ``target_device`` whose hardware config INT8 artifacts of this runtime follow"""
+    import_name: str
+    """the Python module that runs its artifacts (what the pre-flight imports on the target)"""
+    install: str
+    """how to install that module, as the pre-flight's fix says it"""
+    provider_packages: dict[str, str] = field(default_factory=dict)
+    """execution provider (a profile's ``providers``) → the package that ships it, for providers the default
+    package lacks"""
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,21 @@ class Capability:
 
 RUNTIME_SPECS: dict[str, RuntimeSpec] = {spec.name: spec for spec in (
     RuntimeSpec("torch", formats=("torch",), device_kinds=("cpu", "cuda"), default_device="cpu",
-                profile_fields=("device",), quantize_targets={}),
+                profile_fields=("device",), quantize_targets={}, import_name="torch", install="pip install torch"),
     RuntimeSpec("onnxruntime", formats=("onnx",), device_kinds=("cpu",), default_device="CPU",
-                profile_fields=("providers",), quantize_targets={"cpu": "CPU"}),
+                profile_fields=("providers",), quantize_targets={"cpu": "CPU"}, import_name="onnxruntime",
+                install="pip install onnxruntime",
+                provider_packages={"CUDAExecutionProvider": "onnxruntime-gpu",
+                                   "TensorrtExecutionProvider": "onnxruntime-gpu",
+                                   "OpenVINOExecutionProvider": "onnxruntime-openvino",
+                                   "DmlExecutionProvider": "onnxruntime-directml",
+                                   "QNNExecutionProvider": "onnxruntime-qnn"}),
     RuntimeSpec("openvino", formats=("openvino", "onnx"), device_kinds=("cpu", "gpu", "npu"), default_device="CPU",
-                profile_fields=("device",), quantize_targets={"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}),
+                profile_fields=("device",), quantize_targets={"cpu": "CPU", "gpu": "GPU", "npu": "NPU"},
+                import_name="openvino", install="pip install openvino"),
     RuntimeSpec("tensorrt", formats=("tensorrt",), device_kinds=("cuda",), default_device="cuda:0",
-                profile_fields=("device",), quantize_targets={"cuda": "ANY"}),
+                profile_fields=("device",), quantize_targets={"cuda": "ANY"}, import_name="tensorrt",
+                install="pip install tensorrt, or apt install python3-libnvinfer on a Jetson"),
 )}
 
 CAPABILITIES: tuple[Capability, ...] = (
@@ -92,3 +106,14 @@ def offered_precisions(runtime: str) -> tuple[str, ...]:
 def device_kind(device: str) -> str:
     """``GPU.1`` → ``gpu``, ``cuda:0`` → ``cuda``: the kind of a runtime device name."""
     return device.replace(":", ".").split(".")[0].lower()
+
+
+def device_index(device: str) -> int:
+    """``cuda:1`` → 1, ``GPU.1`` → 1, ``cuda`` or ``CPU`` → 0: the index of a runtime device name; a ValueError when
+    the part after ``:``/``.`` is not a number."""
+    _, _, index = device.replace(":", ".").partition(".")
+    if not index:
+        return 0
+    if not index.isdigit():
+        raise ValueError(f"device {device!r}: expected KIND or KIND:N with a device number N, e.g. cuda:1")
+    return int(index)

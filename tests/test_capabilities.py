@@ -77,14 +77,15 @@ def test_every_export_row_has_a_builder_and_every_row_a_known_format() -> None:
     from edgekd.runtime.base import FORMAT_SUFFIXES
     from edgekd.stages.export import exporter
 
+    device = load_device("x86-cpu")
     for row in CAPABILITIES:
         assert row.format in set(FORMAT_SUFFIXES.values()) and row.format in RUNTIME_SPECS[row.runtime].formats
         if row.built_by == "export":
-            fmt, builder = exporter(row.runtime, row.precision)
+            fmt, builder = exporter(row.runtime, row.precision, device)
             assert fmt == row.format and callable(builder)
         else:
             with pytest.raises(KeyError):
-                exporter(row.runtime, row.precision)
+                exporter(row.runtime, row.precision, device)
 
 
 def test_nothing_requested_is_skipped_without_a_reason(tmp_path: Path) -> None:

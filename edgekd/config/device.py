@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edgekd.capabilities import RUNTIME_SPECS, device_kind, offered_precisions
+from edgekd.capabilities import RUNTIME_SPECS, device_index, device_kind, offered_precisions
 from edgekd.config._base import Strict
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
@@ -87,6 +87,7 @@ class RuntimeTarget(Strict):
             raise ValueError(f"runtime {runtime!r} takes no device (ONNX Runtime picks it with providers)")
         if device_kind(device) not in spec.device_kinds:
             raise ValueError(f"runtime {runtime!r} runs on {', '.join(spec.device_kinds)} devices, not {device!r}")
+        device_index(device)  # a ValueError for a device number that is not one
         return device
 
     @property

@@ -52,9 +52,10 @@ def tensorrt_problem() -> str | None:
     return None
 
 
-#: data type words in the inspector's "Format/Datatype" strings (TensorRT 10: "Row major linear FP32", "Channel
-#: major FP16 format where channel % 8 == 0", "... Int8 format"; older builds say Float / Half)
-_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16",
+#: data type words in the inspector's tensor descriptions (TensorRT 10's "Format/Datatype": "Row major linear FP32",
+#: "Channel major FP16 format where channel % 8 == 0", "... Int8 format"; TensorRT 11's "DataType": "Float", "Half",
+#: "BFloat16", "Int8")
+_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
               "int8": "int8", "fp8": "fp8", "int4": "int4", "fp4": "fp4"}
 _DATATYPE = re.compile(r"\b(" + "|".join(_DATATYPES) + r")\b", re.IGNORECASE)
 
@@ -77,13 +78,26 @@ def inspector_layers(info_json: str) -> list[dict[str, Any]]:
     info = json.loads(info_json)
 
     def types(tensors: list[Any]) -> list[str]:
-        found = (_DATATYPE.search(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, dict))
+        found = (_DATATYPE.search(tensor_datatype(t)) for t in tensors if isinstance(t, dict))
         return sorted({_DATATYPES[m.group(1).lower()] for m in found if m})
 
     return [{"name": layer.get("Name", ""), "type": layer.get("LayerType", ""),
              "inputs": types(layer.get("Inputs", [])), "outputs": types(layer.get("Outputs", [])),
              "tactic": str(layer.get("TacticName", ""))}
             for layer in info.get("Layers", []) if isinstance(layer, dict)]
+
+
+def tensor_datatype(tensor: dict[str, Any]) -> str:
+    """The data type text of one tensor of an inspector layer, in either schema: TensorRT 10 writes one
+    ``"Format/Datatype"`` string ("Row major linear FP32"); TensorRT 11 splits it into ``"Format"`` (the layout) and
+    ``"DataType"`` ("Float"), per NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x"
+    (docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-IEngineInspector.html). The key
+    is matched without regard to case (``Datatype`` or ``DataType``); with neither key, the ``Format`` text."""
+    keys = {key.lower(): value for key, value in tensor.items()}
+    for key in ("datatype", "format/datatype", "format"):
+        if key in keys:
+            return str(keys[key])
+    return ""
 
 
 def precision_counts(layers: list[dict[str, Any]]) -> dict[str, int]:

@@ -101,5 +101,5 @@ def qat_builders(ctx: StageContext, qat: QatConfig, source: Artifact, calibratio
         elif not has_torchao:
             not_built[name] = no_torchao
         else:
-            builders.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(to_onnx(out), out)))
+            builders.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(to_onnx(out), out, ctx.device)))
     return builders, not_built

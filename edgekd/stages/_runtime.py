@@ -47,9 +47,15 @@ def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
                        **runner_options(ctx.device, artifact.runtime, artifact.precision))
 
 
-def tensorrt_int8(qdq_onnx: Path, out: Path) -> Path:
-    """An INT8 TensorRT engine from a Q/DQ ONNX graph (TensorRT 10 and 11 take INT8 from the Q/DQ nodes)."""
+def tensorrt_int8(qdq_onnx: Path, out: Path, device: Device) -> Path:
+    """An INT8 TensorRT engine from a Q/DQ ONNX graph (TensorRT 10 and 11 take INT8 from the Q/DQ nodes), built on
+    the CUDA device the profile ``device`` names."""
     from edgekd.export.tensorrt import build_engine
 
     return build_engine(qdq_onnx, out / "model.engine", precision="int8",
-                        timing_cache=out.parent / "tensorrt-timing.cache")
+                        timing_cache=out.parent / "tensorrt-timing.cache", device=tensorrt_device(device))
+
+
+def tensorrt_device(device: Device) -> str:
+    """The CUDA device (``cuda:N``) the profile ``device`` names for TensorRT (its default when it names none)."""
+    return str(runner_options(device, "tensorrt", "fp32").get("device", RUNTIME_SPECS["tensorrt"].default_device))

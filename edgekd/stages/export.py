@@ -29,7 +29,7 @@ from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtime.precision import WEIGHTS
 from edgekd.stages._failures import attempt, failure, mark_failed
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
-from edgekd.stages._runtime import open_artifact
+from edgekd.stages._runtime import open_artifact, tensorrt_device
 
 Builder = Callable[[nn.Module, tuple[float, ...], tuple[float, ...], torch.Tensor, Path, ExportConfig], Path]
 
@@ -51,13 +51,13 @@ def _openvino(compress_to_fp16: bool) -> Builder:
     return build
 
 
-def _tensorrt(precision: str) -> Builder:
+def _tensorrt(precision: str, device: str) -> Builder:
     def build(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig) -> Path:
         from edgekd.export.tensorrt import build_engine
 
         onnx_path = _onnx_fp32(net, mean, std, example, out, cfg)
         return build_engine(onnx_path, out / "model.engine", precision=precision,  # type: ignore[arg-type]
-                            timing_cache=out.parent / "tensorrt-timing.cache")
+                            timing_cache=out.parent / "tensorrt-timing.cache", device=device)
 
     return build
 
@@ -72,19 +72,19 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def _builder(row: Capability) -> Builder:
-    """The builder of an export row; TensorRT engines are built for the row's precision."""
+def _builder(row: Capability, device: Device) -> Builder:
+    """The builder of an export row; TensorRT engines are built for the row's precision on the profile's device."""
     (method,) = row.methods
-    return _tensorrt(row.precision) if method == "tensorrt" else BUILDERS[method]
+    return _tensorrt(row.precision, tensorrt_device(device)) if method == "tensorrt" else BUILDERS[method]
 
 
-def exporter(runtime: str, precision: str) -> tuple[str, Builder]:
-    """(artifact format, builder) of the full-precision ``runtime``/``precision`` artifact (a KeyError for a pair the
-    capability table does not export)."""
+def exporter(runtime: str, precision: str, device: Device) -> tuple[str, Builder]:
+    """(artifact format, builder) of the full-precision ``runtime``/``precision`` artifact for the profile
+    ``device`` (a KeyError for a pair the capability table does not export)."""
     row = capability(runtime, precision)
     if row is None or row.built_by != "export":
         raise KeyError(f"{runtime}/{precision} is not built by the export stage")
-    return row.format, _builder(row)
+    return row.format, _builder(row, device)
 
 
 def export_plan(device: Device) -> tuple[list[Capability], dict[str, str]]:
@@ -163,7 +163,7 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
     info = derived_info(source, weights=WEIGHTS[row.precision])
     record = {"name": name, "format": row.format, "precision": row.precision, "runtime": row.runtime,
               "role": source.role, "input": source.input, "info": info}
-    builder = _builder(row)
+    builder = _builder(row, ctx.device)
     path, failed = attempt(lambda: builder(net, data.mean, data.std, data.val.x[:1], out, cfg), ctx.log,
                            f"{name}: export")
     if path is None:  # nothing was built: the record points at its (empty) folder

@@ -184,7 +184,7 @@ class Quantize(Stage):
             if (why := unmet(ctx.device).get("tensorrt/int8")) is None:  # symmetric, biases left float (no int32 DQ)
                 plan.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(ort_static_quantize(
                     onnx_fp32, out / "qdq.onnx", calibration, per_channel=True, symmetric_activations=True,
-                    quantize_bias=False, calibrate_method=cfg.ort.calibrate_method), out)))
+                    quantize_bias=False, calibrate_method=cfg.ort.calibrate_method), out, ctx.device)))
             else:
                 not_built[name] = why
         if "openvino" in runtimes:
