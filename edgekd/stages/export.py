@@ -1,6 +1,6 @@
 """Stage `export`: build the device's full-precision artifacts from the final model, each checked against torch.
 
-Every artifact takes raw [0, 1] pixels and carries its normalisation inside the graph. Parity check on real validation
+Every artifact takes raw [0, 1] pixels and carries its normalisation inside the graph. Parity check on real test
 images: an artifact fails (``status: failed``, kept in the manifest with its figures; the others go on) if the largest
 logit differs from torch's by more than ``export.parity_atol + export.parity_rtol * |logit|`` or its top-1 agreement
 falls below ``export.min_top1_agreement`` (``fp16_*`` and ``bf16_*`` tolerances for those precisions, whose rounding
@@ -170,7 +170,7 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
         assert failed is not None
         return mark_failed(Artifact.from_file(ctx.run_dir, out, **record), failed)
     artifact = Artifact.from_file(ctx.run_dir, path, **record)
-    probe = data.val.x[: cfg.parity_samples].numpy()
+    probe = data.test.x[: cfg.parity_samples].numpy()
     parity, failed = attempt(lambda: _parity(ctx, reference, artifact, probe, cfg), ctx.log, f"{name}: parity check")
     if parity is not None:
         artifact.info["parity"] = parity
@@ -229,6 +229,6 @@ def _parity(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray
 def parity_message(parity: dict[str, Any]) -> str:
     """The one line that says why an artifact failed its parity check."""
     allowed = f"{parity['atol']} + {parity['rtol']}·|logit|" if parity.get("rtol") else f"{parity['atol']}"
-    return (f"parity check failed against torch on {parity['samples']} validation images: max |Δlogit| "
+    return (f"parity check failed against torch on {parity['samples']} test images: max |Δlogit| "
             f"{parity['max_abs_diff']:.3g} (allowed {allowed}), top-1 agreement "
             f"{parity['top1_agreement']:.4f} (needed {parity['min_top1_agreement']})")

@@ -291,7 +291,7 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     if path is not None:
         reference, candidate = open_artifact(ctx, source), open_artifact(ctx, artifact)
         try:
-            probe = data.val.x[: cfg.parity_samples].numpy()
+            probe = data.test.x[: cfg.parity_samples].numpy()
             parity, failed = attempt(lambda: parity_figures(reference, candidate, probe, cfg, precision), ctx.log,
                                      f"{name}: parity check")
         finally:

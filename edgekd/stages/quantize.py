@@ -133,7 +133,7 @@ class Quantize(Stage):
         count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
-        probe = ctx.data().val.x[: cfg.parity_samples].numpy()
+        probe = ctx.data().test.x[: cfg.parity_samples].numpy()
         artifacts = []
         for name, fmt, runtime, build in builders:
             out_dir = ctx.stage_dir / name
