@@ -48,6 +48,8 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
     overrides: SetOpt = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="every stage for real, with tiny budgets")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Ray cluster for independent sub-runs ('auto' or HOST:PORT; sets execution.address)")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
@@ -59,6 +61,8 @@ def run(
 
     recipe = resolve_recipe_path(str(recipe))
     spec = load_recipe(recipe, overrides or [])
+    if ray_address is not None:
+        spec.execution.address = ray_address
     target = load_device(device)
     device_file = resolve_device_path(device)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{target.name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -1,6 +1,7 @@
 """Typed schemas of recipes and device profiles; loading, overrides and friendly errors."""
 
 from edgekd.config.device import Budgets, Device, RuntimeTarget
+from edgekd.config.execution import ExecutionConfig
 from edgekd.config.loader import available_devices, available_recipes, load_device, load_recipe
 from edgekd.config.recipe import (
     BenchConfig,
@@ -19,6 +20,7 @@ __all__ = [
     "DataConfig",
     "Device",
     "DistillConfig",
+    "ExecutionConfig",
     "ExportConfig",
     "LossTerm",
     "ModelRef",
