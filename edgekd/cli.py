@@ -219,7 +219,9 @@ def baseline(
 
     data = snapshot(load_manifest(run_dir))
     atomic_write_json(output, data)
-    console.print(f"baseline of {data['recipe']} on {data['device']} ({len(data['artifacts'])} artifacts) → {output}")
+    chosen = f", deployed {data['selected']} chosen on the {data['selected_by'] or 'test'} split" if data["selected"] else ""
+    console.print(f"baseline of {data['recipe']} on {data['device']} ({len(data['artifacts'])} artifacts{chosen}) → "
+                  f"{output}")
 
 
 @app.command()

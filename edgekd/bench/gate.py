@@ -1,10 +1,12 @@
 """The CI gate: a run against a committed baseline — size exact, accuracy within points, latency noise-aware.
 
-``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digest, accuracy and raw latency samples
-(bench metric ``samples_ms``). ``edgekd check RUN --baseline baseline.json`` compares a run with it:
+``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digest, validation and test accuracy and
+raw latency samples (bench metric ``samples_ms``), and the split that chose the deployed artifact (``selected_by``).
+``edgekd check RUN --baseline baseline.json`` compares a run with it:
 
 - **size**: bytes, exactly; a regression when ``new - old > size_tol`` bytes (default 0: one byte more fails);
-- **accuracy**: a regression when it drops by more than ``accuracy_tol`` points (default 0.5 points);
+- **accuracy**, validation and test each: a regression when it drops by more than ``accuracy_tol`` points (default
+  0.5 points); a baseline without validation accuracy (an older edgekd) has no validation row;
 - **latency**: the ratio of medians new / old with a seeded percentile-bootstrap interval
   (:func:`edgekd.bench.bootstrap.ratio_of_medians`); a regression only when the *whole* interval lies above
   ``1 + latency_tol`` (default 10 %, the factor asv's ``compare`` uses by default), so sampling noise cannot fail the
@@ -69,6 +71,8 @@ class GateResult:
     recipe: str = ""
     device: str = ""
     tolerances: Tolerances = field(default_factory=Tolerances)
+    selected: str | None = None
+    selected_by: str | None = None
 
     @property
     def regressions(self) -> list[Row]:
@@ -81,12 +85,15 @@ class GateResult:
     def summary(self) -> str:
         t = self.tolerances
         verdict = "passed" if self.passed else f"FAILED: {len(self.regressions)} regression(s)"
-        return (f"edgekd gate {verdict} — {self.recipe} on {self.device}; tolerances: size {t.size_bytes} B, "
+        chosen = (f"; deployed {self.selected}, chosen on the {self.selected_by or 'test'} split"
+                  if self.selected else "")
+        return (f"edgekd gate {verdict} — {self.recipe} on {self.device}{chosen}; tolerances: size {t.size_bytes} B, "
                 f"accuracy {t.accuracy_points} points, latency {t.latency_pct} % (whole {100 * t.confidence:.0f} % "
                 f"bootstrap interval of the ratio of medians beyond it)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "recipe": self.recipe, "device": self.device,
+        return {"passed": self.passed, "recipe": self.recipe, "device": self.device, "selected": self.selected,
+                "selected_by": self.selected_by,
                 "tolerances": self.tolerances.__dict__, "rows": [r.__dict__ for r in self.rows]}
 
 
@@ -98,12 +105,14 @@ def snapshot(manifest: dict[str, Any]) -> dict[str, Any]:
         artifacts[art["name"]] = {
             "status": art.get("status", "ok"), "format": art["format"], "precision": art["precision"],
             "runtime": art["runtime"], "bytes": art["bytes"], "sha256": art["sha256"],
+            "val_accuracy": metrics.get("val_accuracy"), "val_samples": metrics.get("val_samples"),
             "accuracy": metrics.get("accuracy"), "test_samples": metrics.get("test_samples"),
             "latency_ms": metrics.get("latency_ms"), "samples_ms": metrics.get("samples_ms"),
             "batch_size": metrics.get("batch_size"), "threads": metrics.get("threads"),
         }
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "recipe": manifest["recipe"],
             "device": manifest["device"], "smoke": manifest["smoke"], "selected": manifest.get("selected"),
+            "selected_by": manifest.get("selected_by"),
             "edgekd_version": manifest["edgekd_version"], "run_created": manifest["created"],
             "git_commit": manifest.get("provenance", {}).get("git_commit"),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "artifacts": artifacts}
@@ -148,15 +157,20 @@ def _size_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Toleranc
     return Row(name, "size (bytes)", f"{old['bytes']:,}", f"{new['bytes']:,}", change, verdict)
 
 
-def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
-    a, b = old.get("accuracy"), new.get("accuracy")
+#: the accuracy rows of the gate: (snapshot key, metric name in the table)
+ACCURACY_METRICS = (("val_accuracy", "val accuracy"), ("accuracy", "test accuracy"))
+
+
+def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances, key: str, metric: str
+                  ) -> Row | None:
+    a, b = old.get(key), new.get(key)
     if a is None:
-        return None if b is None else Row(name, "accuracy", "—", f"{b:.4f}", "newly measured", "new")
+        return None if b is None else Row(name, metric, "—", f"{b:.4f}", "newly measured", "new")
     if b is None:
-        return Row(name, "accuracy", f"{a:.4f}", "—", "no longer measured", "regression")
+        return Row(name, metric, f"{a:.4f}", "—", "no longer measured", "regression")
     points = 100 * (b - a)
     verdict = "regression" if points < -tol.accuracy_points - 1e-9 else "improved" if points > 1e-9 else "ok"
-    return Row(name, "accuracy", f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
+    return Row(name, metric, f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
 
 
 def _latency_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
@@ -183,7 +197,8 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
     """Rows of the gate for the run ``manifest`` against ``baseline`` (see the module docstring)."""
     new = snapshot(manifest)
     _check_comparable(baseline, new, source)
-    result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol)
+    result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol, selected=new["selected"],
+                        selected_by=new["selected_by"])
     for name, old_art in baseline["artifacts"].items():
         art = new["artifacts"].get(name)
         if art is None:
@@ -194,8 +209,8 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
                                    "regression"))
             continue
         result.rows.append(_size_row(name, old_art, art, tol))
-        result.rows += [r for r in (_accuracy_row(name, old_art, art, tol), _latency_row(name, old_art, art, tol))
-                        if r is not None]
+        rows = [_accuracy_row(name, old_art, art, tol, key, metric) for key, metric in ACCURACY_METRICS]
+        result.rows += [r for r in (*rows, _latency_row(name, old_art, art, tol)) if r is not None]
     for name, art in new["artifacts"].items():
         if name not in baseline["artifacts"]:
             result.rows.append(Row(name, "artifact", "—", art["status"], "not in the baseline", "new"))

@@ -64,7 +64,9 @@ class Artifact(Record):
     sha256: str = ""
     combined_sha256: str = ""
     files: list[ArtifactFile] = Field(default_factory=list)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict, description=(
+        "filled by later stages: accuracy (test split, reported only) and val_accuracy (validation split, what "
+        "every choice reads), each in the artifact's own runtime; latency_ms, samples_ms where measured"))
     info: dict[str, Any] = Field(default_factory=dict)
     smoke: bool = False
     status: Status = "ok"

@@ -66,7 +66,10 @@ class Manifest(Record):
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
     selected: str | None = Field(None, description="the artifact chosen for the device")
-    selection: dict[str, Any] | None = Field(None, description="how it was chosen: objective, candidates, reason")
+    selected_by: str | None = Field(None, description="the data split whose accuracy made every choice "
+                                    "(validation); test accuracy is reported, never used to choose")
+    selection: dict[str, Any] | None = Field(None, description="how it was chosen: objective, candidates, reason, "
+                                             "latency ties within noise")
 
     def artifact(self, name: str) -> Artifact | None:
         """An artifact by name."""

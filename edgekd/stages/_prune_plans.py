@@ -153,7 +153,7 @@ def _whole_network(ctx: StageContext, chain: Chain, net: nn.Module, settings: La
     stat = settings.statistic
     _, c, h, w = chain.layer(1).input_shape
     overhead = measure_module(nn.Identity(), torch.rand(batch_size, c, h, w), settings)[stat]
-    x = data.test.x[torch.arange(batch_size) % len(data.test)]
+    x = data.val.x[torch.arange(batch_size) % len(data.val)]
     unpruned = measure_module(deployable(net, data.mean, data.std), x, settings)[stat]
     atomic_write_json(path, {"overhead_ms": overhead, "unpruned_ms": unpruned})
     ctx.log(f"unpruned student: {unpruned:.4f} ms on {settings.runtime}/{settings.precision} ({stat}); per-call "

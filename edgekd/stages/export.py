@@ -112,6 +112,6 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
         return (f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "
                 f"top-1 agreement {parity['top1_agreement']:.4f}, computed in {parity['compute']}")
 
-    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg),
+    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.val.x[:1], out, cfg),
                           lambda artifact: parity_against(ctx, reference, artifact, probe, cfg),
                           built_by="export", checked_by="parity check", summary=summary)

@@ -196,7 +196,7 @@ class Prune(Stage):
                                           info={"source": source.name})]
         artifacts.append(runtime_artifact(ctx, artifacts[0], net, runtime, precision, export_cfg))
         start = time.perf_counter()
-        trained: dict[str, tuple[nn.Module, float]] = {}
+        trained: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
         records = []
         for result in results:
             deployed = result.method == "layermerge" and result.budget == deploy
@@ -204,11 +204,12 @@ class Prune(Stage):
             key = str(result.plan.to_json())
             if key not in trained:
                 trained[key] = finetune(ctx, cfg, tables.chain, result, net)
-            pruned, val_accuracy = trained[key]
+            pruned, epochs = trained[key]
+            val_accuracy = epochs["val_accuracy"]
             merged, diff = merge(tables.chain, result, pruned, data)
             merged_spec = {"name": MERGED_FACTORY, "kwargs": {"base": spec, "plan": result.plan.to_json(),
                                                               "input_shape": list(data.test.x.shape[1:])}}
-            record = {**result.describe(tables.chain), "val_accuracy": val_accuracy, "merge_max_abs_diff": diff,
+            record = {**result.describe(tables.chain), **epochs, "merge_max_abs_diff": diff,
                       "artifact": name, "measured_artifact": f"{name}-{fmt}-{precision}"}
             artifact = write_torch_artifact(ctx, merged, merged_spec, name=name, role="student" if deployed
                                             else "pruned", info={"prune": record, "unpruned": "student-unpruned"})
@@ -236,10 +237,11 @@ def measure_tables(ctx: StageContext, cfg: PruneConfig, net: nn.Module) -> Any:
 
 
 def finetune(ctx: StageContext, cfg: PruneConfig, chain: Any, result: Result, teacher: nn.Module
-             ) -> tuple[nn.Module, float]:
-    """The pruned network of ``result``, fine-tuned with KD from the unpruned student; with its val accuracy."""
+             ) -> tuple[nn.Module, dict[str, Any]]:
+    """The pruned network of ``result``, fine-tuned with KD from the unpruned student; with its best-epoch and
+    last-epoch validation accuracy (``val_accuracy`` is the best one, whose weights are kept)."""
     from edgekd.distill.losses import create
-    from edgekd.distill.trainer import DistillTerm, Trainer
+    from edgekd.distill.trainer import DistillTerm, Trainer, last_epoch_record
     from edgekd.prune import build_pruned
 
     ft = cfg.finetune
@@ -249,15 +251,16 @@ def finetune(ctx: StageContext, cfg: PruneConfig, chain: Any, result: Result, te
                       ctx.stage_dir / f"{result.method}-{result.budget}", seed=ctx.recipe.seed, teacher=teacher,
                       terms=terms, ce_weight=ft.ce_weight, console=ctx.console,
                       label=f"{result.method} {result.budget}", teacher_cache_dir=ctx.run_dir / TEACHER_CACHE).fit()
-    return pruned.cpu().eval(), trained.best_val_accuracy
+    return pruned.cpu().eval(), {"val_accuracy": trained.best_val_accuracy, "best_epoch": trained.best_epoch,
+                                 **last_epoch_record(trained.history)}
 
 
 def merge(chain: Any, result: Result, pruned: nn.Module, data: DataBundle) -> tuple[nn.Module, float]:
-    """The merged network and its largest |logit difference| from the fine-tuned pruned one on test images."""
+    """The merged network and its largest |logit difference| from the fine-tuned pruned one on validation images."""
     from edgekd.prune import build_merged
 
     merged = build_merged(chain, result.plan, pruned).eval()
-    x = Normalize(data.mean, data.std)(data.test.x[:256])
+    x = Normalize(data.mean, data.std)(data.val.x[:256])
     with torch.no_grad():
         diff = float((merged(x) - pruned(x)).abs().max())
     return merged, diff
@@ -265,7 +268,7 @@ def merge(chain: Any, result: Result, pruned: nn.Module, data: DataBundle) -> tu
 
 def check_round_trip(ctx: StageContext, artifact: Artifact, merged: nn.Module, data: DataBundle) -> None:
     """The artifact rebuilds (spec → merged structure → weights) into the network that was saved."""
-    x = Normalize(data.mean, data.std)(data.test.x[:8])
+    x = Normalize(data.mean, data.std)(data.val.x[:8])
     with torch.no_grad():
         same = torch.equal(load_plain_net(ctx, artifact).eval()(x), merged(x))
     if not same:
@@ -289,6 +292,6 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
         with open_artifact(ctx, source) as reference:
             return parity_against(ctx, reference, artifact, probe, cfg)
 
-    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg),
+    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.val.x[:1], out, cfg),
                           check, built_by="export", checked_by="parity check")
 

@@ -187,7 +187,7 @@ class Quantize(Stage):
                            fp32=lambda fmt: self._fp32(ctx, source, fmt, runtime),
                            val=lambda: (data.val.x.numpy(), data.val.y.numpy()),
                            max_drop=lambda path: allowed_drop(ctx, cfg, path, runtime),
-                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.test.x[:1])
+                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.val.x[:1])
 
         jobs = [job_of(runtime) for runtime in int8_runtimes(ctx.device) if has_part(runtime, "quantize")]
         plan: list[Int8Build] = []
@@ -216,8 +216,8 @@ class Quantize(Stage):
         if fmt == "onnx":
             from edgekd.export.onnx import export_onnx
 
-            return export_onnx(net, data.mean, data.std, data.test.x[:1], folder / "model.onnx")
-        path: Path = runtime_part(runtime, "quantize").fp32_intermediate(net, data.mean, data.std, data.test.x[:1],
+            return export_onnx(net, data.mean, data.std, data.val.x[:1], folder / "model.onnx")
+        path: Path = runtime_part(runtime, "quantize").fp32_intermediate(net, data.mean, data.std, data.val.x[:1],
                                                                           folder)
         return path
 
