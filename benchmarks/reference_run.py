@@ -27,9 +27,6 @@ from typing import Any
 
 from records import write_record
 
-#: keys of an artifact's ``metrics`` that hold the accuracy on the validation split, in order of preference
-VALIDATION_KEYS = ("val_accuracy", "validation_accuracy")
-
 
 def stage_seconds(run_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per stage that ran or was cached: its status in this call and the seconds it took when it was computed."""
@@ -47,13 +44,8 @@ def stage_seconds(run_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str
 
 def validation_accuracy(metrics: dict[str, Any]) -> float | None:
     """The artifact's accuracy on the validation split, where the manifest records one."""
-    for key in VALIDATION_KEYS:
-        if isinstance(metrics.get(key), (int, float)):
-            return float(metrics[key])
-    validation = metrics.get("validation")
-    if isinstance(validation, dict) and isinstance(validation.get("accuracy"), (int, float)):
-        return float(validation["accuracy"])
-    return None
+    value = metrics.get("val_accuracy")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def artifact_figures(artifact: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +75,7 @@ def run_figures(run_dir: Path, wall_seconds: float, exit_code: int) -> dict[str,
         "stage_seconds": stage_seconds(run_dir, manifest),
         "artifacts": {a["name"]: artifact_figures(a) for a in manifest.get("artifacts", [])},
         "selected": manifest.get("selected"),
-        "chosen_on_split": selection.get("split"),
+        "chosen_on_split": manifest.get("selected_by"),
         "selection_reason": selection.get("reason"),
     }
 
