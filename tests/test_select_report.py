@@ -78,7 +78,7 @@ def test_markdown_table_escapes_pipes_everywhere() -> None:
 
 
 def q(name: str, accuracy: float, p90: float, nbytes: int, status: str = "ok") -> Artifact:
-    """An artifact of the issue's fmnist-quantize measurement (accuracy, p90 ms, bytes)."""
+    """An artifact with the figures of an fmnist-quantize run (accuracy, p90 ms, bytes)."""
     a = art(name, accuracy, p90, nbytes / 1e6)
     a.bytes, a.status = nbytes, status
     return a
