@@ -86,8 +86,10 @@ def baseline_command(console: Console, run_dir: Path, output: Path, *, rounds: i
     if keep_artifacts:
         _keep(run_dir, manifest, kept_artifacts_dir(output), console)
     atomic_write_json(output, data)
+    chosen = (f", deployed {data['selected']} chosen on the {data['selected_by'] or 'test'} split"
+              if data["selected"] else "")
     console.print(f"baseline of {data['recipe']} on {data['device']} ({len(data['artifacts'])} artifacts, "
-                  f"{len(sessions)} timed beside the machine reference) → {output}")
+                  f"{len(sessions)} timed beside the machine reference{chosen}) → {output}")
     if not local:
         console.print(f"{data['device']} is not this machine: latencies are not timed for the gate (give "
                       "`edgekd check --baseline-run` a copy of this run to compare them in one session)")

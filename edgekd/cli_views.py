@@ -49,7 +49,7 @@ def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
     deploy = run_dir / "deploy"
     if selected and deploy.is_dir():
         out.print(f"deploy: {deploy} (model, MODEL_CARD.md, model_card.json"
-                  + (", predict.py)" if (deploy / "predict.py").exists() else ")"))
+                  + (", predict.py with edgekd_session.py)" if (deploy / "predict.py").exists() else ")"))
     report = run_dir / "report.md"
     out.print(f"report: {report if report.exists() else '(no report stage)'}")
 
@@ -157,8 +157,9 @@ def print_datasets(out: Console) -> None:
 
 
 def print_runtimes(out: Console) -> None:
-    """The capability table (edgekd/capabilities.py): one row per (runtime, precision), with what builds it, the
-    device kinds of the runtime, and whether this host meets the row's hardware requirement (why not, below)."""
+    """The capability table (each runtime package's ``spec`` module): one row per (runtime, precision), with what
+    builds it, the device kinds of the runtime, and whether this host meets the row's hardware requirement (why not,
+    below)."""
     from rich.markup import escape
 
     from edgekd.capabilities import CAPABILITIES, RUNTIME_SPECS
@@ -176,7 +177,7 @@ def print_runtimes(out: Console) -> None:
                 why_not.append(f"  {row.runtime}/{row.precision}: {escape(why)}")
         rows.append([row.runtime, row.precision, row.format, built, ", ".join(spec.device_kinds),
                      row.requires or "—", here, row.note])
-    out.print(_table("runtimes: what edgekd builds and runs (edgekd/capabilities.py; precision policy: "
+    out.print(_table("runtimes: what edgekd builds and runs (edgekd/runtimes/<name>/spec.py; precision policy: "
                      "edgekd/runtime/precision.py)",
                      ["runtime", "precision", "format", "built by", "devices", "needs", "here", "artifact"], rows))
     if why_not:
@@ -191,10 +192,29 @@ def print_stages(out: Console) -> None:
     out.print(_table("stages, in order", ["stage", "reads outputs of", "what it does"], rows))
 
 
+def print_recipes(out: Console) -> None:
+    """Every recipe a name resolves to (./pipelines first, then the bundled ones), with its one-line description."""
+    from edgekd.config import available_recipes
+    from edgekd.config.loader import read_yaml
+    from edgekd.errors import UserError
+
+    rows = []
+    for name, path in available_recipes().items():
+        try:
+            description = str(read_yaml(path).get("description", ""))
+        except UserError as exc:
+            description = f"(unreadable: {exc})"
+        rows.append([name, str(path), description])
+    table = _table("recipes (edgekd run NAME --device DEVICE)", ["name", "path", "description"], rows)
+    table.columns[1].overflow = "fold"  # a long path wraps whole rather than ending in an ellipsis
+    out.print(table)
+
+
 ZOO_VIEWS: dict[str, Callable[[Console], None]] = {
     "models": print_models,
     "losses": print_losses,
     "datasets": print_datasets,
     "runtimes": print_runtimes,
     "stages": print_stages,
+    "recipes": print_recipes,
 }

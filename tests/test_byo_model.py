@@ -186,7 +186,7 @@ def test_user_module_import_noise_is_kept_off_the_terminal(
 
 
 def test_torchao_import_noise_gone_from_a_user_model(tmp_path: Path) -> None:
-    """The issue's case: a user module importing a library that imports torchao (as ``transformers`` does)."""
+    """A user module importing a library that imports torchao (as ``transformers`` does)."""
     if importlib.util.find_spec("torchao") is None:
         pytest.skip("torchao is not installed")
     bare = subprocess.run([sys.executable, "-c", "import torchao"], capture_output=True, text=True, timeout=120)
@@ -264,7 +264,7 @@ def test_quickstart_with_a_user_teacher_on_an_image_folder(tmp_path: Path) -> No
 
 
 def test_teacher_with_wrong_outputs_is_exit_2_before_training(tmp_path: Path) -> None:
-    """The issue's failure (10 outputs trained on 3 classes, then exit 3 in distill) is now exit 2 up front."""
+    """A teacher with 10 outputs on a 3-class data set is exit 2 before any training, not a crash in distill."""
     data_root = _image_folder(tmp_path / "images")
     result = run_cli(*_byo_args(tmp_path / "run", data_root, "teacher.model.name=tests.byo_models:ten_classes"))
     assert result.returncode == 2, result.stdout + result.stderr

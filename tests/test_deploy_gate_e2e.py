@@ -77,9 +77,12 @@ def test_deploy_folder_holds_the_selected_artifact_and_its_card(smoke_run: Path)
     card = json.loads((deploy / "model_card.json").read_text())
     model_files = [p.name for p in artifact_files(smoke_run / selected["path"])]  # .onnx, or OpenVINO's .xml + .bin
     assert sorted(p.name for p in deploy.iterdir()) == sorted(
-        [*model_files, "MODEL_CARD.md", "model_card.json", "predict.py"])
+        [*model_files, "MODEL_CARD.md", "model_card.json", "predict.py", "edgekd_session.py"])
     assert card["name"] == m["selected"] and card["input"] == selected["input"]
     assert card["metrics"]["accuracy"] == selected["metrics"]["accuracy"]
+    assert card["metrics"]["val_accuracy"] == selected["metrics"]["val_accuracy"]
+    assert card["selection"]["selected_by"] == m["selected_by"] == "validation"
+    assert {r["name"] for r in card["candidates"]} == set(m["selection"]["candidates"])
     assert card["metrics"]["latency_ms"] == selected["metrics"]["latency_ms"]
     assert card["environment"]["libraries"] == m["provenance"]["libraries"]
     assert [s["name"] for s in card["made_by"]["stages"]] == [
@@ -93,6 +96,9 @@ def test_deploy_folder_holds_the_selected_artifact_and_its_card(smoke_run: Path)
         assert hashlib.sha256((deploy / f["path"]).read_bytes()).hexdigest() == f["sha256"]
     text = (deploy / "MODEL_CARD.md").read_text()
     assert "## Why this artifact" in text and card["selection"]["reason"] in text
+    assert "Chosen on the **validation** split" in text
+    assert f"| validation accuracy | {selected['metrics']['val_accuracy']:.4f} on " in text
+    assert f"| test accuracy | {selected['metrics']['accuracy']:.4f} on " in text
 
 
 def test_predict_runs_in_a_fresh_venv_with_only_the_runtime(smoke_run: Path, batch: Path, tmp_path: Path) -> None:

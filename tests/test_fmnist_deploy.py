@@ -36,3 +36,8 @@ def test_fmnist_deploy_recipe_smoke(tmp_path: Path) -> None:
     assert {"student-onnx-int8-ort", "student-openvino-int8-nncf", "student-onnx-int8-qat",
             "student-openvino-int8-qat"} <= set(artifacts)
     assert "trained in" in (run_dir / "report.md").read_text()
+    # every choice read validation; every artifact carries both accuracies, measured in its own runtime
+    assert manifest["selected_by"] == manifest["selection"]["selected_by"] == "validation"
+    assert all({"val_accuracy", "accuracy"} <= set(a["metrics"]) for a in manifest["artifacts"])
+    distill = stages["distill"]["info"]
+    assert distill["last_epoch"] == 1 and distill["last_val_accuracy"] == distill["history"][-1]["val_accuracy"]

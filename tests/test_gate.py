@@ -69,7 +69,8 @@ def _manifest(**changes: Any) -> dict[str, Any]:
     art = {"name": "student-onnx-fp32", "path": "export/m.onnx", "format": "onnx", "precision": "fp32",
            "runtime": "onnxruntime", "role": "student", "bytes": 1000, "sha256": reference_digest(), "status": "ok",
            "input": {"shape": [-1, 3, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"},
-           "metrics": {"accuracy": 0.9, "test_samples": 360, "latency_ms": {"p50": float(np.median(samples))},
+           "metrics": {"val_accuracy": 0.92, "val_samples": 144, "accuracy": 0.9, "test_samples": 360,
+                       "latency_ms": {"p50": float(np.median(samples))},
                        "samples_ms": samples, "batch_size": 1, "threads": 2,
                        "compute": {"runtime": "onnxruntime", "threads": 2, "inference_precision": "f32"}}}
     for key, value in changes.items():
@@ -79,7 +80,7 @@ def _manifest(**changes: Any) -> dict[str, Any]:
             art[key] = value
     return {"recipe": "quickstart", "device": "x86-cpu", "smoke": False, "edgekd_version": "0.1.0",
             "created": "2026-01-01T00:00:00+00:00", "provenance": {"git_commit": None}, "selected": art["name"],
-            "artifacts": [art]}
+            "selected_by": "validation", "artifacts": [art]}
 
 
 def _verdicts(manifest: dict[str, Any], tol: Tolerances = Tolerances(), **timings: Any) -> dict[str, str]:
@@ -87,16 +88,30 @@ def _verdicts(manifest: dict[str, Any], tol: Tolerances = Tolerances(), **timing
 
 
 def test_same_run_passes_and_one_byte_more_fails() -> None:
-    assert _verdicts(_manifest()) == {"size (bytes)": "ok", "accuracy": "ok", "latency p50 (ms)": "not judged"}
+    assert _verdicts(_manifest()) == {"size (bytes)": "ok", "val accuracy": "ok", "test accuracy": "ok",
+                                      "latency p50 (ms)": "not judged"}
     assert _verdicts(_manifest(bytes=1001))["size (bytes)"] == "regression"
     assert _verdicts(_manifest(bytes=1001), Tolerances(size_bytes=1))["size (bytes)"] == "ok"
     assert _verdicts(_manifest(bytes=999))["size (bytes)"] == "improved"
 
 
 def test_accuracy_uses_an_absolute_tolerance_in_points() -> None:
-    assert _verdicts(_manifest(accuracy=0.896))["accuracy"] == "ok"  # -0.4 points, default tolerance 0.5
-    assert _verdicts(_manifest(accuracy=0.894))["accuracy"] == "regression"
-    assert _verdicts(_manifest(accuracy=0.896), Tolerances(accuracy_points=0))["accuracy"] == "regression"
+    assert _verdicts(_manifest(accuracy=0.896))["test accuracy"] == "ok"  # -0.4 points, default tolerance 0.5
+    assert _verdicts(_manifest(accuracy=0.894))["test accuracy"] == "regression"
+    assert _verdicts(_manifest(accuracy=0.896), Tolerances(accuracy_points=0))["test accuracy"] == "regression"
+
+
+def test_validation_and_test_accuracy_are_gated_apart_and_the_summary_names_the_choosing_split() -> None:
+    verdicts = _verdicts(_manifest(val_accuracy=0.914))  # -0.6 points on validation, test unchanged
+    assert verdicts["val accuracy"] == "regression" and verdicts["test accuracy"] == "ok"
+    result = compare(snapshot(_manifest()), _manifest(), Tolerances())
+    rows = {r.metric: (r.old, r.new) for r in result.rows}
+    assert rows["val accuracy"] == ("0.9200", "0.9200") and rows["test accuracy"] == ("0.9000", "0.9000")
+    assert "deployed student-onnx-fp32, chosen on the validation split" in result.summary()
+    older = snapshot(_manifest())
+    for entry in older["artifacts"].values():  # a baseline of an edgekd that measured test accuracy only
+        entry.pop("val_accuracy")
+    assert "val accuracy" not in {r.metric: r for r in compare(older, _manifest(val_accuracy=None), Tolerances()).rows}
 
 
 def test_latency_flagged_only_when_the_whole_interval_is_beyond_the_tolerance() -> None:
@@ -149,10 +164,11 @@ def test_cli_exit_codes_and_markdown_table(tmp_path: Path, capsys: pytest.Captur
     md = capsys.readouterr().out
     tokens = MarkdownIt("commonmark").enable("table").parse(md)
     assert [t.type for t in tokens].count("table_open") == 1
+    assert "chosen on the validation split" in md
     headers = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "th_open"]
     assert headers == ["artifact", "metric", "old", "new", "change", "verdict"]
     cells = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "td_open"]
-    assert len(cells) == 3 * 6 and cells[:6] == ["student-onnx-fp32", "size (bytes)", "1,000", "1,001",
+    assert len(cells) == 4 * 6 and cells[:6] == ["student-onnx-fp32", "size (bytes)", "1,000", "1,001",
                                                  "+1 B (+0.10 %)", "regression"]
     assert main(["check", str(old), "--baseline", str(tmp_path / "missing.json")]) == 2
     (tmp_path / "junk.json").write_text("{}")

@@ -133,7 +133,7 @@ def test_reference_model_is_deterministic_and_runs_alike_in_both_runtimes(tmp_pa
     import torch.nn.functional as F
     from onnx import numpy_helper
 
-    from edgekd.bench.reference import REFERENCE_SHAPE, reference_file, reference_input
+    from edgekd.bench.reference import REFERENCE_RUNTIMES, REFERENCE_SHAPE, reference_file, reference_input
     from edgekd.runtime import open_runner
 
     assert reference_model_bytes() == reference_model_bytes() and len(reference_digest()) == 64
@@ -151,8 +151,9 @@ def test_reference_model_is_deterministic_and_runs_alike_in_both_runtimes(tmp_pa
     h = block(block(F.relu(F.conv2d(x, w["stem_w"], padding=1)), "b1"), "b2")
     h = block(F.relu(F.conv2d(h, w["down_w"], padding=1, stride=2)), "b3")
     expected = (h.mean(dim=(2, 3)) @ w["fc"].T + w["fc_b"]).numpy()
+    assert REFERENCE_RUNTIMES == ("onnxruntime", "openvino")  # the table's runtimes that open an .onnx file
     with reference_file() as path:
-        for runtime in ("onnxruntime", "openvino"):
+        for runtime in REFERENCE_RUNTIMES:
             with open_runner(runtime, path, threads=1) as runner:
                 np.testing.assert_allclose(runner(reference_input()), expected, rtol=1e-4, atol=1e-4)
     assert not path.exists()

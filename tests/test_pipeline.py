@@ -71,7 +71,8 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
         assert ran == (openvino_hint(art["precision"]) if art["runtime"] == "openvino" else "f32"), art["name"]
         assert art["input"] == {"shape": [-1, 1, 8, 8], "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW"}
         assert art["smoke"] is True
-        assert 0.0 <= art["metrics"]["accuracy"] <= 1.0
+        assert 0.0 <= art["metrics"]["accuracy"] <= 1.0 and 0.0 <= art["metrics"]["val_accuracy"] <= 1.0
+        assert art["metrics"]["val_samples"] == 144  # a tenth of each class of digits' 1,437 train images
         latency = art["metrics"]["latency_ms"]
         assert set(latency) >= {"p50", "p90", "p99", "mean"}
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]

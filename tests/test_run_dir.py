@@ -113,7 +113,7 @@ def test_a_held_run_directory_is_refused_naming_the_holder_and_freed_by_kill_9(t
 
 @pytest.mark.slow
 def test_a_second_concurrent_run_exits_2_and_the_first_ones_files_verify(tmp_path: Path) -> None:
-    """The issue's scenario: two runs on one folder, started apart; then one byte of an IR changes under the run."""
+    """Two runs on one folder, started apart; then one byte of an IR changes under the run."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "COLUMNS": "200"}
     log = tmp_path / "first.log"

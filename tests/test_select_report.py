@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgekd.config import SelectConfig
@@ -19,9 +20,11 @@ from edgekd.stages._selection import budget_failures, rank_key, select_artifact
 
 
 def art(name: str, accuracy: float | None, p90: float | None, mb: float) -> Artifact:
+    """``accuracy`` is the validation accuracy; the test accuracy is ``1 - accuracy``, the reverse order, so a rule
+    that read test accuracy would pick differently."""
     metrics: dict = {}
     if accuracy is not None:
-        metrics["accuracy"] = accuracy
+        metrics["val_accuracy"], metrics["accuracy"] = accuracy, 1.0 - accuracy
     if p90 is not None:
         metrics["latency_ms"] = {"p50": p90 / 2, "p90": p90, "p99": p90 * 2, "mean": p90}
     return Artifact(name=name, path=f"{name}.onnx", format="onnx", precision="fp32", runtime="onnxruntime",
@@ -35,9 +38,9 @@ def test_budget_failures_name_each_broken_budget() -> None:
     assert budget_failures(art("ok", 0.95, 4.0, 0.5), BUDGETS) == []
     assert budget_failures(art("big", 0.95, 4.0, 1.5), BUDGETS) == ["size 1.500 MB > 1.0 MB"]
     assert budget_failures(art("slow", 0.95, 6.0, 0.5), BUDGETS) == ["latency p90 6.000 ms > 5.0 ms"]
-    assert budget_failures(art("bad", 0.85, 4.0, 0.5), BUDGETS) == ["accuracy 0.8500 < 0.9"]
+    assert budget_failures(art("bad", 0.85, 4.0, 0.5), BUDGETS) == ["validation accuracy 0.8500 < 0.9"]
     assert budget_failures(art("unmeasured", None, None, 0.5), BUDGETS) == [
-        "latency not measured", "accuracy not measured"]
+        "latency not measured", "validation accuracy not measured"]
 
 
 def test_a_macs_budget_reads_the_count_of_the_source_model() -> None:
@@ -75,7 +78,7 @@ def test_markdown_table_escapes_pipes_everywhere() -> None:
 
 
 def q(name: str, accuracy: float, p90: float, nbytes: int, status: str = "ok") -> Artifact:
-    """An artifact of the issue's fmnist-quantize measurement (accuracy, p90 ms, bytes)."""
+    """An artifact with the figures of an fmnist-quantize run (accuracy, p90 ms, bytes)."""
     a = art(name, accuracy, p90, nbytes / 1e6)
     a.bytes, a.status = nbytes, status
     return a
@@ -161,3 +164,89 @@ def test_a_budget_far_from_every_point_is_a_note_not_a_line_that_squashes_the_ax
     near = _plot_axes(monkeypatch, tmp_path, {"min_accuracy": 0.925, "max_latency_ms": 0.5, "latency_stat": "p90"})
     assert len(near.lines) == 3 and near.get_ylim()[0] < 0.925  # step, budget and floor lines; the floor is shown
     assert not any("below the plot" in t.get_text() for t in near.texts)
+
+
+def timed(name: str, accuracy: float, samples: list[float], nbytes: int) -> Artifact:
+    """An artifact with validation ``accuracy``, latency ``samples`` (ms, the bench's ``samples_ms``) and size."""
+    a = q(name, accuracy, float(np.quantile(samples, 0.9)), nbytes)
+    a.metrics["samples_ms"] = samples
+    return a
+
+
+NO_LIMITS = Budgets()
+SERIES = [float(v) for v in np.linspace(1.0, 2.0, 200)]  # spread like a loaded machine's series
+
+
+def test_a_clear_latency_winner_stays_the_winner_however_accurate_the_rest() -> None:
+    fast = timed("fast", 0.90, SERIES, 50_000)
+    slow = timed("slow", 0.904, [3 * v for v in SERIES], 10_000)  # 3× slower: far outside any noise
+    chosen = select_artifact([slow, fast], NO_LIMITS, SelectConfig(), device="d")
+    assert chosen.selected is fast and chosen.runner_up == "slow"
+    assert chosen.noise is not None and chosen.noise["within_noise"] == []
+    [comparison] = chosen.noise["comparisons"]
+    assert comparison["ratio"] == pytest.approx(3.0) and comparison["low"] > 1.0
+    assert "within noise" not in chosen.reason
+
+
+def test_latencies_within_noise_go_to_validation_accuracy_then_size() -> None:
+    fastest = timed("fastest", 0.900, SERIES, 50_000)
+    close = timed("close", 0.903, [1.001 * v for v in SERIES], 60_000)  # p90 ratio 1.001 by construction
+    far = timed("far", 0.904, [3 * v for v in SERIES], 10_000)
+    chosen = select_artifact([fastest, close, far], NO_LIMITS, SelectConfig(), device="d")
+    assert chosen.selected is close and chosen.runner_up == "fastest"
+    assert chosen.contenders == ["close", "fastest", "far"]
+    assert chosen.noise is not None and chosen.noise["fastest"] == "fastest"
+    assert chosen.noise["within_noise"] == ["close"]
+    ratio = {c["artifact"]: c for c in chosen.noise["comparisons"]}["close"]
+    assert ratio["ratio"] == pytest.approx(1.001) and ratio["low"] < 1.0 < ratio["high"]
+    assert "within noise: close against the fastest fastest" in chosen.reason
+    assert "the tie goes to validation accuracy, then size: close wins the tie" in chosen.reason
+    # equal validation accuracy: the smaller file takes the tie
+    twin = timed("twin", 0.900, [1.001 * v for v in SERIES], 40_000)
+    by_size = select_artifact([fastest, twin], NO_LIMITS, SelectConfig(), device="d")
+    assert by_size.selected is twin
+    # the same order without latency samples: the point statistic decides, as before
+    for a in (fastest, twin):
+        del a.metrics["samples_ms"]
+    assert select_artifact([fastest, twin], NO_LIMITS, SelectConfig(), device="d").selected is fastest
+
+
+def test_the_selection_record_names_the_validation_split() -> None:
+    record = select_artifact(FMNIST, LOOSE, SelectConfig(), device="d").record(SelectConfig())
+    assert record["selected_by"] == "validation"
+
+
+def test_the_ratio_of_quantiles_of_constant_series_is_exact() -> None:
+    from edgekd.bench.bootstrap import ratio_of_quantiles
+
+    interval = ratio_of_quantiles([1.0] * 50, [2.0] * 50, 0.9)  # every resample has p90 2 / 1
+    assert (interval.ratio, interval.low, interval.high) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError):
+        ratio_of_quantiles([1.0], [1.0], 1.5)
+
+
+def test_the_report_shows_both_accuracies_and_names_the_split_that_chose() -> None:
+    from edgekd.report.build import selection_lines
+
+    arts = [q("a", 0.95, 1.0, 2000), q("b", 0.90, 0.5, 1000)]  # test accuracies 0.05 and 0.10 (see art)
+    selection = select_artifact(arts, LOOSE, SelectConfig(objective="accuracy"), device="d")
+    manifest = {"budgets": LOOSE.model_dump(), "selected": "a", "selection": selection.record(
+        SelectConfig(objective="accuracy")), "artifacts": [{**a.model_dump(), "metrics": {
+            **a.metrics, "meets_budgets": True}} for a in arts]}
+    text = "\n".join(selection_lines(manifest))
+    assert "**Chosen on the validation split**" in text
+    assert "| val accuracy (floor) | test accuracy |" in text
+    assert "| **a** (selected) | 0.002 ≤ 1.0 | 1.000 ≤ 5.0 | 0.9500 ≥ 0.8 | 0.0500 | meets all |" in text
+
+
+def test_a_training_line_gives_best_and_last_epoch_and_the_kept_weights_test_accuracy() -> None:
+    from edgekd.report.sections import training_line
+
+    info = {"best_epoch": 2, "epochs": 3, "val_accuracy": 0.75, "last_epoch": 3, "last_val_accuracy": 0.625,
+            "test_accuracy": 0.7}
+    assert training_line("distill", info) == [
+        "- `distill`: best epoch 2 of 3 on validation (val accuracy 0.7500, weights kept); last epoch 3, val "
+        "accuracy 0.6250; test accuracy of the kept weights 0.7000."]
+    older = {"best_epoch": 2, "epochs": 3, "val_accuracy": 0.75}  # a record written before last epochs were kept
+    assert training_line("distill", older) == [
+        "- `distill`: best epoch 2 of 3 on validation (val accuracy 0.7500, weights kept)."]

@@ -14,11 +14,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.errors import UserError
-from edgekd.export import build_engine, check_parity, export_onnx, inspect_onnx_precision
+from edgekd.export import check_parity, export_onnx
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
-from edgekd.runtime.tensorrt_runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
+from edgekd.runtimes.tensorrt.engine_precision import engine_precision_problem
+from edgekd.runtimes.tensorrt.exporter import build_engine, inspect_onnx_precision
+from edgekd.runtimes.tensorrt.runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
 PROBLEM = tensorrt_problem()
@@ -142,6 +144,67 @@ def test_inspector_layers_read_each_layers_data_types() -> None:
     assert precision_counts(layers) == {"fp32": 1, "int8": 1, "fp16": 1}
 
 
+#: the same engine as TensorRT 11 describes it: the "Format/Datatype" string split into "Format" (the layout) and
+#: "DataType" (the element type, as the I/O tensors' "DataType": "Float" of NVIDIA's "Migrating IEngineInspector Usage
+#: from TensorRT 10.x to 11.x"), and "Bindings" replaced by "I/O Tensors"
+INSPECTOR_JSON_11 = """{"Layers": [
+ {"Name": "reformat_in", "LayerType": "Reformat",
+  "Inputs": [{"Name": "pixels", "Format": "Row major linear FP32 format (kLINEAR)", "DataType": "Float"}],
+  "Outputs": [{"Name": "q", "Format": "Thirty-two wide channel vectorized row major format (kCHW32)",
+               "DataType": "Int8"}]},
+ {"Name": "conv1", "LayerType": "CaskConvolution", "TacticName": "sm87_xmma_fprop_implicit_gemm_interleaved_i8i8",
+  "Inputs": [{"Name": "q", "Format": "Thirty-two wide channel vectorized row major format (kCHW32)",
+              "DataType": "Int8"}],
+  "Outputs": [{"Name": "c", "Format": "Channel major format where channel % 8 == 0 (kHWC8)", "DataType": "Half"}]},
+ {"Name": "shape", "LayerType": "Shuffle",
+  "Inputs": [{"Name": "s", "Format": "Row major linear format (kLINEAR)", "DataType": "Int64"}],
+  "Outputs": [{"Name": "t", "Format": "Row major linear format (kLINEAR)", "DataType": "Int64"}]},
+ {"Name": "pool", "LayerType": "CaskPooling",
+  "Inputs": [{"Name": "c", "Format": "Channel major format where channel % 8 == 0 (kHWC8)", "DataType": "Half"}],
+  "Outputs": [{"Name": "logits", "Format": "Row major linear format (kLINEAR)", "DataType": "Float"}]}],
+ "I/O Tensors": [{"Name": "pixels", "IOMode": "Input", "DataType": "Float"},
+                 {"Name": "logits", "IOMode": "Output", "DataType": "Float"}]}"""
+
+
+def test_inspector_layers_read_tensorrt_11s_split_data_type() -> None:
+    layers = inspector_layers(INSPECTOR_JSON_11)
+    assert [(layer["name"], layer["inputs"], layer["outputs"]) for layer in layers] == [
+        ("reformat_in", ["fp32"], ["int8"]), ("conv1", ["int8"], ["fp16"]), ("shape", [], []),
+        ("pool", ["fp16"], ["fp32"])]
+    assert precision_counts(layers) == {"fp32": 1, "int8": 1, "fp16": 1}
+    # the layout alone names no type in TensorRT 11 ("Row major linear format"): the DataType key is what is read
+    assert inspector_layers('{"Layers": [{"Name": "x", "Inputs": [{"Format": "Row major linear format (kLINEAR)", '
+                            '"DataType": "BFloat16"}], "Outputs": []}]}')[0]["inputs"] == ["bf16"]
+
+
+def _layers(*convs: tuple[list[str], list[str]], kind: str = "CaskConvolution") -> list[dict]:
+    return [{"name": f"conv{i}", "type": kind, "inputs": ins, "outputs": outs, "tactic": ""}
+            for i, (ins, outs) in enumerate(convs)]
+
+
+@pytest.mark.parametrize("layers, precision, problem", [
+    (inspector_layers(INSPECTOR_JSON), "int8", None),  # conv1 reads int8
+    (inspector_layers(INSPECTOR_JSON_11), "int8", None),
+    (inspector_layers(INSPECTOR_JSON), "fp16", "TensorRT built no fp16 layer: its 1 compute layer(s) read int8"),
+    (inspector_layers(INSPECTOR_JSON), "fp32", "the fp32 engine reads reduced-precision data in 2 layer(s) (conv1, "
+                                               "pool)"),
+    # weak typing kept every convolution in fp32: an "fp16" engine in name only
+    (_layers((["fp32"], ["fp32"]), (["fp32"], ["fp32"])), "fp16",
+     "TensorRT built no fp16 layer: its 2 compute layer(s) read fp32"),
+    (_layers((["fp32"], ["fp16"]), (["fp16"], ["fp32"])), "fp16", None),
+    (_layers((["fp32"], ["fp32"])), "fp32", None),
+    # one fused Myelin graph names no convolution: every typed layer counts
+    (_layers((["int8"], ["fp32"]), kind="Myelin"), "int8", None),
+    (_layers(([], []), ([], [])), "fp16", "the engine inspector reported no data type for any of its 2 layer(s)"),
+])
+def test_engine_precision_check(layers: list[dict], precision: str, problem: str | None) -> None:
+    found = engine_precision_problem(layers, precision)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem), found
+
+
 # -- where TensorRT runs --------------------------------------------------------------------------------------------
 
 def engine_layers(engine_path: Path) -> list[dict]:
@@ -198,12 +261,12 @@ def test_a_corrupt_timing_cache_is_replaced_by_the_builders_own(onnx_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"not a TensorRT timing cache")
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "a.engine", timing_cache=cache)
     assert "refused this timing cache (unreadable)" in caplog.text
     assert cache.read_bytes() != b"not a TensorRT timing cache" and cache.stat().st_size > 0
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "b.engine", timing_cache=cache)
     assert "refused" not in caplog.text  # the cache written back is one TensorRT takes
 
@@ -227,8 +290,64 @@ def test_a_foreign_timing_cache_is_never_written_back_unchanged(onnx_path: Path,
         return False if len(calls) == 1 else set_cache(config, timing_cache, ignore_mismatch)
 
     monkeypatch.setattr(trt.IBuilderConfig, "set_timing_cache", refuse_first)
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "m.engine", timing_cache=cache)
     assert calls == [False, False]  # mismatches are never ignored; then a fresh cache
     assert "made by another GPU or TensorRT version" in caplog.text
     assert hashlib.sha256(cache.read_bytes()).digest() != hashlib.sha256(foreign).digest()
+
+
+def test_inspector_reads_tensorrt_10_and_11_datatype_keys() -> None:
+    """TensorRT 10 describes a tensor in one ``Format/Datatype`` string; TensorRT 11 splits it into ``Format`` and
+    ``DataType`` (11.0 migration guide), read whatever the key's case (here ``Datatype``). Both give the same
+    layers."""
+    import json
+
+    trt10 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+                         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+    trt11 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format": "Channel major format where channel % 8 == 0", "Datatype": "Half"}],
+                         "Outputs": [{"Format": "Row major linear", "Datatype": "FP32"}]}]}
+    expected = [{"name": "conv", "type": "CaskConvolution", "inputs": ["fp16"], "outputs": ["fp32"],
+                 "tactic": "sm80_xmma"}]
+    assert inspector_layers(json.dumps(trt10)) == expected
+    assert inspector_layers(json.dumps(trt11)) == expected
+    assert precision_counts(expected) == {"fp16": 1}
+
+
+@needs_tensorrt
+def test_the_device_runner_measures_an_engine_like_any_artifact(onnx_path: Path, tmp_path: Path,
+                                                                x: np.ndarray) -> None:
+    """The TensorRT session of the device runner (copied into its own folder, run in a child process): timed calls
+    with host↔device copies, its output equal to the TensorRT runner's, the engine's layer precisions described."""
+    import importlib
+
+    from edgekd.bench import device_runner as dr
+    from edgekd.bench.measure import LocalTarget, bench_artifact
+    from edgekd.config import BenchConfig
+
+    engine = build_engine(onnx_path, tmp_path / "m.engine", precision="fp32")
+    cfg = BenchConfig(warmup=2, runs=10, max_seconds=5, batch_sizes=[4])
+    metrics = bench_artifact(engine, "tensorrt", {"device": "cuda:0"}, cfg, LocalTarget(), sample_shape=[2, 8, 8])
+    assert metrics["latency_ms"]["runs"] >= 10 and [b["batch_size"] for b in metrics["batches"]] == [1, 4]
+    assert metrics["batches"][1]["output_shape"] == [4, 4]
+    assert metrics["compute"]["runtime"] == "tensorrt" and metrics["compute"]["layer_precisions"].keys() == {"fp32"}
+    module = importlib.import_module("edgekd.runtimes.tensorrt.session")
+    session = dr.open_session(module, str(engine), {"device": "cuda:0"}, shape=[4, 2, 8, 8])
+    call, output, _ = session.bind(x[:4])
+    call()
+    with open_runner("tensorrt", engine) as runner:
+        np.testing.assert_allclose(output(), runner(x[:4]), rtol=1e-4, atol=1e-4)
+
+
+@needs_tensorrt
+def test_engine_is_built_on_the_device_named_and_a_missing_one_is_refused(onnx_path: Path, tmp_path: Path) -> None:
+    count = torch.cuda.device_count()
+    last = f"cuda:{count - 1}"
+    engine = build_engine(onnx_path, tmp_path / "last.engine", precision="fp32", device=last)
+    with open_runner("tensorrt", engine, device=last) as runner:
+        assert runner.describe()["device"] == last
+    with pytest.raises(UserError, match=f"device 'cuda:{count}': this host has {count} CUDA device"):
+        build_engine(onnx_path, tmp_path / "none.engine", precision="fp32", device=f"cuda:{count}")
+    assert not (tmp_path / "none.engine").exists()

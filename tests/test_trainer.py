@@ -17,7 +17,7 @@ from edgekd.data import DataBundle, Split
 from edgekd.distill._extras import classifier_head
 from edgekd.distill.losses import create
 from edgekd.distill.mixing import MixedBatch, mix_batch, mixed_cross_entropy
-from edgekd.distill.trainer import DistillTerm, Trainer
+from edgekd.distill.trainer import DistillTerm, Trainer, last_epoch_record
 from edgekd.errors import UserError
 from edgekd.models import create as create_model
 
@@ -324,9 +324,18 @@ def test_resume_after_an_interruption_equals_one_uninterrupted_run(data: DataBun
 
 def test_history_has_one_record_per_epoch(data: DataBundle, tmp_path: Path) -> None:
     _, student = nets()
-    history = Trainer(student, data, config(epochs=2, schedule="constant"), tmp_path).fit().history
+    result = Trainer(student, data, config(epochs=2, schedule="constant"), tmp_path).fit()
+    history = result.history
     assert [h["epoch"] for h in history] == [1, 2]
+    assert last_epoch_record(history) == {"last_epoch": 2, "last_val_accuracy": history[1]["val_accuracy"]}
+    assert result.best_val_accuracy == max(h["val_accuracy"] for h in history)  # the kept weights' epoch
     for record in history:
         assert set(record) == {"epoch", "loss", "train_accuracy", "lr", "seconds", "val_accuracy"}
         assert record["lr"] == 0.05 and 0 <= record["train_accuracy"] <= 1
         assert record["val_accuracy"] in {k / 12 for k in range(13)}
+
+
+def test_last_epoch_record_is_the_final_entry_not_the_best() -> None:
+    history = [{"val_accuracy": 0.5}, {"val_accuracy": 0.75}, {"val_accuracy": 0.625}]
+    assert last_epoch_record(history) == {"last_epoch": 3, "last_val_accuracy": 0.625}
+    assert last_epoch_record([]) == {"last_epoch": 0, "last_val_accuracy": None}

@@ -1,10 +1,11 @@
-"""Bootstrap confidence interval of the ratio of two medians (latency now / latency in a baseline).
+"""Bootstrap confidence interval of the ratio of two latency statistics (latency now / latency in a baseline).
 
 Percentile bootstrap (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13): each of the two samples
 is resampled with replacement independently, ``B`` times; the statistic ``median(new*) / median(old*)`` of every
 resample forms the bootstrap distribution, whose ``(1 - c) / 2`` and ``(1 + c) / 2`` quantiles bound the interval
 at confidence ``c``. This is what criterion.rs does for its change estimates, applied to medians, which ignore the
-one-off stalls of a shared machine. Seeded, so the same samples always give the same interval.
+one-off stalls of a shared machine. :func:`ratio_of_quantiles` does the same for any quantile (a selection that
+ranks by p90 compares p90s). Seeded, so the same samples always give the same interval.
 
 :func:`paired_ratio` and :func:`normalised_ratio` are for series timed in interleaved blocks
 (:func:`edgekd.bench.latency.interleaved_calls`): calls of one block share the machine's state of that moment, so
@@ -28,7 +29,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RatioInterval:
-    """``ratio = median(new) / median(old)`` with its bootstrap interval ``[low, high]`` at ``confidence``."""
+    """``ratio = statistic(new) / statistic(old)`` (medians unless said otherwise) with its bootstrap interval
+    ``[low, high]`` at ``confidence``."""
 
     ratio: float
     low: float
@@ -48,13 +50,14 @@ def _positive_1d(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     return array
 
 
-def _bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generator, chunk: int) -> np.ndarray:
-    """Medians of ``resamples`` resamples of ``values``, drawn ``chunk`` at a time to bound memory."""
+def _bootstrap_quantiles(values: np.ndarray, q: float, resamples: int, rng: np.random.Generator, chunk: int
+                         ) -> np.ndarray:
+    """The ``q`` quantiles of ``resamples`` resamples of ``values``, drawn ``chunk`` at a time to bound memory."""
     out = np.empty(resamples)
     for start in range(0, resamples, chunk):
         count = min(chunk, resamples - start)
         index = rng.integers(0, values.size, size=(count, values.size))
-        out[start:start + count] = np.median(values[index], axis=1)
+        out[start:start + count] = np.quantile(values[index], q, axis=1)
     return out
 
 
@@ -82,12 +85,7 @@ def ratio_of_medians(old: Sequence[float] | np.ndarray, new: Sequence[float] | n
         confidence: coverage ``c`` of the interval, in (0, 1).
         seed: seed of the resampling (numpy ``default_rng``).
     """
-    _checked(resamples, confidence)
-    a, b = _positive_1d(old, "old"), _positive_1d(new, "new")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // max(a.size, b.size))
-    ratios = _bootstrap_medians(b, resamples, rng, chunk) / _bootstrap_medians(a, resamples, rng, chunk)
-    return _interval(ratios, float(np.median(b) / np.median(a)), confidence, resamples)
+    return ratio_of_quantiles(old, new, 0.5, resamples=resamples, confidence=confidence, seed=seed)
 
 
 def block_minima(values: Sequence[float] | np.ndarray, block: int, what: str = "series") -> np.ndarray:
@@ -108,7 +106,7 @@ def paired_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.nd
         raise ValueError(f"old has {a.size} rounds, new {b.size}: paired series need as many")
     ratios = b / a
     rng = np.random.default_rng(seed)
-    return _interval(_bootstrap_medians(ratios, resamples, rng, max(1, 2_000_000 // ratios.size)),
+    return _interval(_bootstrap_quantiles(ratios, 0.5, resamples, rng, max(1, 2_000_000 // ratios.size)),
                      float(np.median(ratios)), confidence, resamples)
 
 
@@ -130,5 +128,20 @@ def normalised_ratio(old: Sequence[float] | np.ndarray, new: Sequence[float] | n
     qa, qb = _quotients(old, old_reference, block, "old"), _quotients(new, new_reference, block, "new")
     rng = np.random.default_rng(seed)
     chunk = max(1, 2_000_000 // max(qa.size, qb.size))
-    ratios = _bootstrap_medians(qb, resamples, rng, chunk) / _bootstrap_medians(qa, resamples, rng, chunk)
+    ratios = (_bootstrap_quantiles(qb, 0.5, resamples, rng, chunk)
+              / _bootstrap_quantiles(qa, 0.5, resamples, rng, chunk))
     return _interval(ratios, float(np.median(qb) / np.median(qa)), confidence, resamples)
+
+
+def ratio_of_quantiles(old: Sequence[float] | np.ndarray, new: Sequence[float] | np.ndarray, q: float, *,
+                       resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> RatioInterval:
+    """The ratio of the ``q`` quantiles ``new / old`` (numpy's linear interpolation, as the bench statistics) and
+    its seeded percentile-bootstrap interval; arguments as :func:`ratio_of_medians`, ``q`` in [0, 1]."""
+    _checked(resamples, confidence)
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile must lie in [0, 1], got {q}")
+    a, b = _positive_1d(old, "old"), _positive_1d(new, "new")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // max(a.size, b.size))
+    ratios = _bootstrap_quantiles(b, q, resamples, rng, chunk) / _bootstrap_quantiles(a, q, resamples, rng, chunk)
+    return _interval(ratios, float(np.quantile(b, q) / np.quantile(a, q)), confidence, resamples)

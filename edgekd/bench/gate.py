@@ -1,11 +1,13 @@
 """The CI gate: a run against a committed baseline — size exact, accuracy within points, latency noise-aware.
 
-``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digests, accuracy and latency samples timed
-beside the machine reference (:mod:`edgekd.bench.reference`), with the CPU's identity. ``edgekd check RUN --baseline
-baseline.json`` compares a run with it:
+``edgekd baseline RUN -o baseline.json`` stores, per artifact, its bytes, digests, validation and test accuracy and
+latency samples timed beside the machine reference (:mod:`edgekd.bench.reference`), with the CPU's identity, and the
+split that chose the deployed artifact (``selected_by``). ``edgekd check RUN --baseline baseline.json`` compares a
+run with it:
 
 - **size**: bytes, exactly; a regression when ``new - old > size_tol`` bytes (default 0: one byte more fails);
-- **accuracy**: a regression when it drops by more than ``accuracy_tol`` points (default 0.5 points);
+- **accuracy**, validation and test each: a regression when it drops by more than ``accuracy_tol`` points (default
+  0.5 points); a baseline without validation accuracy (an older edgekd) has no validation row;
 - **latency**: a ratio new / old with a seeded percentile-bootstrap interval, never of two sessions' raw latencies
   (:mod:`edgekd.bench.gate_latency`): both artifacts timed interleaved in this session when the baseline's run is
   at hand, else the ratio divided by the machine reference's ratio; a regression only when the *whole* interval lies
@@ -82,6 +84,8 @@ class GateResult:
     device: str = ""
     tolerances: Tolerances = field(default_factory=Tolerances)
     notes: list[str] = field(default_factory=list)
+    selected: str | None = None
+    selected_by: str | None = None
 
     @property
     def regressions(self) -> list[Row]:
@@ -94,13 +98,16 @@ class GateResult:
     def summary(self) -> str:
         t = self.tolerances
         verdict = "passed" if self.passed else f"FAILED: {len(self.regressions)} regression(s)"
-        return (f"edgekd gate {verdict} — {self.recipe} on {self.device}; tolerances: size {t.size_bytes} B, "
+        chosen = (f"; deployed {self.selected}, chosen on the {self.selected_by or 'test'} split"
+                  if self.selected else "")
+        return (f"edgekd gate {verdict} — {self.recipe} on {self.device}{chosen}; tolerances: size {t.size_bytes} B, "
                 f"accuracy {t.accuracy_points} points, latency {t.latency_pct} % (whole {100 * t.confidence:.0f} % "
                 f"bootstrap interval of the ratio beyond it)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "recipe": self.recipe, "device": self.device,
-                "tolerances": self.tolerances.__dict__, "notes": self.notes, "rows": [r.__dict__ for r in self.rows]}
+        return {"passed": self.passed, "recipe": self.recipe, "device": self.device, "selected": self.selected,
+                "selected_by": self.selected_by, "tolerances": self.tolerances.__dict__, "notes": self.notes,
+                "rows": [r.__dict__ for r in self.rows]}
 
 
 def snapshot(manifest: dict[str, Any], *, sessions: dict[str, dict[str, Any]] | None = None,
@@ -118,12 +125,14 @@ def snapshot(manifest: dict[str, Any], *, sessions: dict[str, dict[str, Any]] | 
             "status": art.get("status", "ok"), "format": art["format"], "precision": art["precision"],
             "runtime": art["runtime"], "path": art.get("path"), "bytes": art["bytes"], "sha256": art["sha256"],
             "combined_sha256": art.get("combined_sha256") or art["sha256"],
+            "val_accuracy": metrics.get("val_accuracy"), "val_samples": metrics.get("val_samples"),
             "accuracy": metrics.get("accuracy"), "test_samples": metrics.get("test_samples"),
             "latency_ms": metrics.get("latency_ms"), "batch_size": metrics.get("batch_size"),
             "threads": metrics.get("threads"), "session": (sessions or {}).get(art["name"]),
         }
     return {"format": BASELINE_FORMAT, "version": BASELINE_VERSION, "recipe": manifest["recipe"],
             "device": manifest["device"], "smoke": manifest["smoke"], "selected": manifest.get("selected"),
+            "selected_by": manifest.get("selected_by"),
             "edgekd_version": manifest["edgekd_version"], "run_created": manifest["created"],
             "git_commit": manifest.get("provenance", {}).get("git_commit"),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
@@ -169,15 +178,20 @@ def _size_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Toleranc
     return Row(name, "size (bytes)", f"{old['bytes']:,}", f"{new['bytes']:,}", change, verdict)
 
 
-def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances) -> Row | None:
-    a, b = old.get("accuracy"), new.get("accuracy")
+#: the accuracy rows of the gate: (snapshot key, metric name in the table)
+ACCURACY_METRICS = (("val_accuracy", "val accuracy"), ("accuracy", "test accuracy"))
+
+
+def _accuracy_row(name: str, old: dict[str, Any], new: dict[str, Any], tol: Tolerances, key: str, metric: str
+                  ) -> Row | None:
+    a, b = old.get(key), new.get(key)
     if a is None:
-        return None if b is None else Row(name, "accuracy", "—", f"{b:.4f}", "newly measured", "new")
+        return None if b is None else Row(name, metric, "—", f"{b:.4f}", "newly measured", "new")
     if b is None:
-        return Row(name, "accuracy", f"{a:.4f}", "—", "no longer measured", "regression")
+        return Row(name, metric, f"{a:.4f}", "—", "no longer measured", "regression")
     points = 100 * (b - a)
     verdict = "regression" if points < -tol.accuracy_points - 1e-9 else "improved" if points > 1e-9 else "ok"
-    return Row(name, "accuracy", f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
+    return Row(name, metric, f"{a:.4f}", f"{b:.4f}", f"{points:+.2f} points", verdict)
 
 
 def _latency_row(name: str, old: dict[str, Any], timing: Timing, tol: Tolerances) -> Row:
@@ -198,7 +212,8 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
     each artifact's latency measurement of this check (an artifact without one is ``not judged``)."""
     new = snapshot(manifest)
     check_comparable(baseline, new, source)
-    result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol)
+    result = GateResult(recipe=new["recipe"], device=new["device"], tolerances=tol, selected=new["selected"],
+                        selected_by=new["selected_by"])
     if baseline.get("version") == 1:
         result.notes.append(OLD_BASELINE_NOTE.format(source=source))
     for name, old_art in baseline["artifacts"].items():
@@ -211,7 +226,8 @@ def compare(baseline: dict[str, Any], manifest: dict[str, Any], tol: Tolerances,
                                    "regression"))
             continue
         result.rows.append(_size_row(name, old_art, art, tol))
-        result.rows += [r for r in (_accuracy_row(name, old_art, art, tol),) if r is not None]
+        result.rows += [r for key, metric in ACCURACY_METRICS
+                        if (r := _accuracy_row(name, old_art, art, tol, key, metric)) is not None]
         timing = (timings or {}).get(name)
         if timing is not None or old_art.get("latency_ms"):
             result.rows.append(_latency_row(name, old_art, timing or NOT_TIMED, tol))

@@ -23,10 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.runtimes import RUNTIME_SPECS
+
 #: name of the reference workload; a new workload gets a new name, so baselines of another one are recognised
 REFERENCE_NAME = "ref-resnet-3x8x8-v1"
-#: runtimes that can run the reference (its ONNX file: ONNX Runtime directly, OpenVINO by reading ONNX)
-REFERENCE_RUNTIMES = ("onnxruntime", "openvino")
+#: file suffix of the reference workload (an ONNX graph)
+REFERENCE_SUFFIX = ".onnx"
+#: runtimes that can run the reference: those of the capability table that open its ``.onnx`` file, in table order
+REFERENCE_RUNTIMES = tuple(name for name, spec in RUNTIME_SPECS.items() if REFERENCE_SUFFIX in spec.suffixes)
 #: the reference's input, NCHW with a fixed batch of one
 REFERENCE_SHAPE = (1, 3, 8, 8)
 _FLAGS_OF_INTEREST = re.compile(r"^(avx\w*|amx\w*|fma|f16c|sse4_2|neon|asimd\w*|sve\w*|fp16|bf16|i8mm|dotprod)$")
@@ -105,7 +109,7 @@ def reference_digest() -> str:
 def reference_file() -> Iterator[Path]:
     """The reference model written to a temporary ``.onnx`` file, removed on exit."""
     with TemporaryDirectory(prefix="edgekd-reference-") as tmp:
-        path = Path(tmp) / f"{REFERENCE_NAME}.onnx"
+        path = Path(tmp) / f"{REFERENCE_NAME}{REFERENCE_SUFFIX}"
         path.write_bytes(reference_model_bytes())
         yield path
 

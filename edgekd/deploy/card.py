@@ -8,16 +8,21 @@ and the environment (library versions, host, commit).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
 import yaml
 
-#: OpenVINO ``INFERENCE_PRECISION_HINT`` that computes an artifact as it was built: fp32 math for fp32 and int8
-#: graphs and for fp16 *weights* (decompressed to fp32), bf16 only for a bf16 artifact; never the plugin's default.
-OPENVINO_PRECISION = {"fp32": "f32", "int8": "f32", "fp16": "f32", "bf16": "bf16"}
+from edgekd.capabilities import RUNTIME_SPECS
+from edgekd.runtimes import runtime_module
 
-#: runtimes ``predict.py`` can run
-PREDICT_RUNTIMES = ("onnxruntime", "openvino")
+
+def predict_runtimes() -> tuple[str, ...]:
+    """The runtimes ``predict.py`` can run: those whose session module has a ``predictor`` (it ships beside the
+    script in the deploy folder)."""
+    return tuple(name for name, spec in RUNTIME_SPECS.items()
+                 if spec.session and hasattr(importlib.import_module(spec.session), "predictor"))
 
 CARD_VERSION = 1
 
@@ -50,17 +55,21 @@ def made_by(manifest: dict[str, Any], artifact: dict[str, Any], recipe: dict[str
                           "parameters": teacher.get("info", {}).get("parameters"),
                           "trained": (f"{trained['epochs']} epochs (best epoch {trained.get('best_epoch')})"
                                       if "epochs" in trained else "from checkpoint, not trained"),
+                          "val_accuracy": teacher.get("metrics", {}).get("val_accuracy"),
                           "test_accuracy": teacher.get("metrics", {}).get("accuracy")}
     if torch_model is not None and torch_model["role"] == "student":
         out["student"] = {"model": torch_model.get("info", {}).get("model", (recipe.get("student") or {}).get("model")),
                           "parameters": torch_model.get("info", {}).get("parameters"),
+                          "val_accuracy": torch_model.get("metrics", {}).get("val_accuracy"),
                           "test_accuracy": torch_model.get("metrics", {}).get("accuracy")}
     if recipe.get("distill"):
         section = recipe["distill"]
         out["distillation"] = {"ce_weight": section["ce_weight"], "losses": section["losses"],
                                "chain": distill.get("chain"),
                                "epochs": distill.get("epochs", section["train"]["epochs"]),
-                               "best_epoch": distill.get("best_epoch"), "val_accuracy": distill.get("val_accuracy")}
+                               "best_epoch": distill.get("best_epoch"), "val_accuracy": distill.get("val_accuracy"),
+                               "last_epoch": distill.get("last_epoch"),
+                               "last_val_accuracy": distill.get("last_val_accuracy")}
     if artifact["precision"] == "int8":
         out["quantization"] = {"method": artifact.get("info", {}).get("method"), "settings": recipe.get("quantize")}
     if artifact["format"] != "torch":
@@ -70,12 +79,13 @@ def made_by(manifest: dict[str, Any], artifact: dict[str, Any], recipe: dict[str
 
 
 def runtime_settings(artifact: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """What ``predict.py`` opens the model with: edgekd's runner options plus the OpenVINO precision hint."""
-    settings = {"name": artifact["runtime"], **options}
-    if artifact["runtime"] == "openvino":
-        settings["inference_precision"] = OPENVINO_PRECISION.get(artifact["precision"], "f32")
-    if artifact["runtime"] == "onnxruntime":
-        settings["graph_optimization_level"] = "ORT_ENABLE_ALL"
+    """What ``predict.py`` opens the model with: edgekd's runner options plus what the runtime package's ``deploy``
+    module adds (e.g. OpenVINO's explicit precision hint), where it has one."""
+    name = artifact["runtime"]
+    settings = {"name": name, **options}
+    if importlib.util.find_spec(runtime_module(name, "deploy")) is not None:
+        settings = {"name": name, **importlib.import_module(runtime_module(name, "deploy")).settings(
+            artifact["precision"], options)}
     return settings
 
 
@@ -101,6 +111,7 @@ def build_card(*, manifest: dict[str, Any], artifact: dict[str, Any], recipe: di
         "runtime_version": prov["libraries"].get(artifact["runtime"]),
         "metrics": metrics,
         "selection": selection,
+        "candidates": candidate_rows(manifest, selection),
         "budgets": manifest.get("budgets", {}),
         "made_by": made_by(manifest, artifact, recipe, records),
         "environment": {"edgekd_version": manifest["edgekd_version"], "created": manifest["created"],
@@ -109,6 +120,33 @@ def build_card(*, manifest: dict[str, Any], artifact: dict[str, Any], recipe: di
         "overrides": manifest.get("overrides", []),
         "recipe": recipe,
     }
+
+
+def candidate_rows(manifest: dict[str, Any], selection: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every selection candidate with its validation and test accuracy and latency (at the budget's statistic)."""
+    stat = manifest.get("budgets", {}).get("latency_stat", "p90")
+    names = set(selection.get("candidates", []))
+    return [{"name": a["name"], "val_accuracy": a.get("metrics", {}).get("val_accuracy"),
+             "test_accuracy": a.get("metrics", {}).get("accuracy"),
+             "latency_ms": a.get("metrics", {}).get("latency_ms", {}).get(stat), "statistic": stat,
+             "bytes": a["bytes"], "status": a.get("status", "ok")}
+            for a in manifest["artifacts"] if a["name"] in names]
+
+
+def _candidate_lines(card: dict[str, Any]) -> list[str]:
+    """The table of every candidate (validation and test accuracy, latency, size), the selected one in bold."""
+    rows = card.get("candidates") or []
+    if not rows:
+        return []
+    stat = rows[0]["statistic"]
+    lines = ["", f"| artifact | val accuracy | test accuracy | latency {stat} ms | MB |", "|---|---|---|---|---|"]
+    for r in rows:
+        name = f"**{r['name']}** (selected)" if r["name"] == card["name"] else r["name"]
+        if r["status"] == "failed":
+            name += " (failed)"
+        lines.append(f"| {name} | {_num(r['val_accuracy'])} | {_num(r['test_accuracy'])} | "
+                     f"{_num(r['latency_ms'], '.3f')} | {r['bytes'] / 1e6:.3f} |")
+    return lines
 
 
 def _num(value: Any, spec: str = ".4f") -> str:
@@ -135,18 +173,21 @@ def _made_by_lines(made: dict[str, Any]) -> list[str]:
     if "teacher" in made:
         t = made["teacher"]
         lines.append(f"- teacher: `{t['model']['name']}` ({_kv(t['model'].get('kwargs'))}), {_count(t['parameters'])} "
-                     f"parameters, {t['trained']}, test accuracy {_num(t['test_accuracy'])}")
+                     f"parameters, {t['trained']}, val accuracy {_num(t.get('val_accuracy'))}, test accuracy "
+                     f"{_num(t['test_accuracy'])}")
     if "student" in made:
         s = made["student"]
         lines.append(f"- student: `{s['model']['name']}` ({_kv(s['model'].get('kwargs'))}), {_count(s['parameters'])} "
-                     f"parameters, test accuracy {_num(s['test_accuracy'])} (torch)")
+                     f"parameters, val accuracy {_num(s.get('val_accuracy'))}, test accuracy "
+                     f"{_num(s['test_accuracy'])} (torch)")
     if "distillation" in made:
         d = made["distillation"]
         losses = " + ".join(f"{t['weight']}×{t['name']} ({_kv(t.get('params'))})" for t in d["losses"])
         chain = " → ".join(d["chain"]) if d.get("chain") else "teacher → student"
         lines.append(f"- distillation: {d['ce_weight']}×CE" + (f" + {losses}" if losses else "")
                      + f", chain {chain}, {d['epochs']} epochs (best epoch {d['best_epoch']}, val accuracy "
-                       f"{_num(d['val_accuracy'])})")
+                       f"{_num(d['val_accuracy'])}, kept; last epoch {d.get('last_epoch') or '—'}, val accuracy "
+                       f"{_num(d.get('last_val_accuracy'))})")
     if "quantization" in made:
         q = made["quantization"]
         lines.append(f"- quantization: INT8, method `{q['method']}`; section: {_kv(q['settings'])}")
@@ -185,7 +226,7 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
                   ".venv/bin/python predict.py batch.npy   # float32 (N, C, H, W) in [0, 1], or an image file",
                   "```", ""]
     else:
-        parts += [f"`predict.py` runs {' and '.join(PREDICT_RUNTIMES)} models only; open `{card['model_file']}` "
+        parts += [f"`predict.py` runs {' and '.join(predict_runtimes())} models only; open `{card['model_file']}` "
                   f"with {art['runtime']}.", ""]
     settings = _kv({k: v for k, v in runtime.items() if k != "name" and v is not None})
     parts += [
@@ -201,7 +242,10 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
         "",
         f"## Metrics (measured in {art['runtime']} on `{card['device']['name']}`)", "",
         *_table([
-            ("test accuracy", f"{_num(metrics.get('accuracy'))} on {metrics.get('test_samples', '?')} test images"),
+            ("validation accuracy", f"{_num(metrics.get('val_accuracy'))} on {metrics.get('val_samples', '?')} "
+                                    "validation images (what every choice read)"),
+            ("test accuracy", f"{_num(metrics.get('accuracy'))} on {metrics.get('test_samples', '?')} test images "
+                              "(reported only)"),
             ("latency p50 / p90 / p99 (ms)", " / ".join(_num(latency.get(k), ".3f") for k in ("p50", "p90", "p99"))),
             ("latency mean ± std (ms)", f"{_num(latency.get('mean'), '.3f')} ± {_num(latency.get('std'), '.3f')}"),
             ("timed runs, batch, threads", f"{latency.get('runs', '—')}, {metrics.get('batch_size', '—')}, "
@@ -210,7 +254,8 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
         ]),
         "",
         "## Why this artifact", "",
-        selection["reason"],
+        f"Chosen on the **{selection.get('selected_by', 'test')}** split: " + selection["reason"],
+        *_candidate_lines(card),
         "",
         "Budgets: " + (", ".join(f"{k} = {v}" for k, v in card["budgets"].items() if v is not None) or "none")
         + (" — met." if selection["meets_budgets"] else " — **not met** (smoke run: not enforced)."),

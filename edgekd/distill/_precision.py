@@ -7,12 +7,11 @@ gradients stay float32 in both cases.
 
 Automatic choice (``amp: null``, ``channels_last: null``, the defaults): both on where the CPU computes bf16 natively
 (AVX-512 BF16 or AMX), off elsewhere and on other devices; what was chosen, and why, is recorded in the manifest
-(:meth:`Numerics.record`). On a 2-core AMX Xeon, one ResNet-8 step of batch 128 on 28×28 images took 92 ms in fp32
-and 40 ms with bf16 autocast + channels-last (``benchmarks/train_speed.py``).
+(:meth:`Numerics.record`); ``benchmarks/train_speed.py`` measures what each choice costs on a machine.
 
 Channels-last on CPU and oneDNN#6035: the NHWC weight-gradient kernel of a 1×1, stride > 1 convolution whose input
-has fewer channels than oneDNN's channel block (8 with AVX2, 16 with AVX-512) writes past its workspace (with torch
-2.13 we saw heap corruption and crashes; the issue also reports silently wrong gradients). ResNet downsample
+has fewer channels than oneDNN's channel block (8 with AVX2, 16 with AVX-512) writes past its workspace (heap
+corruption and crashes with torch 2.13; the oneDNN report also shows silently wrong gradients). ResNet downsample
 shortcuts of narrow nets are such convolutions. Rather than refusing the whole net, those layers alone are kept in
 the contiguous (NCHW) format (:func:`keep_contiguous`: their weights, and their inputs through a forward pre-hook),
 so oneDNN runs them with its NCHW kernels; the rest of the net stays channels-last. "NCHW" means the standard

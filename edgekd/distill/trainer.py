@@ -57,7 +57,7 @@ from edgekd.errors import UserError
 from edgekd.runtime.torch_artifact import Normalize
 
 CHECKPOINT = "last.pt"
-__all__ = ["CHECKPOINT", "DistillTerm", "TrainResult", "Trainer", "accuracy", "correct_count"]
+__all__ = ["CHECKPOINT", "DistillTerm", "TrainResult", "Trainer", "accuracy", "correct_count", "last_epoch_record"]
 
 
 @runtime_checkable
@@ -77,6 +77,12 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor]
     memory: dict[str, Any] | None = None
     numerics: dict[str, Any] | None = None
+
+
+def last_epoch_record(history: list[dict[str, float]]) -> dict[str, Any]:
+    """``{last_epoch, last_val_accuracy}`` (1-based epoch) of a training ``history``, one entry per epoch: what a
+    paper reporting the final epoch would keep, beside the best epoch on validation whose weights edgekd keeps."""
+    return {"last_epoch": len(history), "last_val_accuracy": history[-1]["val_accuracy"] if history else None}
 
 
 @torch.no_grad()

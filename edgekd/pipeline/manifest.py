@@ -59,12 +59,17 @@ class Manifest(Record):
     seed: int = 0
     overrides: list[str] = Field(default_factory=list)
     provenance: Provenance = Field(default_factory=Provenance)
+    preflight: dict[str, Any] | None = Field(None, description="what the pre-flight found on the target before any "
+                                             "stage: target, python, numpy, runtimes (name → version)")
     budgets: dict[str, Any] = Field(default_factory=dict, description="the device's budgets")
     current_stage: str | None = Field(None, description="the stage running now (null between stages)")
     stages: list[StageEntry] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
     selected: str | None = Field(None, description="the artifact chosen for the device")
-    selection: dict[str, Any] | None = Field(None, description="how it was chosen: objective, candidates, reason")
+    selected_by: str | None = Field(None, description="the data split whose accuracy made every choice "
+                                    "(validation); test accuracy is reported, never used to choose")
+    selection: dict[str, Any] | None = Field(None, description="how it was chosen: objective, candidates, reason, "
+                                             "latency ties within noise")
 
     def artifact(self, name: str) -> Artifact | None:
         """An artifact by name."""

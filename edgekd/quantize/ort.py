@@ -8,9 +8,9 @@ activations whose scales come from the calibration batches. Static QDQ runs on e
 Activations are QUInt8 (asymmetric), the type ONNX Runtime's CPU kernels compute in (MLAS U8×S8). With QInt8
 activations the CPU provider first rewrites S8 tensors to U8 (``QDQS8ToU8Transformer``), but only a tensor with a
 single consumer; a residual block's input feeds two, stays S8, and every Conv between a U8 and an S8 tensor fails the
-fusion's same-type check (``ConvNodeGroupSelector``) and runs as DequantizeLinear → float Conv → QuantizeLinear. On
-ResNet-8 that left 6 of 9 convs unfused and the INT8 graph slower than fp32 (2.2× in `fmnist-deploy`'s bench);
-with QUInt8 all 9 fuse into QLinearConv (1.39× faster than fp32 there). A graph for TensorRT needs signed symmetric
+fusion's same-type check (``ConvNodeGroupSelector``) and runs as DequantizeLinear → float Conv → QuantizeLinear, so a
+residual network's INT8 graph can be slower than its fp32 one; with QUInt8 every Conv fuses into QLinearConv
+(``tests/test_quantize.py`` checks this in ONNX Runtime's optimised graph). A graph for TensorRT needs signed symmetric
 activations (QInt8, zero point 0) and float biases: ONNX Runtime quantizes biases to int32 behind a DequantizeLinear
 by default (``QuantizeBias``), and TensorRT's ``IDequantizeLayer`` takes INT8, FP8 or INT4 inputs only.
 

@@ -70,16 +70,21 @@ def selection_lines(manifest: dict[str, Any]) -> list[str]:
         name = f"**{art['name']}** (selected)" if art["name"] == manifest.get("selected") else art["name"]
         rows.append([name, _cell(art["bytes"] / 1e6, budgets.get("max_size_mb"), ".3f", "above"),
                      _cell(m.get("latency_ms", {}).get(stat), budgets.get("max_latency_ms"), ".3f", "above"),
-                     _cell(m.get("accuracy"), budgets.get("min_accuracy"), ".4f", "below"), verdict])
+                     _cell(m.get("val_accuracy"), budgets.get("min_accuracy"), ".4f", "below"),
+                     "—" if m.get("accuracy") is None else f"{m['accuracy']:.4f}", verdict])
     why = selection["reason"] if selection.get("selected") else (selection.get("closest") or {}).get(
         "message", selection["reason"])
     drop = (f", max accuracy drop {100 * selection['max_accuracy_drop']:.2f} points"
             if selection["objective"] != "accuracy" else "")
+    split = selection.get("selected_by", "test")
     return ["## Selection", "",
             f"Objective `{selection['objective']}`{drop} (recipe `select:`). Candidates: the artifacts whose runtime "
-            "the device offers; failed artifacts are never selected.", "",
+            f"the device offers; failed artifacts are never selected. **Chosen on the {split} split**: the accuracy "
+            f"floor, the accuracy drop and every tie read {split} accuracy"
+            + ("; test accuracy is reported only." if split == "validation" else "."), "",
             markdown_table(["artifact", "size MB (budget)", f"latency {stat} ms (budget)",
-                            "test accuracy (floor)", "verdict"], rows), "",
+                            f"{'val' if split == 'validation' else split} accuracy (floor)", "test accuracy",
+                            "verdict"], rows), "",
             f"**Why:** {why}", ""]
 
 
@@ -136,8 +141,9 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         "",
         "## Every artifact, measured in its own runtime",
         "",
-        "Accuracy on the test split; latency with batch 1 on the device (milliseconds); parity against the torch model "
-        "on real test images.",
+        "Accuracy on the validation split (what every choice reads) and on the test split (reported only), each in "
+        "the artifact's own runtime; latency with batch 1 on the device (milliseconds); parity against the torch "
+        "model on real validation images.",
         "",
         markdown_table(ARTIFACT_HEADER, artifact_rows(typed)),
         "",

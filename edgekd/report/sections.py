@@ -19,14 +19,14 @@ def chain_section(info: dict[str, Any]) -> list[str]:
     if len(steps) < 2:
         return []
     rows = [[str(s["step"]), s["name"], s["teacher"] or "— (CE only)", f"{s['parameters']:,}",
-             f"{s['best_epoch']} / {s['epochs']}", _acc(s["val_accuracy"]), "yes" if s.get("reused") else "no"]
-            for s in steps]
+             f"{s['best_epoch']} / {s['epochs']}", _acc(s["val_accuracy"]), _acc(s.get("last_val_accuracy")),
+             _acc(s.get("test_accuracy")), "yes" if s.get("reused") else "no"] for s in steps]
     return [
         "## Teacher-assistant chain", "",
         f"Chain `{' → '.join(info['chain'])}` ({info['chain_source']}); each step distilled from the one before it "
         "(TAKD, Mirzadeh et al., AAAI 2020).", "",
-        markdown_table(["step", "model", "teacher", "parameters", "best epoch", "val accuracy",
-                        "resumed from a finished step"], rows),
+        markdown_table(["step", "model", "teacher", "parameters", "best epoch", "val accuracy (best)",
+                        "val accuracy (last)", "test accuracy (reported)", "resumed from a finished step"], rows),
         "",
     ]
 
@@ -87,7 +87,8 @@ def _grid_lines(grid: dict[str, Any] | None) -> list[str]:
 
 
 def training_line(stage: str, info: dict[str, Any]) -> list[str]:
-    """The line of a training stage: best epoch on validation, and its losses (nothing if it did not train)."""
+    """The line of a training stage: best epoch on validation (whose weights are kept), last epoch, the kept weights'
+    test accuracy (reported only), and its losses (nothing if it did not train)."""
     if "best_epoch" not in info:
         return []
     extra = f", losses {', '.join(info['losses']) or 'none (CE only)'}" if "losses" in info else ""
@@ -96,8 +97,11 @@ def training_line(stage: str, info: dict[str, Any]) -> list[str]:
         kept = f", {len(numerics['contiguous_layers'])} layer(s) kept NCHW (oneDNN#6035)" \
             if numerics["contiguous_layers"] else ""
         extra += f"; trained in {numerics['precision']}, {layout}{kept} ({numerics['reason']})"
+    last = (f"; last epoch {info['last_epoch']}, val accuracy {info['last_val_accuracy']:.4f}"
+            if info.get("last_val_accuracy") is not None else "")
+    test = f"; test accuracy of the kept weights {info['test_accuracy']:.4f}" if "test_accuracy" in info else ""
     return [f"- `{stage}`: best epoch {info['best_epoch']} of {info['epochs']} on validation "
-            f"(val accuracy {info['val_accuracy']:.4f}){extra}."]
+            f"(val accuracy {info['val_accuracy']:.4f}, weights kept){last}{test}{extra}."]
 
 
 def quantization_section(manifest: dict[str, Any]) -> list[str]:

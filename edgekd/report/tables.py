@@ -14,8 +14,9 @@ def fmt_latency(artifact: Artifact, stat: str = "p50") -> str:
     return f"{value:.3f}" if value is not None else "—"
 
 
-def fmt_accuracy(artifact: Artifact) -> str:
-    value = artifact.metrics.get("accuracy")
+def fmt_accuracy(artifact: Artifact, metric: str = "accuracy") -> str:
+    """Test accuracy (``metric="accuracy"``) or validation accuracy (``"val_accuracy"``) to four places, or —."""
+    value = artifact.metrics.get(metric)
     return f"{value:.4f}" if value is not None else "—"
 
 
@@ -49,12 +50,13 @@ def summary_rows(manifest: Manifest) -> list[list[str]]:
         name = f"{art.name} ✗ failed" if art.status == "failed" else art.name
         rows.append([
             art.role, name, f"{art.runtime}/{art.precision}", fmt_params(art), fmt_macs(art), fmt_size(art),
-            fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
+            fmt_accuracy(art, "val_accuracy"), fmt_accuracy(art), fmt_latency(art, "p50"), fmt_latency(art, "p90"),
         ])
     return rows
 
 
-SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "MACs", "size MB", "test accuracy", "p50 ms", "p90 ms"]
+SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "MACs", "size MB", "val accuracy", "test accuracy",
+                  "p50 ms", "p90 ms"]
 
 
 def artifact_rows(manifest: Manifest) -> list[list[str]]:
@@ -72,14 +74,15 @@ def artifact_rows(manifest: Manifest) -> list[list[str]]:
             verdict_text = "**failed** (see Failed artifacts)"
         compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
         rows.append([
-            art.name, art.format, art.precision, compute, art.runtime, fmt_size(art), fmt_accuracy(art),
-            agreement, diff, fmt_latency(art, "p50"), fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
+            art.name, art.format, art.precision, compute, art.runtime, fmt_size(art),
+            fmt_accuracy(art, "val_accuracy"), fmt_accuracy(art), agreement, diff, fmt_latency(art, "p50"),
+            fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
         ])
     return rows
 
 
-ARTIFACT_HEADER = ["artifact", "format", "precision", "computed in", "runtime", "size MB", "test accuracy",
-                   "top-1 agreement",
+ARTIFACT_HEADER = ["artifact", "format", "precision", "computed in", "runtime", "size MB", "val accuracy",
+                   "test accuracy", "top-1 agreement",
                    "max |Δlogit|", "p50 ms", "p90 ms", "p99 ms", "meets budgets"]
 
 

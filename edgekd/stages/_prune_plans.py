@@ -23,6 +23,7 @@ from torch import nn
 from edgekd._atomic import atomic_write_json
 from edgekd.config.prune import PruneConfig, budget_label
 from edgekd.errors import UserError, first_line
+from edgekd.executor import Executor
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
 from edgekd.prune import (
@@ -132,7 +133,8 @@ def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: Laten
     if "prune-only" in cfg.baselines:
         changes += drop_changes(chain)
     store = ImportanceStore(ctx.stage_dir / "importance", importance)
-    scores = measure_importance(chain, changes, data, importance, store, console=ctx.console)
+    scores = measure_importance(chain, changes, data, importance, store, console=ctx.console,
+                                executor=Executor(ctx.recipe.execution))
     base = store.get(BASE_KEY)
     assert base is not None
     return Tables(chain, options, settings, batch_size, raw, overhead, unpruned, scores, float(base["accuracy"]),
@@ -151,7 +153,7 @@ def _whole_network(ctx: StageContext, chain: Chain, net: nn.Module, settings: La
     stat = settings.statistic
     _, c, h, w = chain.layer(1).input_shape
     overhead = measure_module(nn.Identity(), torch.rand(batch_size, c, h, w), settings)[stat]
-    x = data.test.x[torch.arange(batch_size) % len(data.test)]
+    x = data.val.x[torch.arange(batch_size) % len(data.val)]
     unpruned = measure_module(deployable(net, data.mean, data.std), x, settings)[stat]
     atomic_write_json(path, {"overhead_ms": overhead, "unpruned_ms": unpruned})
     ctx.log(f"unpruned student: {unpruned:.4f} ms on {settings.runtime}/{settings.precision} ({stat}); per-call "

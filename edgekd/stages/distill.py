@@ -4,7 +4,7 @@ With a teacher-assistant chain (TAKD) the student ends ``teacher → ta_1 → �
 ``distill.assistants``, or (``distill.chain: auto``) the TA chosen by stage `select-assistant`. Each assistant is
 trained in ``distill/step-<i>-<model>/``, the student in ``distill/student/``; a finished step is not redone when an
 interrupted stage resumes. Assistants become torch artifacts of role ``assistant``, so later stages measure their
-test accuracy and latency beside teacher and student (a TA costs one evaluation pass and one short benchmark, small
+accuracy and latency beside teacher and student (a TA costs one evaluation pass and one short benchmark, small
 next to its training); only the student is exported.
 """
 
@@ -18,11 +18,12 @@ from edgekd import _distributed as dist
 from edgekd.config import Device, ModelRef, Recipe
 from edgekd.data import DataBundle
 from edgekd.distill.assistants import ref_label
+from edgekd.distill.trainer import last_epoch_record
 from edgekd.errors import ConfigError
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage, StageResult, register_stage
 from edgekd.report.sections import as_sections, chain_section, training_line
-from edgekd.stages._chain import selected_assistant, train_refs
+from edgekd.stages._chain import selected_assistant, split_accuracy, train_refs
 from edgekd.stages._checks import check_losses, check_model
 from edgekd.stages._models import check_net, check_refs, layout_name, load_plain_net, model_spec, write_torch_artifact
 from edgekd.stages._training import smoke_config
@@ -101,19 +102,24 @@ class Distill(Stage):
         chain = chain_models(ctx)
         check_refs([("student" if folder == "student" else "assistant", ref) for folder, ref in chain], data)
         config = smoke_config(recipe.distill.train, ctx.smoke)
-        steps = train_refs(ctx, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses, config=config,
-                           seed=recipe.seed, ce_weight=recipe.distill.ce_weight)
+        steps = train_refs(ctx.run_dir, data, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses,
+                           config=config, seed=recipe.seed, ce_weight=recipe.distill.ce_weight, console=ctx.console)
         student = steps[-1].record
         names = ["teacher" if teacher is not None else None, *(ref_label(ref) for _, ref in chain[:-1]), "student"]
         info = {
             "best_epoch": student["best_epoch"], "val_accuracy": student["val_accuracy"],
-            "history": student["history"], "epochs": config.epochs, "numerics": student.get("numerics"),
+            **last_epoch_record(student["history"]), "history": student["history"], "epochs": config.epochs,
+            "numerics": student.get("numerics"),
             "losses": [term.name for term in recipe.distill.losses], "ce_weight": recipe.distill.ce_weight,
             "chain": [n for n in names if n is not None], "chain_source": recipe.distill.chain,
             "steps": [step.record for step in steps],
         }
         if not dist.is_main():  # under torchrun, rank 0 alone writes the artifacts
             return StageResult(info=info)
+        for step in steps:  # the kept (best-epoch) weights on test: reported, never chosen on
+            step.record.update(last_epoch_record(step.record["history"]),
+                               test_accuracy=split_accuracy(step.net, data.test, data))
+        info["test_accuracy"] = student["test_accuracy"]
         artifacts = []
         for index, ((folder, ref), step) in enumerate(zip(chain, steps), start=1):
             spec = model_spec(ref, data)

@@ -34,10 +34,12 @@ import torch
 from torch import nn
 
 from edgekd._atomic import atomic_write_json
+from edgekd.capabilities import runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.config.prune import TABLE_RUNTIMES, PruneConfig
 from edgekd.data import DataBundle
-from edgekd.errors import ConfigError, ParityError, UserError
+from edgekd.errors import ConfigError, UserError
+from edgekd.export.build import exporter
 from edgekd.models import load_checkpoint, model_from_checkpoint
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -45,14 +47,13 @@ from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_st
 from edgekd.report.prune import prune_plot, prune_section
 from edgekd.report.sections import as_sections
 from edgekd.runtime import Normalize
+from edgekd.stages._build import build_artifact, parity_against
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
-from edgekd.stages._failures import attempt, failure, mark_failed
 from edgekd.stages._models import build_net, derived_info, load_plain_net, write_torch_artifact
 from edgekd.stages._prune_plans import Result, plan_all
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
-from edgekd.stages.export import exporter, parity_figures, parity_message
 
 #: the factory a merged network's torch artifact names (imported by path by edgekd.models.create)
 MERGED_FACTORY = "edgekd.prune.apply:merged_model"
@@ -110,7 +111,7 @@ class Prune(Stage):
     name = "prune"
     order = 40
     needs = ("distill",)
-    libraries = ("torch", "onnx", "onnxruntime", "openvino")
+    libraries = ("torch", "onnx", *runtime_libraries())
     description = "LayerMerge depth compression of the student under latency budgets timed on the device's runtime"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -189,13 +190,13 @@ class Prune(Stage):
         if not any(r.method == "layermerge" and r.budget == deploy for r in results):
             raise UserError(f"prune.deploy {deploy}: " + infeasible.get(f"layermerge-{deploy}", "no LayerMerge plan"))
         runtime, precision = tables.settings.runtime, tables.settings.precision
-        fmt = exporter(runtime, precision)[0]
+        fmt = exporter(runtime, precision, ctx.device)[0]
         export_cfg = ctx.recipe.export or ExportConfig()
         artifacts = [write_torch_artifact(ctx, net, spec, name="student-unpruned", role="unpruned",
                                           info={"source": source.name})]
         artifacts.append(runtime_artifact(ctx, artifacts[0], net, runtime, precision, export_cfg))
         start = time.perf_counter()
-        trained: dict[str, tuple[nn.Module, float]] = {}
+        trained: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
         records = []
         for result in results:
             deployed = result.method == "layermerge" and result.budget == deploy
@@ -203,11 +204,12 @@ class Prune(Stage):
             key = str(result.plan.to_json())
             if key not in trained:
                 trained[key] = finetune(ctx, cfg, tables.chain, result, net)
-            pruned, val_accuracy = trained[key]
+            pruned, epochs = trained[key]
+            val_accuracy = epochs["val_accuracy"]
             merged, diff = merge(tables.chain, result, pruned, data)
             merged_spec = {"name": MERGED_FACTORY, "kwargs": {"base": spec, "plan": result.plan.to_json(),
                                                               "input_shape": list(data.test.x.shape[1:])}}
-            record = {**result.describe(tables.chain), "val_accuracy": val_accuracy, "merge_max_abs_diff": diff,
+            record = {**result.describe(tables.chain), **epochs, "merge_max_abs_diff": diff,
                       "artifact": name, "measured_artifact": f"{name}-{fmt}-{precision}"}
             artifact = write_torch_artifact(ctx, merged, merged_spec, name=name, role="student" if deployed
                                             else "pruned", info={"prune": record, "unpruned": "student-unpruned"})
@@ -235,10 +237,11 @@ def measure_tables(ctx: StageContext, cfg: PruneConfig, net: nn.Module) -> Any:
 
 
 def finetune(ctx: StageContext, cfg: PruneConfig, chain: Any, result: Result, teacher: nn.Module
-             ) -> tuple[nn.Module, float]:
-    """The pruned network of ``result``, fine-tuned with KD from the unpruned student; with its val accuracy."""
+             ) -> tuple[nn.Module, dict[str, Any]]:
+    """The pruned network of ``result``, fine-tuned with KD from the unpruned student; with its best-epoch and
+    last-epoch validation accuracy (``val_accuracy`` is the best one, whose weights are kept)."""
     from edgekd.distill.losses import create
-    from edgekd.distill.trainer import DistillTerm, Trainer
+    from edgekd.distill.trainer import DistillTerm, Trainer, last_epoch_record
     from edgekd.prune import build_pruned
 
     ft = cfg.finetune
@@ -248,15 +251,16 @@ def finetune(ctx: StageContext, cfg: PruneConfig, chain: Any, result: Result, te
                       ctx.stage_dir / f"{result.method}-{result.budget}", seed=ctx.recipe.seed, teacher=teacher,
                       terms=terms, ce_weight=ft.ce_weight, console=ctx.console,
                       label=f"{result.method} {result.budget}", teacher_cache_dir=ctx.run_dir / TEACHER_CACHE).fit()
-    return pruned.cpu().eval(), trained.best_val_accuracy
+    return pruned.cpu().eval(), {"val_accuracy": trained.best_val_accuracy, "best_epoch": trained.best_epoch,
+                                 **last_epoch_record(trained.history)}
 
 
 def merge(chain: Any, result: Result, pruned: nn.Module, data: DataBundle) -> tuple[nn.Module, float]:
-    """The merged network and its largest |logit difference| from the fine-tuned pruned one on test images."""
+    """The merged network and its largest |logit difference| from the fine-tuned pruned one on validation images."""
     from edgekd.prune import build_merged
 
     merged = build_merged(chain, result.plan, pruned).eval()
-    x = Normalize(data.mean, data.std)(data.test.x[:256])
+    x = Normalize(data.mean, data.std)(data.val.x[:256])
     with torch.no_grad():
         diff = float((merged(x) - pruned(x)).abs().max())
     return merged, diff
@@ -264,7 +268,7 @@ def merge(chain: Any, result: Result, pruned: nn.Module, data: DataBundle) -> tu
 
 def check_round_trip(ctx: StageContext, artifact: Artifact, merged: nn.Module, data: DataBundle) -> None:
     """The artifact rebuilds (spec → merged structure → weights) into the network that was saved."""
-    x = Normalize(data.mean, data.std)(data.test.x[:8])
+    x = Normalize(data.mean, data.std)(data.val.x[:8])
     with torch.no_grad():
         same = torch.equal(load_plain_net(ctx, artifact).eval()(x), merged(x))
     if not same:
@@ -276,27 +280,18 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     """``source`` exported to the table's runtime (so bench times it where the table was timed), parity-checked
     against torch like the export stage's artifacts; a failure is recorded on the artifact."""
     data = ctx.data()
-    fmt, builder = exporter(runtime, precision)
+    fmt, builder = exporter(runtime, precision, ctx.device)
     name = f"{source.name}-{fmt}-{precision}"
     out = ctx.stage_dir / name
     out.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
               "input": source.input, "info": derived_info(source)}
-    path, failed = attempt(lambda: builder(net, data.mean, data.std,
-                                           data.test.x[:1], out, cfg), ctx.log, f"{name}: export")
-    artifact = Artifact.from_file(ctx.run_dir, path or out, **record)
-    if path is not None:
-        reference, candidate = open_artifact(ctx, source), open_artifact(ctx, artifact)
-        try:
-            probe = data.test.x[: cfg.parity_samples].numpy()
-            parity, failed = attempt(lambda: parity_figures(reference, candidate, probe, cfg, precision), ctx.log,
-                                     f"{name}: parity check")
-        finally:
-            reference.close()
-            candidate.close()
-        if parity is not None:
-            artifact.info["parity"] = parity
-            if not parity["passed"]:
-                failed = failure(ParityError(parity_message(parity)))
-    return mark_failed(artifact, failed) if failed is not None else artifact
+    probe = data.test.x[: cfg.parity_samples].numpy()
+
+    def check(artifact: Artifact) -> dict[str, Any]:
+        with open_artifact(ctx, source) as reference:
+            return parity_against(ctx, reference, artifact, probe, cfg)
+
+    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.val.x[:1], out, cfg),
+                          check, built_by="export", checked_by="parity check")
 

@@ -5,6 +5,7 @@ role (the prune stage's baselines, other budgets, the unpruned student); the rul
 :mod:`edgekd.stages._selection`. The selected artifact is copied into ``RUN/deploy/`` with ``MODEL_CARD.md``,
 ``model_card.json`` and a standalone ``predict.py`` (:mod:`edgekd.deploy`). In a smoke run the budgets are reported,
 not enforced: when nothing meets them the objective ranks every artifact, so the whole path is still exercised.
+Every choice reads validation accuracy; the manifest's ``selected_by`` names that split.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from edgekd.report.build import selection_lines
 from edgekd.report.sections import as_sections
 from edgekd.stages._failures import usable
 from edgekd.stages._runtime import runner_options
-from edgekd.stages._selection import budget_failures, select_artifact
+from edgekd.stages._selection import (
+    NOISE_CONFIDENCE,
+    NOISE_RESAMPLES,
+    SELECTED_BY,
+    budget_failures,
+    select_artifact,
+)
 
 DEPLOY_DIR = "deploy"
 
@@ -40,7 +47,8 @@ class Select(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         return {"budgets": device.budgets.model_dump(mode="json"), "runtimes": [r.runtime for r in device.runtimes],
-                "select": recipe.select.model_dump(mode="json"), "device": device.settings()}
+                "select": recipe.select.model_dump(mode="json"), "device": device.settings(),
+                "selected_by": SELECTED_BY, "noise": {"confidence": NOISE_CONFIDENCE, "resamples": NOISE_RESAMPLES}}
 
     def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
                         ) -> list[ReportSection]:
@@ -67,7 +75,7 @@ class Select(Stage):
             ctx.log(f"deployed {selection.selected.name} to {dest}")
         return StageResult(
             metrics=metrics,
-            manifest={"selected": record["selected"], "selection": record},
+            manifest={"selected": record["selected"], "selected_by": SELECTED_BY, "selection": record},
             info={**record, "deploy": str(dest.relative_to(ctx.run_dir)) if files else None},
             files=files,
         )

@@ -12,11 +12,12 @@ from typing import Any
 from edgekd import _distributed as dist
 from edgekd.config import Device, Recipe
 from edgekd.data import DataBundle
-from edgekd.distill.trainer import Trainer, accuracy
+from edgekd.distill.trainer import Trainer, accuracy, last_epoch_record
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import TRAINING_SECTION, ReportSection, Stage, StageResult, register_stage
 from edgekd.report.sections import training_line
 from edgekd.runtime import Normalize
+from edgekd.stages._chain import split_accuracy
 from edgekd.stages._checks import check_model
 from edgekd.stages._models import build_net, layout_name, write_torch_artifact
 from edgekd.stages._training import smoke_config
@@ -65,13 +66,14 @@ class TrainTeacher(Stage):
             result = Trainer(net, data, config, ctx.stage_dir / "teacher", seed=ctx.recipe.seed,
                              console=ctx.console, label="teacher").fit()
             info = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
-                    "history": result.history, "epochs": config.epochs, "memory": result.memory,
-                    "numerics": result.numerics}
+                    **last_epoch_record(result.history), "history": result.history, "epochs": config.epochs,
+                    "memory": result.memory, "numerics": result.numerics}
         else:
             info = {"val_accuracy": accuracy(net, data.val, Normalize(data.mean, data.std)), "trained": False}
         if not dist.is_main():  # under torchrun, rank 0 alone writes the artifact
             return StageResult(info=info)
+        info["test_accuracy"] = split_accuracy(net, data.test, data)  # reported, never chosen on
         artifact = write_torch_artifact(ctx, net, spec, name="teacher", role="teacher", info={})
         ctx.log(f"teacher {spec['name']} ({layout_name(spec)}): {artifact.info['parameters']:,} parameters, "
-                f"val accuracy {info['val_accuracy']:.4f}")
+                f"val accuracy {info['val_accuracy']:.4f}, test accuracy {info['test_accuracy']:.4f}")
         return StageResult(artifacts=[artifact], info=info)
