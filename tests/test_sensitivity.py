@@ -153,3 +153,15 @@ def test_mixed_precision_keeps_the_fewest_nodes_in_float_within_the_drop(model, 
     assert fixed.excluded == tuple(r.node for r in table.rows[:2])
     ops = Counter(n.op_type for n in optimised(fixed.path).node)
     assert ops["Conv"] + ops["Gemm"] + ops["MatMul"] == 2
+
+
+def test_mixed_precision_rejects_bad_requests(model, data, tmp_path: Path) -> None:
+    from edgekd.quantize.sensitivity import SensitivityTable
+
+    table = SensitivityTable(fp32_accuracy=1.0, int8_accuracy=1.0, ranking_samples=1, rows=())
+    x, y = data["val"]
+    for kwargs, message in [({}, "exactly one"), ({"k": 1, "max_drop": 0.01}, "exactly one"), ({"k": 1}, r"\[0, 0\]"),
+                            ({"max_drop": 1.5}, r"\[0, 1\)")]:
+        with pytest.raises(ValueError, match=message):
+            ort_mixed_precision(model["onnx"], tmp_path / "m.onnx", x, x, y, table, work_dir=tmp_path, **kwargs)
+    assert not (tmp_path / "m.onnx").exists()
