@@ -5,6 +5,7 @@ weight rounds to 0, leaving ``conv2``'s output at its bias."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from edgekd.export import export_onnx
-from edgekd.quantize.mixed import ort_mixed_precision
+from edgekd.quantize.mixed import FLOAT_NODES_KEY, ort_mixed_precision
 from edgekd.quantize.ort import ort_static_quantize, prepare_float
 from edgekd.quantize.sensitivity import KEEP_FLOAT, db, ort_sensitivity, quantized_nodes
 from tests.test_quantize import CLASSES, MEAN, STD, separable
@@ -146,6 +147,8 @@ def test_mixed_precision_keeps_the_fewest_nodes_in_float_within_the_drop(model, 
     mixed = ort_mixed_precision(model["onnx"], tmp_path / "mixed.onnx", train_x, *val, table, max_drop=0.02,
                                 work_dir=tmp_path / "work", **OPTIONS)
     assert mixed.excluded == (model["nodes"][1],)
+    props = {p.key: p.value for p in onnx.load(str(mixed.path)).metadata_props}
+    assert json.loads(props[FLOAT_NODES_KEY]) == [model["nodes"][1]]
     assert mixed.fp32_accuracy - mixed.accuracy <= 0.02
     assert mixed.accuracy == pytest.approx(torch_accuracy(model["net"], *val), abs=0.02)
     fixed = ort_mixed_precision(model["onnx"], tmp_path / "two.onnx", train_x, *val, table, k=2,

@@ -4,6 +4,8 @@ From a :class:`~edgekd.quantize.sensitivity.SensitivityTable`, the first ``k`` r
 ``quantize_static(..., nodes_to_exclude=...)``. ``k`` is given, or chosen as the smallest that brings the validation
 accuracy within ``max_drop`` of the float model's (NNCF's accuracy-control criterion, with ONNX Runtime's exclusion
 mechanism and this table's ranking): ``k = 0, 1, 2, ...`` is tried in turn, since accuracy is not monotone in ``k``.
+The model lists its float nodes in its metadata (:data:`FLOAT_NODES_KEY`); ONNX Runtime computes them in float only
+in a session with :data:`~edgekd.quantize.sensitivity.KEEP_FLOAT` disabled, as the accuracies here are measured.
 
 Use::
 
@@ -14,8 +16,8 @@ Use::
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,22 @@ from edgekd.quantize.ort import ort_static_quantize
 from edgekd.quantize.sensitivity import SensitivityTable, top1_accuracy
 
 log = logging.getLogger(__name__)
+
+
+FLOAT_NODES_KEY = "edgekd.float_nodes"
+"""The model metadata key (``metadata_props``) listing, as a JSON array, the nodes a mixed-precision model keeps in
+float: a runtime session reads it to keep them float (:data:`~edgekd.quantize.sensitivity.KEEP_FLOAT`)."""
+
+
+def _write_marked(candidate: Path, out: Path, excluded: tuple[str, ...]) -> None:
+    """``candidate`` written to ``out`` (atomically) with the float nodes in its metadata."""
+    import onnx
+
+    model = onnx.load(str(candidate))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        FLOAT_NODES_KEY: json.dumps(list(excluded))})
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
 
 
 @dataclass(frozen=True)
@@ -76,8 +94,7 @@ def ort_mixed_precision(fp32_onnx: Path, out: Path, calibration: np.ndarray, val
         accuracy = top1_accuracy(candidate, val_x, val_y)
         log.debug("%d nodes in float: validation accuracy %.4f (float %.4f)", count, accuracy, fp32_accuracy)
         if max_drop is None or fp32_accuracy - accuracy <= max_drop:
-            with atomic_path(out) as tmp:
-                shutil.copyfile(candidate, tmp)
+            _write_marked(candidate, out, excluded)
             candidate.unlink()
             return MixedPrecision(Path(out), excluded, accuracy, fp32_accuracy)
         candidate.unlink()
