@@ -21,7 +21,14 @@ from torch import nn
 from edgekd.export import export_onnx
 from edgekd.quantize.mixed import FLOAT_NODES_KEY, ort_mixed_precision
 from edgekd.quantize.ort import ort_static_quantize, prepare_float
-from edgekd.quantize.sensitivity import KEEP_FLOAT, db, ort_sensitivity, quantized_nodes
+from edgekd.quantize.sensitivity import (
+    KEEP_FLOAT,
+    LayerSensitivity,
+    SensitivityTable,
+    db,
+    ort_sensitivity,
+    quantized_nodes,
+)
 from tests.test_quantize import CLASSES, MEAN, STD, separable
 
 OUTLIER = 1000.0
@@ -159,8 +166,6 @@ def test_mixed_precision_keeps_the_fewest_nodes_in_float_within_the_drop(model, 
 
 
 def test_mixed_precision_rejects_bad_requests(model, data, tmp_path: Path) -> None:
-    from edgekd.quantize.sensitivity import SensitivityTable
-
     table = SensitivityTable(fp32_accuracy=1.0, int8_accuracy=1.0, ranking_samples=1, rows=())
     x, y = data["val"]
     for kwargs, message in [({}, "exactly one"), ({"k": 1, "max_drop": 0.01}, "exactly one"), ({"k": 1}, r"\[0, 0\]"),
@@ -168,3 +173,23 @@ def test_mixed_precision_rejects_bad_requests(model, data, tmp_path: Path) -> No
         with pytest.raises(ValueError, match=message):
             ort_mixed_precision(model["onnx"], tmp_path / "m.onnx", x, x, y, table, work_dir=tmp_path, **kwargs)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_edgekd_runs_the_mixed_model_with_its_float_nodes_in_float(model, data, tmp_path: Path) -> None:
+    """The onnxruntime Runner (and the device runner's session, through the same ``create_session``) reads the float
+    nodes from the model's metadata: its accuracy is the float conv2's, not that of conv2 re-quantized per tensor."""
+    from edgekd.runtime import evaluate_accuracy, open_runner
+    from edgekd.runtimes.onnxruntime import session
+
+    assert (session.FLOAT_NODES_KEY, session.KEEP_FLOAT) == (FLOAT_NODES_KEY, KEEP_FLOAT)  # copies: no edgekd import
+    conv2 = model["nodes"][1]
+    train_x, (val_x, val_y) = data["train"][0], data["val"]
+    table = SensitivityTable(1.0, 0.0, 1, (LayerSensitivity(conv2, "Conv", 0.0, 0.0, 1.0),))
+    mixed = ort_mixed_precision(model["onnx"], tmp_path / "mixed.onnx", train_x, val_x, val_y, table, k=1,
+                                work_dir=tmp_path / "work", **OPTIONS)
+    unmarked = ort_static_quantize(model["onnx"], tmp_path / "unmarked.onnx", train_x, nodes_to_exclude=[conv2],
+                                   **OPTIONS)
+    with open_runner("onnxruntime", mixed.path) as runner:
+        assert evaluate_accuracy(runner, val_x, val_y, batch_size=64) == torch_accuracy(model["net"], val_x, val_y)
+    with open_runner("onnxruntime", unmarked) as runner:
+        assert evaluate_accuracy(runner, val_x, val_y, batch_size=64) <= 0.5
