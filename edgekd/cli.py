@@ -139,7 +139,10 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
 @app.command()
 def bench(
     artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .pt), in a run folder or not")],
-    device: DeviceOpt,
+    devices: Annotated[list[str], typer.Option(
+        "--device", "-d", help="device profile name (see `edgekd devices`) or YAML; repeat it to time a fleet: every "
+        "device is pre-flighted first, then remote (ssh/adb) devices are timed in parallel and local ones one after "
+        "another")],
     runs: Annotated[int, typer.Option("--runs", min=1, help="timed calls (at least)")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed calls first")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="time at least this long")] = 0.0,
@@ -148,13 +151,23 @@ def bench(
     precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
     compare_native: Annotated[bool, typer.Option("--compare-native", help="also run OpenVINO's benchmark_app on it")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="how a fleet's devices are scheduled: auto (Ray when installed), ray, sequential")] = "auto",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Ray cluster for a fleet's device tasks ('auto' or HOST:PORT)")] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Measure one ARTIFACT on DEVICE (locally or over the profile's ssh access), outside a run."""
+    """Measure one ARTIFACT on each DEVICE (locally, over ssh or over adb), outside a run: one table per device."""
     from edgekd.cli_bench import bench_command
+    from edgekd.config import ExecutionConfig
 
-    bench_command(out, artifact, device, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
-                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out)
+    try:
+        execution = ExecutionConfig.model_validate({"backend": backend, "address": ray_address})
+    except ValueError:
+        raise UserError(f"--backend {backend!r}: expected auto, ray or sequential") from None
+    bench_command(out, artifact, devices, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
+                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out,
+                  execution=execution)
 
 
 @app.command()
