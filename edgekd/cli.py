@@ -72,6 +72,11 @@ def run(
     def checked_target() -> dict:
         record = preflight(target)  # the target reachable, with every runtime importable
         console.print(summary(record), highlight=False)
+        if spec.bench is not None and spec.bench.fleet:  # and so is every device of the fleet, before any training
+            from edgekd.bench.fleet import check_fleet
+
+            for checked in check_fleet([load_device(name) for name in spec.bench.fleet]).values():
+                console.print(summary(checked), highlight=False)
         return record
 
     runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
@@ -132,8 +137,14 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
     checked = preflight(target)
+    fleet = {}
+    if spec.bench is not None and spec.bench.fleet:
+        from edgekd.bench.fleet import check_fleet
+
+        fleet = check_fleet([load_device(name) for name in spec.bench.fleet])
     print_plan(out, spec, target)
-    out.print(summary(checked), highlight=False)
+    for record in (checked, *fleet.values()):
+        out.print(summary(record), highlight=False)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from edgekd.config.device import Access
 from edgekd.errors import UserError
 from edgekd.executor import Executor, ray_available
 from tests import test_remote
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from tests.test_remote import SSHD, _free_port
 
 sshd, onnx = test_remote.sshd, test_remote.onnx  # the fixtures of the ssh tests
@@ -103,3 +103,60 @@ def test_a_closed_port_fails_pre_flight_naming_the_device_before_any_timing(
     done = run_cli("bench", str(onnx), "--device", str(good), "--device", str(bad), "--runs", "5", timeout=120)
     assert done.returncode == 2, done.stderr
     assert "device jetson:" in done.stderr and "Traceback" not in done.stderr
+    checked = run_cli("validate", str(ROOT / "pipelines" / "quickstart.yaml"), "--device", "x86-cpu",
+                      "--set", f"bench.fleet=[{good}, {bad}]", timeout=120)
+    assert checked.returncode == 2 and "device jetson:" in checked.stderr, checked.stderr
+
+
+QUICK = ["--set", "teacher.model.name=plain4", "--set", "student.model.name=plain2", "--set", "teacher.train.epochs=1",
+         "--set", "distill.train.epochs=1", "--set", "bench={warmup: 2, runs: 10, profile_layers: 0}"]
+
+
+@needs_sshd
+@pytest.mark.slow
+def test_a_run_times_every_artifact_on_its_device_and_on_the_fleet(sshd, tmp_path: Path) -> None:
+    pi, jetson = _profile(tmp_path, "pi", sshd["access"]), _profile(tmp_path, "jetson", sshd["access"])
+    out = tmp_path / "run"
+    done = run_cli("run", str(ROOT / "pipelines" / "quickstart.yaml"), "--device", "x86-cpu", "--smoke", *QUICK,
+                   "--set", f"bench.fleet=[{pi}, {jetson}]", "--set", "execution.backend=sequential",
+                   "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    onnx_models = [a for a in manifest["artifacts"] if a["runtime"] == "onnxruntime"]
+    torch_models = [a for a in manifest["artifacts"] if a["runtime"] == "torch"]
+    assert onnx_models and torch_models
+    target = f"ssh://{sshd['access'].user}@127.0.0.1:{sshd['access'].port}"
+    for artifact in onnx_models:
+        metrics = artifact["metrics"]
+        assert metrics["target"] == "local" and metrics["latency_ms"]["p50"] > 0  # the run's own device, as before
+        assert list(metrics["fleet"]) == ["pi", "jetson"]
+        for device in ("pi", "jetson"):
+            assert metrics["fleet"][device]["target"] == target and metrics["fleet"][device]["latency_ms"]["runs"] >= 10
+    assert all("fleet" not in a["metrics"] for a in torch_models)  # the fleet's profiles offer onnxruntime only
+    report = (out / "report.md").read_text()
+    assert "### Fleet" in report and "| x86-cpu (run's device) | pi | jetson |" in report
+    p50 = onnx_models[0]["metrics"]["fleet"]["pi"]["latency_ms"]["p50"]
+    assert f"{p50:.4f}" in report
+
+
+def test_an_unknown_fleet_device_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    done = run_cli("validate", str(ROOT / "pipelines" / "quickstart.yaml"), "--device", "x86-cpu",
+                   "--set", f"bench.fleet=[{tmp_path / 'absent.yaml'}]", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "bench.fleet" in done.stderr and "absent.yaml" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_fleet_table_has_a_row_per_artifact_and_a_column_per_device() -> None:
+    from edgekd.report.measurement import fleet_section
+
+    timed = {"latency_ms": {"p50": 1.25}}
+    manifest = {"device": "x86-cpu", "artifacts": [
+        {"name": "student.onnx", "metrics": {"latency_ms": {"p50": 0.5},
+                                             "fleet": {"pi": timed, "jetson": {"error": "x"}}}},
+        {"name": "student-int8.onnx", "metrics": {"fleet": {"jetson": timed}}},
+        {"name": "student.pt", "metrics": {"latency_ms": {"p50": 2.0}}}]}
+    table = "\n".join(fleet_section(manifest)).splitlines()
+    assert "| artifact | x86-cpu (run's device) | pi | jetson |" in table
+    assert "| student.onnx | 0.5000 | 1.2500 | failed |" in table
+    assert "| student-int8.onnx | — | — | 1.2500 |" in table
+    assert not any("student.pt" in line for line in table) and fleet_section({"artifacts": []}) == []
