@@ -29,7 +29,8 @@ from edgekd.executor import Executor
 
 @dataclass(frozen=True)
 class BenchJob:
-    """One artifact to time: its file, runtime, and the runner options of each device (by device name)."""
+    """One artifact to time: its file, runtime, and the runner options of each device that times it (by device
+    name; a device not named here skips it)."""
 
     name: str
     path: Path

@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.adb import AdbTarget, adb_runtimes
-from edgekd.bench.fleet import BenchJob, bench_fleet, check_fleet
-from edgekd.bench.measure import LocalTarget, bench_artifact, runner_settings
+from edgekd.bench.adb import adb_runtimes
+from edgekd.bench.fleet import BenchJob, bench_fleet, check_fleet, measure
+from edgekd.bench.measure import runner_settings
 from edgekd.bench.profile import profile_artifact
-from edgekd.bench.remote import SshTarget
 from edgekd.capabilities import runtime_libraries
 from edgekd.config import BenchConfig, Device, Recipe, load_device
 from edgekd.data import DataBundle
@@ -142,11 +141,10 @@ def _fleet(ctx: StageContext, cfg: BenchConfig, metrics: dict[str, dict[str, Any
 def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
+    metrics = measure(ctx.device, BenchJob(artifact.name, ctx.path(artifact), artifact.runtime,
+                                           {ctx.device.name: options}, artifact.input["shape"][1:]), cfg)
     if ctx.device.access.kind == "adb":
-        return AdbTarget(ctx.device.access).bench(ctx.path(artifact), artifact.runtime, options, cfg)
-    target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
-    metrics = bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
-                             sample_shape=artifact.input["shape"][1:])
+        return metrics
     if cfg.profile_layers:
         metrics["layers"] = _layers(ctx, artifact, options, cfg)
     return metrics
