@@ -72,6 +72,11 @@ def run(
     def checked_target() -> dict:
         record = preflight(target)  # the target reachable, with every runtime importable
         console.print(summary(record), highlight=False)
+        if spec.bench is not None and spec.bench.fleet:  # and so is every device of the fleet, before any training
+            from edgekd.bench.fleet import check_fleet
+
+            for checked in check_fleet([load_device(name) for name in spec.bench.fleet]).values():
+                console.print(summary(checked), highlight=False)
         return record
 
     runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
@@ -132,14 +137,23 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
     checked = preflight(target)
+    fleet = {}
+    if spec.bench is not None and spec.bench.fleet:
+        from edgekd.bench.fleet import check_fleet
+
+        fleet = check_fleet([load_device(name) for name in spec.bench.fleet])
     print_plan(out, spec, target)
-    out.print(summary(checked), highlight=False)
+    for record in (checked, *fleet.values()):
+        out.print(summary(record), highlight=False)
 
 
 @app.command()
 def bench(
     artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .pt), in a run folder or not")],
-    device: DeviceOpt,
+    devices: Annotated[list[str], typer.Option(
+        "--device", "-d", help="device profile name (see `edgekd devices`) or YAML; repeat it to time a fleet: every "
+        "device is pre-flighted first, then remote (ssh/adb) devices are timed in parallel and local ones one after "
+        "another")],
     runs: Annotated[int, typer.Option("--runs", min=1, help="timed calls (at least)")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed calls first")] = 20,
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="time at least this long")] = 0.0,
@@ -148,13 +162,23 @@ def bench(
     precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
     compare_native: Annotated[bool, typer.Option("--compare-native", help="also run OpenVINO's benchmark_app on it")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="how a fleet's devices are scheduled: auto (Ray when installed), ray, sequential")] = "auto",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Ray cluster for a fleet's device tasks ('auto' or HOST:PORT)")] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Measure one ARTIFACT on DEVICE (locally or over the profile's ssh access), outside a run."""
+    """Measure one ARTIFACT on each DEVICE (locally, over ssh or over adb), outside a run: one table per device."""
     from edgekd.cli_bench import bench_command
+    from edgekd.config import ExecutionConfig
 
-    bench_command(out, artifact, device, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
-                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out)
+    try:
+        execution = ExecutionConfig.model_validate({"backend": backend, "address": ray_address})
+    except ValueError:
+        raise UserError(f"--backend {backend!r}: expected auto, ray or sequential") from None
+    bench_command(out, artifact, devices, runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
+                  runtime=runtime, precision=precision, compare_native=compare_native, json_out=json_out,
+                  execution=execution)
 
 
 @app.command()

@@ -1,7 +1,9 @@
-"""The ``edgekd bench`` and ``edgekd profile`` commands: one artifact measured outside a run, printed as tables."""
+"""The ``edgekd bench`` and ``edgekd profile`` commands: one artifact measured outside a run (on one device or a
+fleet), printed as tables."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,56 +12,79 @@ from rich.console import Console
 from edgekd._atomic import atomic_write_json
 from edgekd.bench.preflight import preflight
 from edgekd.cli_views import _table
-from edgekd.config import BenchConfig, load_device
+from edgekd.config import BenchConfig, ExecutionConfig, load_device
 from edgekd.errors import UserError
 
 
-def _target(device: Any) -> Any:
-    from edgekd.bench.measure import LocalTarget
-    from edgekd.bench.remote import SshTarget
+def bench_command(out: Console, artifact: Path, device_names: Sequence[str], *, runs: int, warmup: int,
+                  min_seconds: float, batch_size: int, runtime: str | None, precision: str | None,
+                  compare_native: bool, json_out: Path | None, execution: ExecutionConfig | None = None
+                  ) -> dict[str, Any]:
+    """Benchmark ``artifact`` on each device profile (a fleet: see :mod:`edgekd.bench.fleet`), one table per device;
+    with ``compare_native`` (one device) also with the runtime's own benchmark tool.
 
-    if device.access.kind == "ssh":
-        return SshTarget(device.access)
-    return LocalTarget()
-
-
-def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, warmup: int, min_seconds: float,
-                  batch_size: int, runtime: str | None, precision: str | None, compare_native: bool,
-                  json_out: Path | None) -> dict[str, Any]:
-    """Benchmark ``artifact`` on the device profile; with ``compare_native`` also with benchmark_app."""
-    from edgekd.bench.measure import bench_artifact
-    from edgekd.bench.native import agreement
+    One device returns (and writes to ``json_out``) its metrics; several return ``{"devices": [{device, metrics}]}``.
+    """
+    from edgekd.bench.fleet import BenchJob, bench_fleet, check_fleet
     from edgekd.bench.standalone import describe_artifact
-    from edgekd.capabilities import RUNTIME_SPECS
-    from edgekd.runtimes import has_part, runtime_part
+    from edgekd.executor import Executor
     from edgekd.stages._runtime import runner_options
 
-    device = load_device(device_name)
+    if not device_names:
+        raise UserError("edgekd bench: give at least one --device")
+    devices = [load_device(name) for name in device_names]
     what = describe_artifact(artifact, runtime, precision)
-    preflight(device, [what["runtime"]])
-    tool = runtime_part(what["runtime"], "native") if compare_native and has_part(what["runtime"], "native") else None
-    if compare_native and (tool is None or not hasattr(tool, "compare")):
-        tools = [f"{name}: {runtime_part(name, 'native').TOOL}" for name in RUNTIME_SPECS
-                if has_part(name, "native") and hasattr(runtime_part(name, "native"), "compare")]
-        raise UserError(f"{artifact}: --compare-native runs the runtime's own benchmark tool ({', '.join(tools)}); "
-                        f"this artifact runs in {what['runtime']} (give --runtime for a format several runtimes open)")
-    options = runner_options(device, what["runtime"], what["precision"])
+    if compare_native and len(devices) > 1:
+        raise UserError("--compare-native compares on one device; give a single --device")
+    tool = _native_tool(artifact, what["runtime"]) if compare_native else None
+    check_fleet(devices, lambda _: [what["runtime"]])
+    options = {d.name: runner_options(d, what["runtime"], what["precision"]) for d in devices}
     cfg = BenchConfig(runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
                       max_seconds=max(30.0, 2 * min_seconds))
-    if device.access.kind == "adb":
-        from edgekd.bench.adb import AdbTarget
+    job = BenchJob(artifact.name, artifact, what["runtime"], options, what["sample_shape"])
+    executor = Executor(execution)
+    if len(devices) > 1:
+        out.print(f"{len(devices)} devices pre-flighted; timing them on {executor.describe()} "
+                  f"(remote devices in parallel, local ones one after another)", highlight=False)
+    rows = bench_fleet(devices, [job], cfg, executor)
+    for device, row in zip(devices, rows, strict=True):
+        _print_metrics(out, artifact, what, device, row["metrics"])
+    if tool is not None:
+        _compare_native(out, tool, artifact, rows[0]["metrics"], options[devices[0].name], batch_size)
+    if len(devices) == 1:
+        report = {"artifact": str(artifact), **what, "device": devices[0].name, "metrics": rows[0]["metrics"]}
+        result = rows[0]["metrics"]
+    else:
+        result = report = {"artifact": str(artifact), **what, "devices": [
+            {"device": row["device"], "metrics": row["metrics"]} for row in rows]}
+    if json_out is not None:
+        atomic_write_json(json_out, report)
+    return result
 
-        metrics = AdbTarget(device.access).bench(artifact, what["runtime"], options, cfg)
-        stats = metrics["latency_ms"]
+
+def _native_tool(artifact: Path, runtime: str) -> Any:
+    """The runtime's native benchmark tool module, or a UserError listing the runtimes that have one."""
+    from edgekd.capabilities import RUNTIME_SPECS
+    from edgekd.runtimes import has_part, runtime_part
+
+    tool = runtime_part(runtime, "native") if has_part(runtime, "native") else None
+    if tool is None or not hasattr(tool, "compare"):
+        tools = [f"{name}: {runtime_part(name, 'native').TOOL}" for name in RUNTIME_SPECS
+                 if has_part(name, "native") and hasattr(runtime_part(name, "native"), "compare")]
+        raise UserError(f"{artifact}: --compare-native runs the runtime's own benchmark tool ({', '.join(tools)}); "
+                        f"this artifact runs in {runtime} (give --runtime for a format several runtimes open)")
+    return tool
+
+
+def _print_metrics(out: Console, artifact: Path, what: dict[str, Any], device: Any, metrics: dict[str, Any]) -> None:
+    """The table of one artifact on one device (and, for a runner-measured one, its cold start and memory)."""
+    stats = metrics["latency_ms"]
+    if device.access.kind == "adb":
         out.print(_table(f"edgekd bench on {device.name} ({metrics['target']}, {metrics['compute']['perf_binary']})",
                          ["artifact", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
                          [[artifact.name, str(stats["runs"]), *(f"{stats[k]:.4f}" if stats[k] is not None else "—"
                                                                 for k in ("p50", "p90", "p99", "mean"))]]))
-        if json_out is not None:
-            atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
-        return metrics
-    metrics = bench_artifact(artifact, what["runtime"], options, cfg, _target(device), what["sample_shape"])
-    stats = metrics["latency_ms"]
+        return
     compute = metrics["compute"].get("inference_precision", "?")
     rows = [[artifact.name, f"{what['runtime']}/{what['precision']}", compute,
              str(stats["runs"]), *(f"{stats[k]:.4f}" for k in ("p50", "p90", "p99", "mean", "std")),
@@ -73,25 +98,29 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
               f"{cold['first_inference_ms']:.2f}); peak RSS {memory['peak_rss_mb']:.1f} MB ({memory['method']}); "
               f"harness overhead p50 {metrics['harness_overhead_ms']['p50'] * 1e3:.2f} µs; load average "
               f"{metrics['environment'].get('load_average')}")
-    if tool is not None:
-        shape = [batch_size, *metrics["input"]["sample_shape"]]
-        native = tool.compare(artifact, metrics, options, shape, stats["runs"])
-        reported = metrics.get("runtime_reported_ms", {}).get("p50")
-        median = native["latency_ms"]["median"]
-        name = tool.TOOL
-        metrics["native"] = {"tool": name, **native,
-                             "edgekd_vs_native": agreement(stats["p50"], median),
-                             "runtime_timer_vs_native": agreement(reported, median) if reported is not None else None}
-        out.print(_table(f"median latency, edgekd vs {name} (same model, threads, precision, 1 sync request)",
-                         ["edgekd p50 ms (wall clock)", "edgekd p50 ms (runtime's timer)", f"{name} median ms",
-                          f"wall clock vs {name}", f"runtime's timer vs {name}"],
-                         [[f"{stats['p50']:.4f}", f"{reported:.4f}" if reported is not None else "—", f"{median:.4f}",
-                           f"{agreement(stats['p50'], median):+.1%}",
-                           f"{agreement(reported, median):+.1%}" if reported is not None else "—"]]))
-        out.print(f"{name}: " + " ".join(native["command"]), soft_wrap=True, highlight=False)
-    if json_out is not None:
-        atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
-    return metrics
+
+
+def _compare_native(out: Console, tool: Any, artifact: Path, metrics: dict[str, Any], options: dict[str, Any],
+                    batch_size: int) -> None:
+    """Time ``artifact`` with the runtime's own tool, add its figures to ``metrics`` and print the agreement."""
+    from edgekd.bench.native import agreement
+
+    stats = metrics["latency_ms"]
+    shape = [batch_size, *metrics["input"]["sample_shape"]]
+    native = tool.compare(artifact, metrics, options, shape, stats["runs"])
+    reported = metrics.get("runtime_reported_ms", {}).get("p50")
+    median = native["latency_ms"]["median"]
+    name = tool.TOOL
+    metrics["native"] = {"tool": name, **native,
+                         "edgekd_vs_native": agreement(stats["p50"], median),
+                         "runtime_timer_vs_native": agreement(reported, median) if reported is not None else None}
+    out.print(_table(f"median latency, edgekd vs {name} (same model, threads, precision, 1 sync request)",
+                     ["edgekd p50 ms (wall clock)", "edgekd p50 ms (runtime's timer)", f"{name} median ms",
+                      f"wall clock vs {name}", f"runtime's timer vs {name}"],
+                     [[f"{stats['p50']:.4f}", f"{reported:.4f}" if reported is not None else "—", f"{median:.4f}",
+                       f"{agreement(stats['p50'], median):+.1%}",
+                       f"{agreement(reported, median):+.1%}" if reported is not None else "—"]]))
+    out.print(f"{name}: " + " ".join(native["command"]), soft_wrap=True, highlight=False)
 
 
 def _profile_of(artifact: Path, device: Any, runs: int, runtime: str | None) -> tuple[dict[str, Any], list[dict]]:

@@ -190,6 +190,9 @@ class BenchConfig(Strict):
                                 "(onnxruntime/openvino on a local device; 0: no profile)")
     batch_sizes: list[PositiveInt] = Field(default_factory=list, description="further batch sizes measured besides "
                                    "`batch_size` (throughput)")
+    fleet: list[str] = Field(default_factory=list, description="further device profiles (names or YAML files) every "
+                             "artifact is also timed on, besides the run's device: remote ones in parallel, local ones "
+                             "one after another (docs/ray.md)")
 
 
 SelectObjective = Literal["latency", "accuracy", "size"]

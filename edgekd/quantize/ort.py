@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -52,9 +52,19 @@ class _Batches:
         return next(self._feeds, None)
 
 
+def prepare_float(fp32_onnx: Path, out: Path) -> Path:
+    """``quant_pre_process`` of ``fp32_onnx`` written to ``out``: the float graph :func:`ort_static_quantize`
+    quantizes, whose node names ``nodes_to_exclude`` refers to (the step is deterministic)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    check_suffix(fp32_onnx, ".onnx", "model to quantize")
+    quant_pre_process(str(fp32_onnx), str(out))
+    return Path(out)
+
+
 def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, per_channel: bool = True,
                         symmetric_activations: bool, quantize_bias: bool = True,
-                        calibrate_method: CalibrateMethod = "minmax") -> Path:
+                        calibrate_method: CalibrateMethod = "minmax", nodes_to_exclude: Sequence[str] = ()) -> Path:
     """Quantize the fp32 ONNX artifact ``fp32_onnx`` to a QDQ INT8 artifact at ``out`` (written atomically).
 
     Args:
@@ -69,9 +79,9 @@ def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, 
             Runtime's kernels fuse them; False keeps them float, as TensorRT needs.
         calibrate_method: how activation ranges are chosen: ``minmax`` (observed range), ``entropy`` (KL-divergence
             threshold, as TensorRT's entropy calibrator) or ``percentile`` (99.999th percentile of |x|).
+        nodes_to_exclude: names of nodes of the pre-processed graph (:func:`prepare_float`) left in float.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     check_suffix(fp32_onnx, ".onnx", "model to quantize")
     check_suffix(out, ".onnx", "quantized model")
@@ -82,13 +92,13 @@ def ort_static_quantize(fp32_onnx: Path, out: Path, calibration: np.ndarray, *, 
     input_name, fixed_batch = onnx_input(fp32_onnx)
     batches = split_batches(check_calibration(calibration), fixed_batch, CALIBRATION_BATCH)
     with tempfile.TemporaryDirectory(prefix="edgekd-ortq-") as work, atomic_path(out) as tmp:
-        prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(fp32_onnx), str(prepared))
+        prepared = prepare_float(fp32_onnx, Path(work) / "prepared.onnx")
         with quiet() as chatter:
             quantize_static(str(prepared), str(tmp), _Batches(input_name, batches), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel,
                             activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
+                            nodes_to_exclude=list(nodes_to_exclude),
                             extra_options={"ActivationSymmetric": symmetric_activations,
                                            "WeightSymmetric": True, "QuantizeBias": quantize_bias})
         log.debug("quantize_static: %s", chatter.getvalue())

@@ -69,4 +69,29 @@ def measurement_section(manifest: dict[str, Any], plots: dict[str, Path]) -> lis
              "", *[f"- {reason}" for reason in reasons], ""]
     if "layers" in plots:
         lines += ["![per-layer profile of the selected artifact](plots/layers.png)", ""]
-    return lines
+    return lines + fleet_section(manifest)
+
+
+def fleet_section(manifest: dict[str, Any]) -> list[str]:
+    """Markdown lines: the p50 of every artifact (rows) on the run's device and each device of the recipe's
+    ``bench.fleet`` (columns); "—" where a device offers no runtime for the artifact."""
+    fleet = [a for a in manifest["artifacts"] if isinstance(a.get("metrics", {}).get("fleet"), dict)]
+    if not fleet:
+        return []
+    devices = list(dict.fromkeys(name for a in fleet for name in a["metrics"]["fleet"]))
+    own = str(manifest.get("device", "this device"))
+
+    def cell(metrics: dict[str, Any] | None) -> str:
+        if metrics is None:
+            return "—"
+        if "error" in metrics:
+            return "failed"
+        return f"{metrics['latency_ms']['p50']:.4f}" if "latency_ms" in metrics else "—"
+
+    rows = [[a["name"], cell(a["metrics"] if "latency_ms" in a["metrics"] else None),
+             *(cell(a["metrics"]["fleet"].get(name)) for name in devices)] for a in fleet]
+    return ["### Fleet", "",
+            "p50 latency in ms of each artifact on the run's device and on every device of `bench.fleet`, each "
+            "timed by the device runner on that device (`metrics.fleet.<device>` in the manifest holds the full "
+            "figures).", "",
+            markdown_table(["artifact", f"{own} (run's device)", *devices], rows), ""]

@@ -1,5 +1,6 @@
 """Stage `bench`: latency of every artifact in its own runtime on the device, through the device runner (this machine
-for a local profile, the board over ssh for an ssh one), with the protocol of :mod:`edgekd.bench.device_runner`."""
+for a local profile, the board over ssh for an ssh one), with the protocol of :mod:`edgekd.bench.device_runner`;
+then, with ``bench.fleet``, on each further device of the fleet (:mod:`edgekd.bench.fleet`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.adb import AdbTarget, adb_runtimes
-from edgekd.bench.measure import LocalTarget, bench_artifact, runner_settings
+from edgekd.bench.adb import adb_runtimes
+from edgekd.bench.fleet import BenchJob, bench_fleet, check_fleet, measure
+from edgekd.bench.measure import runner_settings
 from edgekd.bench.profile import profile_artifact
-from edgekd.bench.remote import SshTarget
 from edgekd.capabilities import runtime_libraries
-from edgekd.config import BenchConfig, Device, Recipe
+from edgekd.config import BenchConfig, Device, Recipe, load_device
 from edgekd.data import DataBundle
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, UserError
+from edgekd.executor import Executor
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
@@ -47,8 +49,12 @@ class Bench(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.bench is not None
-        return {"bench": smoke_bench(recipe.bench, smoke).model_dump(mode="json"),
-                "runtimes": runtime_settings(device), "access": device.access.model_dump(mode="json")}
+        cfg = smoke_bench(recipe.bench, smoke)
+        config: dict[str, Any] = {"bench": cfg.model_dump(mode="json", exclude={"fleet"}),
+                                  "runtimes": runtime_settings(device), "access": device.access.model_dump(mode="json")}
+        if cfg.fleet:
+            config["fleet"] = [load_device(name).model_dump(mode="json") for name in cfg.fleet]
+        return config
 
     def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
         access = device.access
@@ -58,6 +64,14 @@ class Bench(Stage):
                 raise ConfigError("device", "runtimes", f"an adb device measures {', '.join(adb_runtimes())} "
                                   f"artifacts through its native benchmark binary; {', '.join(others)} cannot be "
                                   f"benchmarked there")
+        for name in recipe.bench.fleet if recipe.bench is not None else []:
+            try:
+                member = load_device(name)
+            except UserError as exc:
+                raise ConfigError("recipe", "bench.fleet", str(exc)) from None
+            if member.name == device.name:
+                raise ConfigError("recipe", "bench.fleet", f"{name}: device {member.name} is the run's own device, "
+                                  f"already timed; list only the other devices")
         for key in ("identity_file", "known_hosts"):
             path = getattr(access, key)
             if access.kind == "ssh" and path is not None and not path.expanduser().is_file():
@@ -95,17 +109,42 @@ class Bench(Stage):
             ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {precision}, "
                     f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
                     f"{stats['runs']} runs{flag}")
+        if cfg.fleet:
+            _fleet(ctx, cfg, metrics)
         return StageResult(metrics=metrics, failures=failures)
+
+
+def _fleet(ctx: StageContext, cfg: BenchConfig, metrics: dict[str, dict[str, Any]]) -> None:
+    """Time every usable artifact on each device of ``bench.fleet`` that offers its runtime (pre-flighted first,
+    one executor task per remote device); each artifact's ``metrics.fleet`` maps a device name to its metrics (or
+    ``{"error": why}``)."""
+    devices = [load_device(name) for name in cfg.fleet]
+    artifacts = usable(ctx.artifacts)
+    check_fleet(devices, lambda d: sorted({a.runtime for a in artifacts if d.runtime(a.runtime) is not None}))
+    jobs = [BenchJob(a.name, ctx.path(a), a.runtime,
+                     {d.name: runner_options(d, a.runtime, a.precision) for d in devices
+                      if d.runtime(a.runtime) is not None}, a.input["shape"][1:]) for a in artifacts]
+    executor = Executor(ctx.recipe.execution)
+    ctx.log(f"fleet: {', '.join(d.name for d in devices)} pre-flighted; timing on {executor.describe()}")
+    for row in bench_fleet(devices, jobs, cfg.model_copy(update={"fleet": []}), executor, keep_going=True):
+        entry = metrics.setdefault(row["artifact"], {}).setdefault("fleet", {})
+        if "error" in row:
+            entry[row["device"]] = {"error": row["error"]}
+            ctx.log(f"{row['artifact']} on {row['device']}: bench failed: {row['error']}")
+            continue
+        entry[row["device"]] = row["metrics"]
+        stats = row["metrics"]["latency_ms"]
+        ctx.log(f"{row['artifact']} on {row['device']} ({row['metrics']['target']}): p50 {stats['p50']:.3f} ms, "
+                f"p90 {stats['p90']:.3f} ms over {stats['runs']} runs")
 
 
 def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
     """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
+    metrics = measure(ctx.device, BenchJob(artifact.name, ctx.path(artifact), artifact.runtime,
+                                           {ctx.device.name: options}, artifact.input["shape"][1:]), cfg)
     if ctx.device.access.kind == "adb":
-        return AdbTarget(ctx.device.access).bench(ctx.path(artifact), artifact.runtime, options, cfg)
-    target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
-    metrics = bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
-                             sample_shape=artifact.input["shape"][1:])
+        return metrics
     if cfg.profile_layers:
         metrics["layers"] = _layers(ctx, artifact, options, cfg)
     return metrics

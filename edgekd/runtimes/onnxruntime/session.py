@@ -11,6 +11,13 @@ import numpy as np
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
+FLOAT_NODES_KEY = "edgekd.float_nodes"
+"""Metadata key of a mixed-precision model (``edgekd.quantize.mixed.FLOAT_NODES_KEY``): the nodes it keeps in float."""
+
+KEEP_FLOAT = ("WeightBiasQuantization",)
+"""Transformers disabled for such a model: ``WeightBiasQuantization`` would give each float Conv/Gemm reading a
+DequantizeLinear output INT8 weights of its own (``edgekd.quantize.sensitivity.KEEP_FLOAT``)."""
+
 
 class LoadError(Exception):
     """ONNX Runtime refuses the model or a requested provider (the device runner reports kind ``load``)."""
@@ -28,7 +35,18 @@ def create_session(path, threads=None, providers=("CPUExecutionProvider",), prov
 
     ONNX Runtime silently falls back to the CPU provider when a requested one fails to start; this raises
     :class:`LoadError` instead, so a measured number is never from the wrong provider. ``profile_prefix`` turns on
-    ONNX Runtime's own per-node profiling."""
+    ONNX Runtime's own per-node profiling. A model listing nodes kept in float (:data:`FLOAT_NODES_KEY`) is opened
+    again with :data:`KEEP_FLOAT` disabled, so ONNX Runtime computes those nodes in float; a profiled session is
+    opened only once that is known, so it writes a single profile."""
+    session = _session(path, threads, providers, provider_options, None, ())
+    keep_float = FLOAT_NODES_KEY in session.get_modelmeta().custom_metadata_map
+    if not keep_float and not profile_prefix:
+        return session
+    return _session(path, threads, providers, provider_options, profile_prefix, KEEP_FLOAT if keep_float else ())
+
+
+def _session(path, threads, providers, provider_options, profile_prefix, disabled):
+    """:func:`create_session` with the graph transformers ``disabled``."""
     import onnxruntime as ort
 
     providers = list(providers or ["CPUExecutionProvider"])
@@ -42,7 +60,8 @@ def create_session(path, threads=None, providers=("CPUExecutionProvider",), prov
         options.profile_file_prefix = profile_prefix
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
-                                       provider_options=[dict(per.get(p) or {}) for p in providers])
+                                       provider_options=[dict(per.get(p) or {}) for p in providers],
+                                       disabled_optimizers=list(disabled))
     except Exception as exc:  # onnxruntime raises its own pybind exception types for a bad file
         raise LoadError("ONNX Runtime cannot load this model (" + _first_line(exc) + ")") from exc
     started = session.get_providers()
