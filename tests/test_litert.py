@@ -1,0 +1,259 @@
+"""LiteRT (TFLite) runtime parts: export in every precision, the local runner, the device-runner session, LiteRT's own
+benchmark tool and its parser.
+
+Each expectation comes from outside the code under test: ONNX Runtime's logits for the same model, torch's accuracy,
+parameter counts times bytes per weight, the TFLite quantization formula worked by hand, numbers read off a report
+captured from the real tool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekd.bench.device_runner import summarize, timed_loop
+from edgekd.errors import UserError
+from edgekd.export.onnx import check_parity, export_onnx
+from edgekd.models import create
+from edgekd.runtime import evaluate_accuracy, open_runner
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")),
+    reason="LiteRT packages absent: pip install 'edgekd[litert]' (litert-torch, ai-edge-litert, ai-edge-quantizer)")
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bench" / "benchmark_litert_model_resnet8.txt"
+MEAN, STD = [0.5], [0.25]
+BATCH = 4
+
+
+class TinyCnn(nn.Module):
+    """Conv-BN-ReLU, pooling and a linear head: the layers every zoo model is built of."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 1, size, size), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def resnet8_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``resnet8`` (1 channel, 28x28) at batch 4 in every precision, and its ONNX export."""
+    from edgekd.runtime import deployable
+    from edgekd.runtimes.litert.export import PRECISIONS, convert_fp32, quantize_model
+
+    torch.manual_seed(0)
+    net = create("resnet8", num_classes=10, in_channels=1).eval()
+    folder = tmp_path_factory.mktemp("resnet8")
+    example = torch.from_numpy(_images(BATCH, 28))
+    fp32 = convert_fp32(deployable(net, MEAN, STD), example)
+    files = {}
+    for precision in PRECISIONS:
+        files[precision] = folder / f"model-{precision}.tflite"
+        files[precision].write_bytes(quantize_model(fp32, precision, _images(64, 28, seed=1)))  # type: ignore[arg-type]
+    files["onnx"] = export_onnx(net, MEAN, STD, example, folder / "model.onnx")
+    files["params"] = Path(str(sum(p.numel() for p in net.parameters())))
+    return files
+
+
+def test_fp32_logits_agree_with_onnxruntime(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    x = _images(32, 28, seed=2)
+    with LiteRtRunner(resnet8_files["fp32"], threads=1) as lite, open_runner("onnxruntime", resnet8_files["onnx"],
+                                                                              threads=1) as ort:
+        parity = check_parity(ort, lite, x, atol=1e-4, rtol=1e-4, min_top1_agreement=1.0)
+    assert parity["passed"], parity
+
+
+@pytest.mark.parametrize(("precision", "input_dtype", "computed", "bytes_per_weight"), [
+    ("fp32", "float32", "f32", 4), ("fp16", "float32", "f32", 2), ("int8-dynamic", "float32", "int8+f32", 1),
+    ("int8", "int8", "int8", 1)])
+def test_every_precision_loads_with_its_input_spec_and_size(resnet8_files: dict[str, Path], precision: str,
+                                                            input_dtype: str, computed: str,
+                                                            bytes_per_weight: int) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    params = int(resnet8_files["params"].name)
+    size = resnet8_files[precision].stat().st_size
+    # Weights dominate: at least params x bytes per weight, and under the next wider type's share.
+    assert params * bytes_per_weight <= size < params * (bytes_per_weight * 2 if bytes_per_weight < 4 else 5)
+    with LiteRtRunner(resnet8_files[precision], threads=1) as runner:
+        assert runner.input_shape == (BATCH, 1, 28, 28)  # NCHW at the boundary, as every edgekd artifact
+        described = runner.describe()
+        assert (described["input_dtype"], described["inference_precision"]) == (input_dtype, computed)
+        logits = runner(_images(BATCH, 28, seed=3))
+    assert logits.dtype == np.float32 and logits.shape == (BATCH, 10)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic", "int8"])
+def test_reduced_precisions_stay_near_fp32_logits(resnet8_files: dict[str, Path], precision: str) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    x = _images(32, 28, seed=4)
+    with LiteRtRunner(resnet8_files["fp32"]) as ref, LiteRtRunner(resnet8_files[precision]) as cand:
+        parity = check_parity(ref, cand, x, atol=0.05 if precision == "fp16" else 0.5, rtol=0.01,
+                              min_top1_agreement=0.9)
+    assert parity["passed"], parity
+
+
+def test_session_and_runner_give_the_same_logits(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+    from edgekd.runtimes.litert.session import LiteRtSession
+
+    x = _images(BATCH, 28, seed=5)
+    for precision in ("fp32", "int8"):
+        session = LiteRtSession(str(resnet8_files[precision]), {"threads": 1})
+        call, output, _ = session.bind(x)
+        call()
+        with LiteRtRunner(resnet8_files[precision], threads=1) as runner:
+            np.testing.assert_array_equal(output(), runner(x))
+
+
+def test_fixed_batch_is_enforced_and_predict_pads(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtime import predict
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    x = _images(6, 28, seed=6)
+    with LiteRtRunner(resnet8_files["fp32"], threads=1) as runner:
+        with pytest.raises(UserError, match="does not match"):
+            runner(x)
+        padded = predict(runner, x, batch_size=64)
+        first = runner(x[:BATCH])
+    assert padded.shape == (6, 10)
+    np.testing.assert_array_equal(padded[:BATCH], first)
+
+
+def test_runner_refuses_unknown_options_and_delegates(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    with pytest.raises(TypeError, match="providers"):
+        LiteRtRunner(resnet8_files["fp32"], providers=["cpu"])  # type: ignore[call-arg]
+    with pytest.raises(UserError, match="delegate 'gpu'"):
+        LiteRtRunner(resnet8_files["fp32"], delegate="gpu")
+    with LiteRtRunner(resnet8_files["fp32"], threads=1, delegate="none") as plain, \
+            LiteRtRunner(resnet8_files["fp32"], threads=1) as xnnpack:
+        x = _images(BATCH, 28, seed=7)
+        np.testing.assert_allclose(plain(x), xnnpack(x), atol=1e-4, rtol=1e-4)
+
+
+def test_quantize_and_dequantize_follow_the_tflite_formula() -> None:
+    from edgekd.runtimes.litert.session import dequantize, quantize
+
+    detail = {"name": "x", "dtype": np.int8, "quantization": (0.5, -3)}
+    # round(x / 0.5) - 3, saturated to [-128, 127]: 0 -> -3, 1 -> -1, 0.74 -> round(1.48) - 3 = -2, 100 -> 127.
+    q = quantize(np.array([0.0, 1.0, 0.74, 100.0, -100.0], dtype=np.float32), detail)
+    np.testing.assert_array_equal(q, np.array([-3, -1, -2, 127, -128], dtype=np.int8))
+    # (q + 3) * 0.5
+    np.testing.assert_array_equal(dequantize(q, detail), np.array([0.0, 1.0, 0.5, 65.0, -62.5], dtype=np.float32))
+    float_detail = {"name": "y", "dtype": np.float32, "quantization": (0.0, 0)}
+    assert quantize(np.ones(2, np.float64), float_detail).dtype == np.float32
+
+
+def test_int8_accuracy_on_digits_within_two_points_of_fp32(tmp_path: Path) -> None:
+    """A tiny CNN trained on scikit-learn's digits: INT8 (full-integer and dynamic) and fp16 accuracy in LiteRT
+    against torch's fp32 accuracy on the same held-out images."""
+    from sklearn.datasets import load_digits
+
+    from edgekd.runtime import deployable
+    from edgekd.runtimes.litert.export import export_tflite
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    digits = load_digits()
+    x = (digits.images[:, None] / 16.0).astype(np.float32)
+    y = digits.target
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1400], order[1400:1400 + 392]  # 392 = 49 batches of 8
+    torch.manual_seed(0)
+    net = TinyCnn()
+    model = deployable(net, MEAN, STD).train()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
+    for _ in range(40):
+        for i in range(0, len(xt), 100):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[i:i + 100]), yt[i:i + 100]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        torch_acc = float((deployable(net, MEAN, STD)(torch.from_numpy(x[test])).argmax(1).numpy() == y[test]).mean())
+    assert torch_acc > 0.85  # a model worth quantizing
+    example = torch.from_numpy(x[train[:8]])
+    for precision, allowed in (("fp32", 0.003), ("fp16", 0.005), ("int8-dynamic", 0.02), ("int8", 0.02)):
+        path = export_tflite(net, MEAN, STD, example, tmp_path / f"{precision}.tflite", precision=precision,
+                             calibration=x[train[:256]])
+        with LiteRtRunner(path, threads=1) as runner:
+            acc = evaluate_accuracy(runner, x[test], y[test], batch_size=8)
+        assert abs(acc - torch_acc) <= allowed, (precision, acc, torch_acc)
+
+
+class DataDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x.flatten(1)
+        return -x.flatten(1)
+
+
+class NoLowering(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.svdvals(x.flatten(2)).flatten(1)
+
+
+@pytest.mark.parametrize(("model", "names"), [(DataDependent(), "if x.sum() > 0"),
+                                              (NoLowering(), "aten._linalg_svd")])
+def test_uncapturable_model_is_one_line_naming_the_op(model: nn.Module, names: str) -> None:
+    from edgekd.runtimes.litert.export import convert_fp32
+
+    with pytest.raises(UserError) as caught:
+        convert_fp32(model, torch.rand(1, 1, 4, 4))
+    message = str(caught.value)
+    assert "\n" not in message and names in message and message.startswith(type(model).__name__)
+
+
+def test_benchmark_tool_failure_names_the_error_not_the_log(tmp_path: Path) -> None:
+    from edgekd.errors import RuntimeFailure
+    from edgekd.runtimes.litert.native import run_benchmark_tool
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_text("not a flatbuffer\n")
+    with pytest.raises(RuntimeFailure, match=r"exit 1: RuntimeError: Failed to load model from file\)"):
+        run_benchmark_tool(bad, runs=1, warmup_runs=0)
+
+
+def test_parser_reads_the_real_report_by_hand() -> None:
+    from edgekd.runtimes.litert.native import parse_benchmark_litert_model
+
+    report = parse_benchmark_litert_model(FIXTURE.read_text())
+    assert report["latency_ms"] == {"mean": 1.32, "min": 0.19, "max": 40.27, "median": 0.19, "std": 5.34,
+                                    "p5": 0.19, "p95": 1.08}
+    assert (report["init_ms"], report["warmup_first_ms"], report["warmup_mean_ms"]) == (5.29, 0.27, 1.82)
+    assert (report["runs"], report["warmup_runs"], report["throughput_mb_s"]) == (100, 10, 2.26)
+    assert report["fully_accelerated"] is True
+    with pytest.raises(ValueError, match="Inference \\(median\\)"):
+        parse_benchmark_litert_model("Inference (avg): 1.00 ms (5 runs)")
+
+
+def test_benchmark_tool_and_session_medians_agree_loosely(resnet8_files: dict[str, Path]) -> None:
+    """One run each, so a factor of 3 (the 10 % comparison is benchmarks/litert_agreement.py's, repeated)."""
+    from edgekd.runtimes.litert.native import run_benchmark_tool
+    from edgekd.runtimes.litert.session import LiteRtSession
+
+    path = resnet8_files["fp32"]
+    native = run_benchmark_tool(path, threads=1, runs=300, warmup_runs=30)
+    assert native["runs"] == 300 and native["command"][-3:] == ["--num_threads=1", "--num_runs=300",
+                                                                 "--warmup_runs=30"]
+    call, _, _ = LiteRtSession(str(path), {"threads": 1}).bind(_images(BATCH, 28))
+    ours = summarize(timed_loop(call, warmup_runs=30, runs=300))["p50"]
+    assert native["latency_ms"]["median"] / 3 <= ours <= native["latency_ms"]["median"] * 3, (ours, native)
