@@ -257,3 +257,34 @@ def test_benchmark_tool_and_session_medians_agree_loosely(resnet8_files: dict[st
     call, _, _ = LiteRtSession(str(path), {"threads": 1}).bind(_images(BATCH, 28))
     ours = summarize(timed_loop(call, warmup_runs=30, runs=300))["p50"]
     assert native["latency_ms"]["median"] / 3 <= ours <= native["latency_ms"]["median"] * 3, (ours, native)
+
+
+# Laid out as benchmark_model prints its Run Order table (xla/tsl/util/stats_calculator.cc): right-aligned columns
+# and a trailing name; handwritten to that layout (the file and this string), since no benchmark_model binary exists
+# on this machine to capture one.
+OP_PROFILE_SPACES = Path(__file__).parent / "fixtures" / "bench" / "benchmark_model_op_profile_handwritten.txt"
+OP_PROFILE_TABS = ("Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+                   "============================== Run Order ==============================\n"
+                   "\t             [node type]\t          [start]\t  [first]\t [avg ms]\t     [%]\t  [cdf%]\t  [mem KB]"
+                   "\t[times called]\t[Name]\n"
+                   "\t                 CONV_2D\t            0.066\t    0.754\t    0.957\t 72.066%\t 72.066%\t     0.000"
+                   "\t        1\t[model/conv2d/Relu]:0\n")
+
+
+def test_op_profile_rows_follow_the_header_columns() -> None:
+    from edgekd.runtimes.litert.op_profile import by_node_type, parse_op_profile
+
+    rows = parse_op_profile(OP_PROFILE_SPACES.read_text())
+    assert [(r["node_type"], r["node_index"], r["avg_ms"], r["times_called"]) for r in rows] == [
+        ("QUANTIZE", 0, 0.012, 1), ("Convolution (NHWC, QC8) IGEMM", 1, 0.09, 2), ("Add (ND, QS8)", 1, 0.004, 1),
+        ("DEQUANTIZE", 3, 0.002, 1)]
+    assert rows[1]["name"] == "Delegate/Convolution (NHWC, QC8) IGEMM:1" and rows[1]["percent"] == 60.0
+    assert rows[3]["name"] == "[StatefulPartitionedCall:0]:3" and "start_ms" not in rows[0]
+    # per run: 0.09 ms x 2 calls = 0.18 ms of convolution, ahead of 0.012 + 0.004 + 0.002
+    assert by_node_type(rows) == pytest.approx({"Convolution (NHWC, QC8) IGEMM": 0.18, "QUANTIZE": 0.012,
+                                                "Add (ND, QS8)": 0.004, "DEQUANTIZE": 0.002})
+    (old,) = parse_op_profile(OP_PROFILE_TABS)
+    assert (old["node_type"], old["start_ms"], old["first_ms"], old["avg_ms"], old["node_index"]) == (
+        "CONV_2D", 0.066, 0.754, 0.957, 0)
+    with pytest.raises(ValueError, match="enable_op_profiling"):
+        parse_op_profile("Inference timings in us: Init: 1, First inference: 2")
