@@ -34,9 +34,9 @@ BATCH = 4
 class TinyCnn(nn.Module):
     """Conv-BN-ReLU, pooling and a linear head: the layers every zoo model is built of."""
 
-    def __init__(self, classes: int = 10) -> None:
+    def __init__(self, classes: int = 10, channels: int = 1) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        self.features = nn.Sequential(nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                                       nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
         self.head = nn.Linear(16, classes)
 
@@ -75,6 +75,28 @@ def test_fp32_logits_agree_with_onnxruntime(resnet8_files: dict[str, Path]) -> N
     with LiteRtRunner(resnet8_files["fp32"], threads=1) as lite, open_runner("onnxruntime", resnet8_files["onnx"],
                                                                               threads=1) as ort:
         parity = check_parity(ort, lite, x, atol=1e-4, rtol=1e-4, min_top1_agreement=1.0)
+    assert parity["passed"], parity
+
+
+def test_three_channel_fp32_agrees_with_onnxruntime_through_the_layout_change(tmp_path: Path) -> None:
+    """Three channels: LiteRT's kernels are NHWC, so the converter puts a TRANSPOSE behind the NCHW input."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.runtimes.litert.export import export_tflite
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    torch.manual_seed(1)
+    net = TinyCnn(channels=3).eval()
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    x = np.random.default_rng(8).random((2, 3, 16, 16), dtype=np.float32)
+    lite_path = export_tflite(net, mean, std, torch.from_numpy(x), tmp_path / "tiny.tflite")
+    onnx_path = export_onnx(net, mean, std, torch.from_numpy(x), tmp_path / "tiny.onnx")
+    ops = {op["op_name"] for op in Interpreter(model_path=str(lite_path))._get_ops_details()}
+    assert "TRANSPOSE" in ops
+    with LiteRtRunner(lite_path, threads=1) as lite, open_runner("onnxruntime", onnx_path, threads=1) as ort:
+        assert lite.input_shape == (2, 3, 16, 16)
+        parity = check_parity(ort, lite, np.random.default_rng(9).random((8, 3, 16, 16), dtype=np.float32),
+                              atol=1e-4, rtol=1e-4, min_top1_agreement=1.0)
     assert parity["passed"], parity
 
 
@@ -147,6 +169,21 @@ def test_runner_refuses_unknown_options_and_delegates(resnet8_files: dict[str, P
             LiteRtRunner(resnet8_files["fp32"], threads=1) as xnnpack:
         x = _images(BATCH, 28, seed=7)
         np.testing.assert_allclose(plain(x), xnnpack(x), atol=1e-4, rtol=1e-4)
+
+
+def test_session_is_standalone_python_38() -> None:
+    """The device runner carries session.py to a board: Python 3.8 syntax, numpy + ai_edge_litert + stdlib only."""
+    import ast
+    import sys
+
+    import edgekd.runtimes.litert.session as session
+
+    tree = ast.parse(Path(session.__file__).read_text(), feature_version=(3, 8))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported - set(sys.stdlib_module_names) - {"__future__"} == {"numpy", "ai_edge_litert"}
 
 
 def test_quantize_and_dequantize_follow_the_tflite_formula() -> None:
