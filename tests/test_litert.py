@@ -199,20 +199,18 @@ def test_quantize_and_dequantize_follow_the_tflite_formula() -> None:
     assert quantize(np.ones(2, np.float64), float_detail).dtype == np.float32
 
 
-def test_int8_accuracy_on_digits_within_two_points_of_fp32(tmp_path: Path) -> None:
-    """A tiny CNN trained on scikit-learn's digits: INT8 (full-integer and dynamic) and fp16 accuracy in LiteRT
-    against torch's fp32 accuracy on the same held-out images."""
+def trained_digits_cnn() -> tuple[TinyCnn, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """A :class:`TinyCnn` trained on scikit-learn's digits (1400 images, seed 0), the images in [0, 1], labels,
+    train and held-out indices (392 = 49 batches of 8) and torch's held-out accuracy."""
     from sklearn.datasets import load_digits
 
     from edgekd.runtime import deployable
-    from edgekd.runtimes.litert.export import export_tflite
-    from edgekd.runtimes.litert.runner import LiteRtRunner
 
     digits = load_digits()
     x = (digits.images[:, None] / 16.0).astype(np.float32)
     y = digits.target
     order = np.random.default_rng(0).permutation(len(x))
-    train, test = order[:1400], order[1400:1400 + 392]  # 392 = 49 batches of 8
+    train, test = order[:1400], order[1400:1400 + 392]
     torch.manual_seed(0)
     net = TinyCnn()
     model = deployable(net, MEAN, STD).train()
@@ -226,6 +224,16 @@ def test_int8_accuracy_on_digits_within_two_points_of_fp32(tmp_path: Path) -> No
     net.eval()
     with torch.no_grad():
         torch_acc = float((deployable(net, MEAN, STD)(torch.from_numpy(x[test])).argmax(1).numpy() == y[test]).mean())
+    return net, x, y, train, test, torch_acc
+
+
+def test_int8_accuracy_on_digits_within_two_points_of_fp32(tmp_path: Path) -> None:
+    """INT8 (full-integer and dynamic) and fp16 accuracy in LiteRT against torch's fp32 accuracy on the same
+    held-out digits."""
+    from edgekd.runtimes.litert.export import export_tflite
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    net, x, y, train, test, torch_acc = trained_digits_cnn()
     assert torch_acc > 0.85  # a model worth quantizing
     example = torch.from_numpy(x[train[:8]])
     for precision, allowed in (("fp32", 0.003), ("fp16", 0.005), ("int8-dynamic", 0.02), ("int8", 0.02)):
