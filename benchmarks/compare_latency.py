@@ -24,7 +24,7 @@ from edgekd.bench.bootstrap import ratio_of_medians
 from edgekd.bench.latency import INTERLEAVE_BLOCK as BLOCK
 from edgekd.bench.latency import INTERLEAVE_BLOCK_WARMUP as BLOCK_WARMUP
 from edgekd.bench.latency import interleaved_calls, latency_stats
-from edgekd.bench.standalone import DEFAULT_RUNTIME
+from edgekd.capabilities import default_runtime
 from edgekd.runtime import artifact_format, open_runner
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    runners = [open_runner(DEFAULT_RUNTIME[artifact_format(a)], a, threads=args.threads) for a in args.artifacts]
+    runners = [open_runner(default_runtime(artifact_format(a)), a, threads=args.threads) for a in args.artifacts]
     try:
         calls = []
         for runner in runners:

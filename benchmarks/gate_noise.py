@@ -24,7 +24,7 @@ from edgekd.bench.bootstrap import ratio_of_medians
 from edgekd.bench.latency import INTERLEAVE_BLOCK as BLOCK
 from edgekd.bench.latency import INTERLEAVE_BLOCK_WARMUP as BLOCK_WARMUP
 from edgekd.bench.latency import interleaved_calls, time_calls
-from edgekd.bench.standalone import DEFAULT_RUNTIME
+from edgekd.capabilities import default_runtime
 from edgekd.runtime import artifact_format, open_runner
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--interleave", action="store_true", help="blocks of 20 calls, in random order")
     parser.add_argument("--tol", type=float, default=10.0, help="latency tolerance, percent (default 10)")
     args = parser.parse_args()
-    runtime = args.runtime or DEFAULT_RUNTIME[artifact_format(args.artifact)]
+    runtime = args.runtime or default_runtime(artifact_format(args.artifact))
     shape = [1, *(d or 1 for d in open_runner(runtime, args.artifact).input_shape[1:])]
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     runners = [open_runner(runtime, args.artifact, threads=args.threads) for _ in range(args.series)]

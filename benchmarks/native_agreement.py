@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekd.bench.native import agreement, run_benchmark_app
+from edgekd.bench.native import agreement
+from edgekd.runtimes.openvino.native import run_benchmark_app
 
 
 def _edgekd(ir: Path, device: str, runs: int) -> dict:

@@ -27,22 +27,27 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
                   json_out: Path | None) -> dict[str, Any]:
     """Benchmark ``artifact`` on the device profile; with ``compare_native`` also with benchmark_app."""
     from edgekd.bench.measure import bench_artifact
-    from edgekd.bench.native import agreement, run_benchmark_app
+    from edgekd.bench.native import agreement
     from edgekd.bench.standalone import describe_artifact
+    from edgekd.capabilities import RUNTIME_SPECS
+    from edgekd.runtimes import has_part, runtime_part
     from edgekd.stages._runtime import runner_options
 
     device = load_device(device_name)
     what = describe_artifact(artifact, runtime, precision)
-    if compare_native and what["runtime"] != "openvino":
-        raise UserError(f"{artifact}: --compare-native runs OpenVINO's benchmark_app; this artifact runs in "
-                        f"{what['runtime']} (give --runtime openvino for an ONNX file)")
+    tool = runtime_part(what["runtime"], "native") if compare_native and has_part(what["runtime"], "native") else None
+    if compare_native and (tool is None or not hasattr(tool, "compare")):
+        tools = [f"{name}: {runtime_part(name, 'native').TOOL}" for name in RUNTIME_SPECS
+                if has_part(name, "native") and hasattr(runtime_part(name, "native"), "compare")]
+        raise UserError(f"{artifact}: --compare-native runs the runtime's own benchmark tool ({', '.join(tools)}); "
+                        f"this artifact runs in {what['runtime']} (give --runtime for a format several runtimes open)")
     options = runner_options(device, what["runtime"], what["precision"])
     cfg = BenchConfig(runs=runs, warmup=warmup, min_seconds=min_seconds, batch_size=batch_size,
                       max_seconds=max(30.0, 2 * min_seconds))
     if device.access.kind == "adb":
         from edgekd.bench.adb import AdbTarget
 
-        metrics = AdbTarget(device.access).bench(artifact, options.get("providers", []), options.get("threads"), cfg)
+        metrics = AdbTarget(device.access).bench(artifact, what["runtime"], options, cfg)
         stats = metrics["latency_ms"]
         out.print(_table(f"edgekd bench on {device.name} ({metrics['target']}, {metrics['compute']['perf_binary']})",
                          ["artifact", "runs", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
@@ -66,24 +71,22 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
               f"{cold['first_inference_ms']:.2f}); peak RSS {memory['peak_rss_mb']:.1f} MB ({memory['method']}); "
               f"harness overhead p50 {metrics['harness_overhead_ms']['p50'] * 1e3:.2f} µs; load average "
               f"{metrics['environment'].get('load_average')}")
-    if compare_native:
+    if tool is not None:
         shape = [batch_size, *metrics["input"]["sample_shape"]]
-        native = run_benchmark_app(artifact, device=metrics["compute"]["device"], threads=options.get("threads"),
-                                   precision_hint=metrics["compute"]["inference_precision"], shape=shape,
-                                   niter=stats["runs"])
+        native = tool.compare(artifact, metrics, options, shape, stats["runs"])
         reported = metrics.get("runtime_reported_ms", {}).get("p50")
         median = native["latency_ms"]["median"]
-        metrics["native"] = {"tool": "benchmark_app", **native,
+        name = tool.TOOL
+        metrics["native"] = {"tool": name, **native,
                              "edgekd_vs_native": agreement(stats["p50"], median),
                              "runtime_timer_vs_native": agreement(reported, median) if reported is not None else None}
-        out.print(_table("median latency, edgekd vs benchmark_app (same IR, threads, precision, 1 sync request); "
-                         "benchmark_app reports OpenVINO's own per-request timer",
-                         ["edgekd p50 ms (wall clock)", "edgekd p50 ms (OpenVINO's timer)", "benchmark_app median ms",
-                          "wall clock vs benchmark_app", "OpenVINO's timer vs benchmark_app"],
+        out.print(_table(f"median latency, edgekd vs {name} (same model, threads, precision, 1 sync request)",
+                         ["edgekd p50 ms (wall clock)", "edgekd p50 ms (runtime's timer)", f"{name} median ms",
+                          f"wall clock vs {name}", f"runtime's timer vs {name}"],
                          [[f"{stats['p50']:.4f}", f"{reported:.4f}" if reported is not None else "—", f"{median:.4f}",
                            f"{agreement(stats['p50'], median):+.1%}",
                            f"{agreement(reported, median):+.1%}" if reported is not None else "—"]]))
-        out.print("benchmark_app: " + " ".join(native["command"]), soft_wrap=True, highlight=False)
+        out.print(f"{name}: " + " ".join(native["command"]), soft_wrap=True, highlight=False)
     if json_out is not None:
         atomic_write_json(json_out, {"artifact": str(artifact), **what, "device": device.name, "metrics": metrics})
     return metrics
@@ -97,7 +100,7 @@ def _profile_of(artifact: Path, device: Any, runs: int, runtime: str | None) -> 
 
     what = describe_artifact(artifact, runtime)
     options = runner_options(device, what["runtime"], what["precision"])
-    settings = runner_settings(what["runtime"], options) if what["runtime"] != "tensorrt" else {}
+    settings = runner_settings(what["runtime"], options)
     shape = what["sample_shape"] or _static_sample_shape(artifact, what["runtime"])
     return what, profile_artifact(artifact, what["runtime"], settings, shape, runs)
 

@@ -49,7 +49,7 @@ def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
     deploy = run_dir / "deploy"
     if selected and deploy.is_dir():
         out.print(f"deploy: {deploy} (model, MODEL_CARD.md, model_card.json"
-                  + (", predict.py)" if (deploy / "predict.py").exists() else ")"))
+                  + (", predict.py with edgekd_session.py)" if (deploy / "predict.py").exists() else ")"))
     report = run_dir / "report.md"
     out.print(f"report: {report if report.exists() else '(no report stage)'}")
 
@@ -154,8 +154,9 @@ def print_datasets(out: Console) -> None:
 
 
 def print_runtimes(out: Console) -> None:
-    """The capability table (edgekd/capabilities.py): one row per (runtime, precision), with what builds it, the
-    device kinds of the runtime, and whether this host meets the row's hardware requirement (why not, below)."""
+    """The capability table (each runtime package's ``spec`` module): one row per (runtime, precision), with what
+    builds it, the device kinds of the runtime, and whether this host meets the row's hardware requirement (why not,
+    below)."""
     from rich.markup import escape
 
     from edgekd.capabilities import CAPABILITIES, RUNTIME_SPECS
@@ -173,7 +174,7 @@ def print_runtimes(out: Console) -> None:
                 why_not.append(f"  {row.runtime}/{row.precision}: {escape(why)}")
         rows.append([row.runtime, row.precision, row.format, built, ", ".join(spec.device_kinds),
                      row.requires or "—", here, row.note])
-    out.print(_table("runtimes: what edgekd builds and runs (edgekd/capabilities.py; precision policy: "
+    out.print(_table("runtimes: what edgekd builds and runs (edgekd/runtimes/<name>/spec.py; precision policy: "
                      "edgekd/runtime/precision.py)",
                      ["runtime", "precision", "format", "built by", "devices", "needs", "here", "artifact"], rows))
     if why_not:

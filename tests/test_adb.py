@@ -103,7 +103,8 @@ def _calls(log: Path) -> list[dict]:
 
 
 def test_model_pushed_perf_binary_run_and_parsed(standins) -> None:
-    metrics = AdbTarget(standins["access"]).bench(standins["onnx"], ["CPUExecutionProvider"], 2,
+    metrics = AdbTarget(standins["access"]).bench(standins["onnx"], "onnxruntime",
+                                                  {"providers": ["CPUExecutionProvider"], "threads": 2},
                                                   BenchConfig(runs=30))
     printed = json.loads(Path(str(standins["log"]) + ".perf.json").read_text())
     assert metrics["latency_ms"]["p50"] == pytest.approx(printed["p50_ms"], rel=1e-4)  # %g keeps 6 digits
@@ -121,5 +122,5 @@ def test_failing_perf_binary_is_exit_3(standins, tmp_path: Path) -> None:
     broken = _script(tmp_path / "broken_perf_test", "#!/bin/sh\necho 'Failed to load model' >&2\nexit 1\n")
     access = standins["access"].model_copy(update={"perf_binary": str(broken)})
     with pytest.raises(RuntimeFailure, match="broken_perf_test failed on model.onnx .*Failed to load model"):
-        AdbTarget(access).bench(standins["onnx"], [], None, BenchConfig(runs=5))
+        AdbTarget(access).bench(standins["onnx"], "onnxruntime", {}, BenchConfig(runs=5))
     assert not list(standins["workdir"].glob("run-*"))

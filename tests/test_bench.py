@@ -3,7 +3,9 @@ run locally, the result schema, and the parsers of benchmark_app / trtexec / onn
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,17 @@ import torch
 
 from edgekd.bench import device_runner as dr
 from edgekd.bench.measure import LocalTarget, bench_artifact
-from edgekd.bench.parsers import parse_benchmark_app, parse_onnxruntime_perf_test, parse_trtexec
 from edgekd.bench.result import load_result
 from edgekd.config import BenchConfig
 from edgekd.errors import UserError
 from edgekd.export import export_onnx
 from edgekd.models import create
 from edgekd.runtime import open_runner, save_torch_artifact
+from edgekd.runtimes import runtime_module
+from edgekd.runtimes.onnxruntime.native import parse_onnxruntime_perf_test
+from edgekd.runtimes.openvino.native import parse_benchmark_app
+from edgekd.runtimes.tensorrt.native import parse_trtexec
+from tests.conftest import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bench"
 MEAN, STD = [0.25], [0.5]
@@ -130,7 +136,8 @@ def test_bound_inputs_give_the_same_logits_as_the_normal_call(tiny, runtime: str
         bound.call()
         np.testing.assert_allclose(bound.output(), expected, rtol=1e-5, atol=1e-6)
     settings = {"threads": 1} if runtime != "openvino" else {"config": {"INFERENCE_PRECISION_HINT": "f32"}}
-    session = dr.open_session(runtime, str(tiny[runtime]), settings, shape=x.shape)
+    module = importlib.import_module(runtime_module(runtime, "session"))
+    session = dr.open_session(module, str(tiny[runtime]), settings, shape=x.shape)
     call, output, _ = session.bind(x)
     call()  # the device runner's own binding (the file copied to boards) agrees too
     np.testing.assert_allclose(np.asarray(output()), expected, rtol=1e-5, atol=1e-6)
@@ -268,3 +275,24 @@ def test_cli_bench_compare_native_runs_benchmark_app_on_the_same_ir(tiny, tmp_pa
     assert "benchmark_app median ms" in done.stdout
     refused = run_cli("bench", str(tiny["onnxruntime"]), "--device", "x86-cpu", "--compare-native", timeout=120)
     assert refused.returncode == 2 and "benchmark_app" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_user_model_that_imports_cprofile_is_benchmarked_like_any_other(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device runner runs from a folder of its own: none of edgekd's folders is on its ``sys.path``, so no
+    edgekd module (``edgekd/bench/profile.py``) shadows the standard library's ``profile`` that ``cProfile``
+    imports."""
+    (tmp_path / "cprofile_user_models.py").write_text(
+        "import cProfile  # noqa: F401\nimport profile\n\nfrom torch import nn\n\n"
+        "if not hasattr(profile, 'Profile'):\n"
+        "    raise ImportError('the standard library profile is shadowed by ' + str(profile.__file__))\n\n\n"
+        "def factory(num_classes, in_channels=1):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    net = create("cprofile_user_models:factory", num_classes=3)
+    pt = save_torch_artifact(net, {"name": "cprofile_user_models:factory", "kwargs": {"num_classes": 3}}, MEAN, STD,
+                             tmp_path / "model.pt")
+    cfg = BenchConfig(warmup=1, runs=3, max_seconds=2)
+    metrics = bench_artifact(pt, "torch", {"threads": 1}, cfg, LocalTarget(), sample_shape=[1, 8, 8])
+    assert metrics["latency_ms"]["runs"] >= 3 and metrics["batches"][0]["output_shape"] == [1, 3]

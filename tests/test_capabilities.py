@@ -74,8 +74,8 @@ def test_the_runtime_registry_reads_the_table() -> None:
 
 
 def test_every_export_row_has_a_builder_and_every_row_a_known_format() -> None:
+    from edgekd.export.build import exporter
     from edgekd.runtime.base import FORMAT_SUFFIXES
-    from edgekd.stages.export import exporter
 
     for row in CAPABILITIES:
         assert row.format in set(FORMAT_SUFFIXES.values()) and row.format in RUNTIME_SPECS[row.runtime].formats

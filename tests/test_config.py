@@ -122,15 +122,15 @@ def test_cli_validate_prints_plan() -> None:
 
 def test_jetson_profile_selects_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Jetson profile plans TensorRT engines; where TensorRT is absent they are reported, not silently dropped."""
-    import edgekd.runtime.hardware as hardware
+    import edgekd.runtimes.tensorrt.requirement as requirement
     from edgekd.stages.export import export_plan
 
     device = load_device("jetson-orin-nano")
-    monkeypatch.setattr(hardware, "tensorrt_unavailable", lambda: "TensorRT 8.6.1 is too old")
+    monkeypatch.setattr(requirement, "unavailable", lambda: "TensorRT 8.6.1 is too old")
     plan, not_here = export_plan(device)
     assert ("tensorrt", "fp32") not in [(row.runtime, row.precision) for row in plan]
     assert not_here["tensorrt/fp32"] == "TensorRT 8.6.1 is too old"  # the reason, as the check gives it
-    monkeypatch.setattr(hardware, "tensorrt_unavailable", lambda: None)
+    monkeypatch.setattr(requirement, "unavailable", lambda: None)
     plan, not_here = export_plan(device)
     assert {("tensorrt", "fp32"), ("tensorrt", "fp16")} <= {(row.runtime, row.precision) for row in plan}
     assert "int8 artifacts come from a quantize stage" in not_here["tensorrt/int8"]

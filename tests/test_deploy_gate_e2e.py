@@ -76,7 +76,7 @@ def test_deploy_folder_holds_the_selected_artifact_and_its_card(smoke_run: Path)
     card = json.loads((deploy / "model_card.json").read_text())
     model_files = [p.name for p in artifact_files(smoke_run / selected["path"])]  # .onnx, or OpenVINO's .xml + .bin
     assert sorted(p.name for p in deploy.iterdir()) == sorted(
-        [*model_files, "MODEL_CARD.md", "model_card.json", "predict.py"])
+        [*model_files, "MODEL_CARD.md", "model_card.json", "predict.py", "edgekd_session.py"])
     assert card["name"] == m["selected"] and card["input"] == selected["input"]
     assert card["metrics"]["accuracy"] == selected["metrics"]["accuracy"]
     assert card["metrics"]["latency_ms"] == selected["metrics"]["latency_ms"]

@@ -12,19 +12,13 @@ import pytest
 import torch
 
 from edgekd.errors import UserError
-from edgekd.export import (
-    Normalize,
-    build_engine,
-    check_parity,
-    deployable,
-    export_onnx,
-    export_openvino,
-    inspect_onnx_precision,
-)
+from edgekd.export import Normalize, check_parity, deployable, export_onnx
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
-from edgekd.runtime.tensorrt_runner import tensorrt_problem
+from edgekd.runtimes.openvino.exporter import export_openvino
+from edgekd.runtimes.tensorrt.exporter import build_engine, inspect_onnx_precision
+from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
 TENSORRT_PROBLEM = tensorrt_problem()
@@ -140,7 +134,7 @@ def test_parity_tolerance_is_numpy_isclose_bound(x, scale: float, shift, atol: f
 
 def test_reduced_precisions_get_a_bound_relative_to_the_logit() -> None:
     from edgekd.config import ExportConfig
-    from edgekd.stages.export import parity_message, parity_tolerance
+    from edgekd.export.build import parity_message, parity_tolerance
 
     cfg = ExportConfig()
     assert parity_tolerance(cfg, "fp32") == (cfg.parity_atol, 0.0, cfg.min_top1_agreement)

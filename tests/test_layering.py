@@ -79,3 +79,35 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_edgekd_has_no_import_cycle() -> None:
     assert cycles(module_graph(ROOT / "edgekd")) == []
+
+
+def test_runtime_packages_stay_below_the_stages_and_apart() -> None:
+    """A runtime package (``edgekd/runtimes/<name>/``) imports foundations and the algorithm layer only, never the
+    orchestration (stages, pipeline, cli), bench/deploy/report, nor another runtime's package."""
+    higher = ("edgekd.stages", "edgekd.pipeline", "edgekd.cli", "edgekd.bench", "edgekd.deploy", "edgekd.report")
+    graph = module_graph(ROOT / "edgekd")
+    offenders = []
+    for module, targets in graph.items():
+        parts = module.split(".")
+        if len(parts) < 3 or parts[1] != "runtimes" or parts[2].startswith("_"):
+            continue
+        own = ".".join(parts[:3])
+        for target in targets:
+            other_runtime = target.startswith("edgekd.runtimes.") and not target.startswith(own) \
+                and not target.split(".")[2].startswith("_")
+            if target.startswith(higher) or other_runtime:
+                offenders.append(f"{module} imports {target}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """Stages talk through the run directory only (DESIGN.md): a stage module imports shared stage helpers
+    (``edgekd/stages/_*.py``) but never another stage's module."""
+    graph = module_graph(ROOT / "edgekd")
+
+    def is_stage(module: str) -> bool:
+        parts = module.split(".")
+        return len(parts) == 3 and parts[1] == "stages" and not parts[2].startswith("_")
+
+    offenders = [f"{m} imports {t}" for m, targets in graph.items() if is_stage(m) for t in targets if is_stage(t)]
+    assert not offenders, "\n".join(offenders)

@@ -16,10 +16,11 @@ from onnx import TensorProto, helper
 
 from edgekd.config import load_device
 from edgekd.errors import RuntimeFailure, UserError
-from edgekd.export import export_onnx, export_openvino
+from edgekd.export import export_onnx
 from edgekd.models import create
 from edgekd.runtime import open_runner, save_torch_artifact
 from edgekd.runtime import precision as policy
+from edgekd.runtimes.openvino.exporter import export_openvino
 from edgekd.stages._runtime import runner_options
 
 MEAN, STD = [0.5], [0.25]

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from edgekd.bench.measure import runner_settings
-from edgekd.bench.profile import diff, kind, module_path, onnx_origin, profile_artifact
+from edgekd.bench.profile import diff, kind, module_path, profile_artifact
 from edgekd.export import export_onnx
 from edgekd.models import create
 from edgekd.quantize.ort import ort_static_quantize
+from edgekd.runtimes.onnxruntime.profile import onnx_origin
 from tests.conftest import run_cli
 
 SHAPE = (1, 12, 12)
@@ -100,7 +101,7 @@ def test_tensorrt_layer_profiler(tmp_path: Path) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU)")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from edgekd.export.tensorrt import build_engine
+    from edgekd.runtimes.tensorrt.exporter import build_engine
 
     torch.manual_seed(0)
     net = create("plain2", num_classes=4, in_channels=1).eval()

@@ -14,7 +14,7 @@ import torch
 from onnx import numpy_helper
 
 from edgekd.errors import UserError
-from edgekd.export import export_onnx, export_openvino
+from edgekd.export import export_onnx
 from edgekd.models import create
 from edgekd.quantize import (
     nncf_ptq,
@@ -26,6 +26,7 @@ from edgekd.quantize import (
 )
 from edgekd.quantize.qdq_fold import fold_batch_norms, fold_weight_quantizers, quantize_linear
 from edgekd.runtime import evaluate_accuracy, open_runner, predict
+from edgekd.runtimes.openvino.exporter import export_openvino
 
 MEAN, STD = [0.4], [0.3]
 CLASSES = 4

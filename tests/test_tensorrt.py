@@ -14,11 +14,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.errors import UserError
-from edgekd.export import build_engine, check_parity, export_onnx, inspect_onnx_precision
+from edgekd.export import check_parity, export_onnx
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
-from edgekd.runtime.tensorrt_runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
+from edgekd.runtimes.tensorrt.exporter import build_engine, inspect_onnx_precision
+from edgekd.runtimes.tensorrt.runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
 
 MEAN, STD = [0.5, 0.25], [0.2, 0.4]
 PROBLEM = tensorrt_problem()
@@ -198,12 +199,12 @@ def test_a_corrupt_timing_cache_is_replaced_by_the_builders_own(onnx_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"not a TensorRT timing cache")
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "a.engine", timing_cache=cache)
     assert "refused this timing cache (unreadable)" in caplog.text
     assert cache.read_bytes() != b"not a TensorRT timing cache" and cache.stat().st_size > 0
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "b.engine", timing_cache=cache)
     assert "refused" not in caplog.text  # the cache written back is one TensorRT takes
 
@@ -227,8 +228,51 @@ def test_a_foreign_timing_cache_is_never_written_back_unchanged(onnx_path: Path,
         return False if len(calls) == 1 else set_cache(config, timing_cache, ignore_mismatch)
 
     monkeypatch.setattr(trt.IBuilderConfig, "set_timing_cache", refuse_first)
-    with caplog.at_level(logging.WARNING, logger="edgekd.export.tensorrt"):
+    with caplog.at_level(logging.WARNING, logger="edgekd.runtimes.tensorrt.exporter"):
         build_engine(onnx_path, tmp_path / "m.engine", timing_cache=cache)
     assert calls == [False, False]  # mismatches are never ignored; then a fresh cache
     assert "made by another GPU or TensorRT version" in caplog.text
     assert hashlib.sha256(cache.read_bytes()).digest() != hashlib.sha256(foreign).digest()
+
+
+def test_inspector_reads_tensorrt_10_and_11_datatype_keys() -> None:
+    """TensorRT 10 describes a tensor in one ``Format/Datatype`` string; TensorRT 11 splits it into ``Format`` and
+    ``Datatype`` (11.0 migration guide). Both give the same layer types."""
+    import json
+
+    trt10 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+                         "Outputs": [{"Format/Datatype": "Row major linear FP32"}]}]}
+    trt11 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
+                         "Inputs": [{"Format": "Channel major format where channel % 8 == 0", "Datatype": "Half"}],
+                         "Outputs": [{"Format": "Row major linear", "Datatype": "FP32"}]}]}
+    expected = [{"name": "conv", "type": "CaskConvolution", "inputs": ["fp16"], "outputs": ["fp32"],
+                 "tactic": "sm80_xmma"}]
+    assert inspector_layers(json.dumps(trt10)) == expected
+    assert inspector_layers(json.dumps(trt11)) == expected
+    assert precision_counts(expected) == {"fp16": 1}
+
+
+@needs_tensorrt
+def test_the_device_runner_measures_an_engine_like_any_artifact(onnx_path: Path, tmp_path: Path,
+                                                                x: np.ndarray) -> None:
+    """The TensorRT session of the device runner (copied into its own folder, run in a child process): timed calls
+    with host↔device copies, its output equal to the TensorRT runner's, the engine's layer precisions described."""
+    import importlib
+
+    from edgekd.bench import device_runner as dr
+    from edgekd.bench.measure import LocalTarget, bench_artifact
+    from edgekd.config import BenchConfig
+
+    engine = build_engine(onnx_path, tmp_path / "m.engine", precision="fp32")
+    cfg = BenchConfig(warmup=2, runs=10, max_seconds=5, batch_sizes=[4])
+    metrics = bench_artifact(engine, "tensorrt", {"device": "cuda:0"}, cfg, LocalTarget(), sample_shape=[2, 8, 8])
+    assert metrics["latency_ms"]["runs"] >= 10 and [b["batch_size"] for b in metrics["batches"]] == [1, 4]
+    assert metrics["batches"][1]["output_shape"] == [4, 4]
+    assert metrics["compute"]["runtime"] == "tensorrt" and metrics["compute"]["layer_precisions"].keys() == {"fp32"}
+    module = importlib.import_module("edgekd.runtimes.tensorrt.session")
+    session = dr.open_session(module, str(engine), {"device": "cuda:0"}, shape=[4, 2, 8, 8])
+    call, output, _ = session.bind(x[:4])
+    call()
+    with open_runner("tensorrt", engine) as runner:
+        np.testing.assert_allclose(output(), runner(x[:4]), rtol=1e-4, atol=1e-4)

@@ -1,10 +1,8 @@
-"""An Android device reached over adb: the ONNX model pushed to a per-run folder, the user's own perf binary
-(``onnxruntime_perf_test`` built for Android, named by ``access.perf_binary``) run on it, its report parsed
-(:func:`edgekd.bench.parsers.parse_onnxruntime_perf_test`), the folder removed.
+"""An Android device reached over adb: a per-run folder on the device and the user's own native benchmark binary
+(``access.perf_binary``), run by the artifact's runtime package (its ``adb`` module's ``bench(target, model,
+options, cfg)``), which pushes the model, runs the binary, parses its report and removes the folder.
 
 ``adb`` is called with argument lists; the device-side command is built with ``shlex.quote`` around every word.
-onnxruntime_perf_test reports min/max/P50/P90/P95/P99 and the mean but no spread, so ``stability`` is not available
-on this path (the report says so); its inputs are generated on the device (``-I``).
 """
 
 from __future__ import annotations
@@ -16,18 +14,20 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgekd.bench.parsers import parse_onnxruntime_perf_test
+from edgekd.capabilities import RUNTIME_SPECS
 from edgekd.config import BenchConfig
 from edgekd.config.device import Access
 from edgekd.errors import RuntimeFailure, UserError
+from edgekd.runtimes import has_part, runtime_part
 
-#: device-profile provider names → onnxruntime_perf_test ``-e`` values
-PERF_TEST_PROVIDERS = {"CPUExecutionProvider": "cpu", "XnnpackExecutionProvider": "xnnpack",
-                       "NnapiExecutionProvider": "nnapi", "QNNExecutionProvider": "qnn"}
+
+def adb_runtimes() -> list[str]:
+    """The runtimes whose package measures artifacts over adb (an ``adb`` module)."""
+    return [name for name in RUNTIME_SPECS if has_part(name, "adb")]
 
 
 class AdbTarget:
-    """``access.kind: adb`` as a runner of one model through the device's perf binary."""
+    """``access.kind: adb``: a device folder and a shell, for the runtime package that measures the artifact."""
 
     def __init__(self, access: Access, timeout: float = 120) -> None:
         if access.kind != "adb" or not access.perf_binary:
@@ -56,44 +56,9 @@ class AdbTarget:
     def shell(self, words: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         return self.adb("shell", shlex.join(words), timeout=timeout)
 
-    def bench(self, model: Path, providers: list[str], threads: int | None, cfg: BenchConfig) -> dict[str, Any]:
-        """The perf binary's figures for ``model`` as manifest metrics."""
-        if model.suffix != ".onnx":
-            raise UserError(f"{model}: adb targets run ONNX models through {self.access.perf_binary}")
-        wanted = providers or ["CPUExecutionProvider"]
-        if any(p not in PERF_TEST_PROVIDERS for p in wanted):
-            raise UserError(f"{self.label}: onnxruntime_perf_test runs {', '.join(PERF_TEST_PROVIDERS)}, "
-                            f"not {providers}")
-        engines = [PERF_TEST_PROVIDERS[p] for p in wanted]
-        remote_model = str(PurePosixPath(self.folder) / "model.onnx")
-        assert self.access.perf_binary is not None  # the schema requires it for adb
-        command = [self.access.perf_binary, "-e", engines[0], "-m", "times", "-r", str(cfg.runs), "-s", "-I"]
-        if threads:
-            command += ["-x", str(threads)]
-        self.shell(["mkdir", "-p", self.folder])
-        try:
-            self.adb("push", str(model), remote_model)
-            done = self.shell([*command, remote_model], timeout=cfg.max_seconds + 120)
-            props = {key: self.shell(["getprop", key]).stdout.strip()
-                     for key in ("ro.product.model", "ro.build.version.release", "ro.product.cpu.abi")}
-        finally:
-            self.shell(["rm", "-rf", self.folder])
-        if done.returncode != 0:
-            last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-            raise RuntimeFailure(f"{self.label}: {self.access.perf_binary} failed on {model.name} "
-                                 f"(exit {done.returncode}: {last})")
-        try:
-            report = parse_onnxruntime_perf_test(done.stdout)
-        except ValueError as exc:
-            raise RuntimeFailure(f"{self.label}: {exc}") from None
-        latency = report.get("latency_ms", {})
-        if "p50" not in latency:
-            raise RuntimeFailure(f"{self.label}: {self.access.perf_binary} printed no P50 (was -s honoured?)")
-        stats = {"p50": latency["p50"], "p90": latency.get("p90"), "p95": latency.get("p95"),
-                 "p99": latency.get("p99"), "mean": report["mean_ms"], "min": latency.get("min"),
-                 "max": latency.get("max"), "runs": report.get("requests", cfg.runs)}
-        return {"latency_ms": stats, "batch_size": 1, "threads": threads, "target": self.label,
-                "compute": {"runtime": "onnxruntime", "providers": providers, "perf_binary": self.access.perf_binary,
-                            "command": command, "inference_precision": "as the graph (perf binary)"},
-                "stability_note": "not available (onnxruntime_perf_test reports no spread)",
-                "environment": {"android": props}, "native": {"tool": "onnxruntime_perf_test", **report}}
+    def bench(self, model: Path, runtime: str, options: dict[str, Any], cfg: BenchConfig) -> dict[str, Any]:
+        """The figures of ``model`` in ``runtime`` (runner ``options``: providers, threads) as manifest metrics."""
+        if runtime not in adb_runtimes():
+            raise UserError(f"{model.name}: adb devices measure {', '.join(adb_runtimes())} artifacts, not {runtime}")
+        metrics: dict[str, Any] = runtime_part(runtime, "adb").bench(self, model, options, cfg)
+        return metrics

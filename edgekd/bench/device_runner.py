@@ -1,26 +1,34 @@
-"""The edgekd device runner: one self-contained file that benchmarks one artifact where it must run.
+"""The edgekd device runner's runtime-neutral core: protocol, timing, statistics, environment and result I/O.
 
-It needs only Python 3.8+, numpy and the artifact's runtime (``onnxruntime`` or ``openvino``; ``torch`` artifacts
-also need edgekd), so edgekd copies this very file to a board over ssh and runs it there; local benchmarks run it in a
-child process too, so a figure means the same thing on every target::
+It needs only Python 3.8+ and numpy. The runtime comes from a session module, one per runtime package
+(``edgekd/runtimes/<name>/session.py``, numpy + that runtime only), that the host copies beside this file as
+``edgekd_session.py``; both go into a fresh folder of their own (a temporary folder locally, a per-run folder over
+ssh) and run from there, so none of edgekd's folders is on the runner's ``sys.path``::
 
-    python device_runner.py spec.json result.json
+    python edgekd_device_runner.py spec.json result.json
 
-``spec.json`` (written by :mod:`edgekd.bench.measure`) names the artifact, its runtime and the settings edgekd chose
-(threads, providers, OpenVINO compile config with its explicit ``INFERENCE_PRECISION_HINT``), the batch sizes and the
-protocol. ``result.json`` holds, per batch size, the statistics of :func:`summarize`; the cold start; the peak
-resident memory; the harness overhead and the environment (:func:`environment`). On failure it holds ``error``
+A session module provides ``Session(path, settings, shape=None)`` with ``input_shape()`` (``None`` for a dynamic
+dimension), ``prepare(shape)`` (compile or set up for a static input shape), ``bind(x)`` → ``(call, output,
+runtime_latency)`` (a no-argument call running one inference on ``x`` bound once, a function returning its logits,
+and one returning the runtime's own latency of the last call in ms, or None) and ``describe()`` (runtime, version,
+device and precision in force).
+
+``spec.json`` (written by :mod:`edgekd.bench.measure`) names the artifact, the runtime's module to import (timed
+apart from loading), the session module and the settings edgekd chose (threads, providers, OpenVINO compile config
+with its explicit ``INFERENCE_PRECISION_HINT``, CUDA device), the batch sizes and the protocol. ``result.json``
+holds, per batch size, the statistics of :func:`summarize`; the cold start; the peak resident memory; the harness
+overhead and the environment (:func:`environment`). On failure it holds ``error``
 (``kind``: ``load`` for an artifact the runtime refuses, ``run`` for a crash while running) and the exit status is 1.
 
 Protocol (the rigour of trtexec and benchmark_app): warm-up until both ``warmup_runs`` calls and ``warmup_seconds``
 have passed; then timed calls until both ``runs`` calls and ``min_seconds`` have passed, or ``max_seconds`` (at least
-one call). Each call is timed alone with ``time.perf_counter_ns`` around the runtime's own call on inputs bound once
-(ONNX Runtime I/O binding with a preallocated output; an OpenVINO request whose input tensor is set once, reshaped to
-the static batch as benchmark_app does, outputs read in place): the loop adds no Python work inside the timed region.
+one call). Each call is timed alone with ``time.perf_counter_ns`` around the session's bound call: the loop adds no
+Python work inside the timed region beyond what the session's call does.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -35,6 +43,8 @@ import time
 import numpy as np
 
 SCHEMA = 1
+SESSION_MODULE = "edgekd_session"
+"""The module name the host copies the runtime's session file under, beside this file."""
 _PERCENTILES = (50, 90, 95, 99)
 
 
@@ -354,172 +364,15 @@ def _first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class OrtSession:
-    """An ONNX Runtime session opened with the spec's settings; :meth:`bind` binds one input and output once."""
-
-    def __init__(self, path, settings, profile_prefix=None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = settings.get("threads") or 0
-        options.log_severity_level = 3
-        if profile_prefix:
-            options.enable_profiling = True
-            options.profile_file_prefix = profile_prefix
-        providers = settings.get("providers") or ["CPUExecutionProvider"]
-        per = settings.get("provider_options") or {}
-        try:
-            self.session = ort.InferenceSession(path, sess_options=options, providers=providers,
-                                                provider_options=[per.get(p, {}) for p in providers])
-        except Exception as exc:  # onnxruntime's own pybind exception types
-            raise Failed("load", "ONNX Runtime cannot load this model (" + _first_line(exc) + ")") from exc
-        started = self.session.get_providers()
-        if any(p not in started for p in providers):
-            raise Failed("load", "execution providers " + ", ".join(providers) + " asked, " + ", ".join(started)
-                         + " started")
-        self.input = self.session.get_inputs()[0]
-        self.output = self.session.get_outputs()[0].name
-        self.version = ort.__version__
-
-    def input_shape(self):
-        return [d if isinstance(d, int) else None for d in self.input.shape]
-
-    def bind(self, x):
-        """A no-argument call running the session on ``x`` through I/O binding (no per-call conversion), and a
-        function returning the output array (written in place)."""
-        meta = self.session.get_outputs()[0]
-        dims = [len(x) if i == 0 and not isinstance(d, int) else d for i, d in enumerate(meta.shape)]
-        if not all(isinstance(d, int) for d in dims):  # a symbolic dimension past the batch: ask the runtime once
-            dims = list(self.session.run([self.output], {self.input.name: x})[0].shape)
-        out = np.empty(dims, dtype={"tensor(float16)": np.float16}.get(meta.type, np.float32))
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(self.input.name, x)
-        binding.bind_output(self.output, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
-        session = self.session
-
-        def call():
-            session.run_with_iobinding(binding)
-
-        return call, lambda: out, None
-
-    def describe(self):
-        return {"runtime": "onnxruntime", "version": self.version, "providers": self.session.get_providers(),
-                "graph_optimization_level": "ORT_ENABLE_ALL"}
-
-
-def sync_infer(request):
-    """A no-argument call running ``request`` synchronously on the tensors already set, as benchmark_app's
-    ``request.infer()`` does, without the Python wrapper's per-call work: ``InferRequest.infer()`` dispatches its
-    (absent) inputs and copies every output into a new dict; the binding's own ``infer({}, share_outputs=True)``
-    does neither. Where a binding lacks it, ``start_async(); wait()``."""
-    base = type(request).__mro__[1]  # the pybind11 class under openvino's Python InferRequest
-    native = getattr(base, "infer", None)
-    if native is None:
-        start, wait = request.start_async, request.wait
-
-        def call():
-            start()
-            wait()
-
-        return call
-    inputs = {}
-
-    def call():
-        native(request, inputs, True, False)
-
-    return call
-
-
-class OpenVinoSession:
-    """An OpenVINO model compiled with the spec's config (explicit ``INFERENCE_PRECISION_HINT``), reshaped to the
-    static shape it is run with."""
-
-    def __init__(self, path, settings, shape=None):
-        import openvino as ov
-
-        self.ov = ov
-        self.core = ov.Core()
-        self.device = settings.get("device", "CPU")
-        self.config = dict(settings.get("config") or {})
-        try:
-            self.model = self.core.read_model(path)
-        except RuntimeError as exc:
-            raise Failed("load", "OpenVINO cannot read this model (" + _first_line(exc) + ")") from exc
-        self.compiled = None
-        if shape is not None:
-            self.compile(shape)
-
-    def input_shape(self):
-        return [None if d.is_dynamic else d.get_length() for d in self.model.input(0).partial_shape]
-
-    def compile(self, shape):
-        self.model.reshape({0: list(shape)})
-        try:
-            self.compiled = self.core.compile_model(self.model, self.device, self.config)
-        except RuntimeError as exc:
-            raise Failed("load", "OpenVINO cannot compile this model for " + self.device + " ("
-                         + _first_line(exc) + ")") from exc
-        asked = self.config.get("INFERENCE_PRECISION_HINT")
-        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        if asked and got != asked:
-            raise Failed("load", "OpenVINO compiled in " + got + ", not the requested " + asked)
-
-    def bind(self, x):
-        """One synchronous inference on an input tensor set once (sharing ``x``'s memory), the output read in
-        place: see :func:`sync_infer`."""
-        if self.compiled is None or list(self.compiled.input(0).shape) != list(x.shape):
-            self.compile(x.shape)
-        request = self.compiled.create_infer_request()
-        request.set_input_tensor(self.ov.Tensor(x, shared_memory=True))
-        call = sync_infer(request)
-        return call, lambda: request.get_output_tensor(0).data, lambda: request.latency
-
-    def describe(self):
-        compiled = self.compiled
-        counts = {}
-        for op in compiled.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            if info["layerType"].astype(str) not in {"Const", "Input", "Output", "Parameter", "Result", "Reorder",
-                                                     "Reshape"}:
-                precision = info["runtimePrecision"].astype(str)
-                counts[precision] = counts.get(precision, 0) + 1
-        threads = compiled.get_property("INFERENCE_NUM_THREADS") if self.device == "CPU" else None
-        return {"runtime": "openvino", "version": self.ov.get_version(), "device": self.device, "threads": threads,
-                "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-                "layer_precisions": dict(sorted(counts.items())),
-                "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")), "static_shape": True}
-
-
-class TorchSession:
-    """An edgekd torch artifact (needs edgekd and torch on the device)."""
-
-    def __init__(self, path, settings):
-        try:
-            from edgekd.runtime import open_runner
-        except ImportError as exc:
-            raise Failed("load", "torch artifacts need edgekd installed beside the runner") from exc
-        self.runner = open_runner("torch", path, **settings)
-
-    def input_shape(self):
-        return list(self.runner.input_shape)
-
-    def bind(self, x):
-        return self.runner.bind(x)
-
-    def describe(self):
-        return self.runner.describe()
-
-
-def open_session(runtime, path, settings, shape=None):
-    """The session of ``runtime`` on ``path`` (``shape``: compile OpenVINO for this static input shape now)."""
-    if runtime == "onnxruntime":
-        return OrtSession(path, settings)
-    if runtime == "openvino":
-        return OpenVinoSession(path, settings, shape)
-    if runtime == "torch":
-        return TorchSession(path, settings)
-    raise Failed("load", "runtime " + repr(runtime) + " is not run by the device runner")
+def open_session(module, path, settings, shape=None):
+    """``module.Session(path, settings, shape)``: the session of the artifact's runtime (``shape``: prepare it for
+    this static input shape now). Any failure to open is reported as kind ``load``."""
+    try:
+        return module.Session(path, settings, shape)
+    except Failed:
+        raise
+    except Exception as exc:  # the runtime refuses the artifact, its device or its settings
+        raise Failed("load", _first_line(exc)) from exc
 
 
 # ---------------------------------------------------------------- main
@@ -533,12 +386,17 @@ def bench(spec, folder):
     protocol = spec["protocol"]
     path = os.path.join(folder, spec["artifact"])
     started = time.perf_counter_ns()
-    __import__({"onnxruntime": "onnxruntime", "openvino": "openvino"}.get(spec["runtime"], "numpy"))
+    runtime_module = spec.get("import") or "numpy"
+    try:
+        importlib.import_module(runtime_module)
+    except Exception as exc:  # ImportError, or a native library that fails to load
+        raise Failed("load", "cannot import " + runtime_module + " (" + _first_line(exc) + ")") from exc
     imported = time.perf_counter_ns()
     sample = spec.get("sample_shape")
     batches = spec["batch_sizes"]
     first_shape = None if sample is None else [batches[0], *sample]
-    session = open_session(spec["runtime"], path, spec.get("settings") or {}, first_shape)
+    module = importlib.import_module(spec.get("session") or SESSION_MODULE)
+    session = open_session(module, path, spec.get("settings") or {}, first_shape)
     loaded = time.perf_counter_ns()
     if sample is None:
         dims = session.input_shape()[1:]
@@ -549,6 +407,10 @@ def bench(spec, folder):
     cold = None
     for batch in batches:
         x = _input(sample, batch, spec.get("seed", 0))
+        try:
+            session.prepare(x.shape)
+        except Exception as exc:  # e.g. a shape the compiled model or the engine's profile does not take
+            raise Failed("load", _first_line(exc)) from exc
         try:
             call, output, runtime_latency = session.bind(x)
             t0 = time.perf_counter_ns()
@@ -586,7 +448,7 @@ def bench(spec, folder):
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python device_runner.py spec.json result.json", file=sys.stderr)
+        print("usage: python edgekd_device_runner.py spec.json result.json", file=sys.stderr)
         return 2
     spec_path, result_path = args
     with open(spec_path) as handle:

@@ -1,9 +1,13 @@
 """Benchmark one artifact on a target (this machine, or a board over ssh) with the device runner, and check what
 comes back.
 
-The same self-contained :mod:`edgekd.bench.device_runner` runs everywhere: locally in a child process (so its peak
-resident memory and cold start are the artifact's, not edgekd's), remotely in a per-run folder over ssh
-(:mod:`edgekd.bench.remote`). Either way the result is schema-checked (:mod:`edgekd.bench.result`) and turned into the
+The same device runner runs everywhere: its runtime-neutral core (:mod:`edgekd.bench.device_runner`) and the
+runtime's session module (``session`` of :class:`~edgekd.capabilities.RuntimeSpec`, numpy + the runtime only) are
+copied into a fresh folder of their own and run from there, locally in a child process (so its peak resident memory
+and cold start are the artifact's, not edgekd's, and none of edgekd's folders is on its ``sys.path``) or remotely in
+a per-run folder over ssh (:mod:`edgekd.bench.remote`). What the session is opened with and what the host adds to
+its description come from the runtime package's ``bench`` module (``settings(options)``, ``compute(path,
+options)``). Either way the result is schema-checked (:mod:`edgekd.bench.result`) and turned into the
 manifest's ``metrics`` (``latency_ms`` with ``p50/p90/p99/mean`` as before, plus ``p95``, ``std``, ``min``, ``max``,
 ``cv`` and ``throughput_per_s``; ``stability``, ``energy``, ``cold_start``, ``memory``, ``harness_overhead_ms``,
 ``environment``, ``batches`` and ``compute``, the settings in force).
@@ -11,6 +15,8 @@ manifest's ``metrics`` (``latency_ms`` with ``p50/p90/p99/mean`` as before, plus
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -22,10 +28,25 @@ from typing import Any, Protocol
 
 from edgekd.bench import device_runner
 from edgekd.bench.result import BenchResult, FailedResult, load_result
+from edgekd.capabilities import RUNTIME_SPECS
 from edgekd.config import BenchConfig
 from edgekd.errors import RuntimeFailure, UserError
+from edgekd.runtimes import runtime_module
 
 RUNNER_FILE = Path(device_runner.__file__)
+RUNNER_NAME = "edgekd_device_runner.py"
+"""The name the core is copied under in the runner's folder."""
+SESSION_NAME = f"{device_runner.SESSION_MODULE}.py"
+"""The name the runtime's session module is copied under, beside the core."""
+
+
+def session_file(runtime: str) -> Path:
+    """The source file of ``runtime``'s device-runner session module, or a UserError where it has none."""
+    spec = RUNTIME_SPECS[runtime]
+    found = importlib.util.find_spec(spec.session) if spec.session else None
+    if found is None or found.origin is None:
+        raise UserError(f"runtime {runtime!r} has no device-runner session: its artifacts cannot be benchmarked")
+    return Path(found.origin)
 
 
 class Target(Protocol):
@@ -60,14 +81,16 @@ class LocalTarget:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def put(self, local: Path, name: str) -> str:
-        if local.suffix == ".json":
+        if local.suffix in {".json", ".py"}:
             shutil.copyfile(local, self.folder / name)
             return name
         return str(local.resolve())  # artifacts are read where they are: nothing to copy on this machine
 
     def run_runner(self, spec_name: str, result_name: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(RUNNER_FILE), str(self.folder / spec_name),
-                               str(self.folder / result_name)], capture_output=True, text=True, timeout=timeout)
+        """The copied runner, run from its own folder: that folder, not edgekd's, is first on its ``sys.path``."""
+        return subprocess.run([sys.executable, str(self.folder / RUNNER_NAME), str(self.folder / spec_name),
+                               str(self.folder / result_name)], capture_output=True, text=True, timeout=timeout,
+                              cwd=self.folder)
 
     def fetch(self, name: str, local: Path) -> None:
         shutil.copyfile(self.folder / name, local)
@@ -79,25 +102,15 @@ def protocol(cfg: BenchConfig) -> dict[str, Any]:
             "min_seconds": cfg.min_seconds, "max_seconds": cfg.max_seconds, "cv_threshold": cfg.cv_threshold}
 
 
+def _bench_module(runtime: str) -> Any:
+    return importlib.import_module(runtime_module(runtime, "bench"))
+
+
 def runner_settings(runtime: str, options: dict[str, Any]) -> dict[str, Any]:
     """What the device runner opens a session with, from the options edgekd opens the same runtime with locally
-    (``edgekd.stages._runtime.runner_options``): ONNX Runtime threads and full provider names; the exact OpenVINO
-    compile config (:func:`edgekd.runtime.openvino_runner.compile_config`); torch runner options as they are."""
-    if runtime == "onnxruntime":
-        from edgekd.runtime.ort_runner import PROVIDER_ALIASES
-
-        providers = [PROVIDER_ALIASES.get(p.lower(), p) for p in options.get("providers", ["CPUExecutionProvider"])]
-        per = {PROVIDER_ALIASES.get(k.lower(), k): dict(v) for k, v in (options.get("provider_options") or {}).items()}
-        return {"threads": options.get("threads"), "providers": providers, "provider_options": per}
-    if runtime == "openvino":
-        from edgekd.runtime.openvino_runner import compile_config
-
-        device = options.get("device", "CPU").upper()
-        return {"device": device, "config": compile_config(device, options.get("threads"),
-                                                           options.get("inference_precision", "f32"))}
-    if runtime == "torch":
-        return dict(options)
-    raise UserError(f"runtime {runtime!r}: the device runner measures onnxruntime, openvino and torch artifacts")
+    (``edgekd.stages._runtime.runner_options``): the runtime package's ``bench.settings``."""
+    settings: dict[str, Any] = _bench_module(runtime).settings(options)
+    return settings
 
 
 def artifact_files(path: Path) -> list[Path]:
@@ -125,8 +138,12 @@ def bench_artifact(path: Path, runtime: str, options: dict[str, Any], cfg: Bench
     batches = list(dict.fromkeys([cfg.batch_size, *cfg.batch_sizes]))
     timeout = run_timeout(cfg, len(batches))
     with target as where, tempfile.TemporaryDirectory(prefix="edgekd-spec-") as scratch:
+        settings = runner_settings(runtime, options)
+        where.put(RUNNER_FILE, RUNNER_NAME)
+        where.put(session_file(runtime), SESSION_NAME)
         names = [where.put(f, f.name) for f in artifact_files(Path(path))]
-        spec = {"artifact": names[0], "runtime": runtime, "settings": runner_settings(runtime, options),
+        spec = {"artifact": names[0], "runtime": runtime, "import": RUNTIME_SPECS[runtime].module,
+                "session": device_runner.SESSION_MODULE, "settings": settings,
                 "batch_sizes": batches, "sample_shape": list(sample_shape) if sample_shape else None,
                 "protocol": protocol(cfg), "seed": 0, "timeout_s": int(timeout)}
         local_spec = Path(scratch) / "spec.json"
@@ -155,11 +172,7 @@ def to_metrics(result: BenchResult, runtime: str, options: dict[str, Any], path:
                ) -> dict[str, Any]:
     """The manifest metrics of a checked result; the first batch size is the headline ``latency_ms``."""
     first = result.batches[0]
-    compute = dict(result.runtime)
-    if runtime == "onnxruntime":
-        from edgekd.runtime.ort_runner import graph_precision
-
-        compute.update(threads=options.get("threads"), inference_precision=graph_precision(path))
+    compute = {**result.runtime, **_bench_module(runtime).compute(path, options)}
     metrics: dict[str, Any] = {
         "latency_ms": first.latency_ms.model_dump(), "samples_ms": first.samples_ms, "batch_size": first.batch_size,
         "threads": options.get("threads"), "compute": compute, "stability": first.stability.model_dump(),

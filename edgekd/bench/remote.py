@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
-from edgekd.bench.measure import RUNNER_FILE
+from edgekd.bench.measure import RUNNER_NAME
 from edgekd.bench.result import safe_name
 from edgekd.config.device import Access
 from edgekd.errors import RuntimeFailure, UserError
@@ -112,7 +112,6 @@ class SshTarget:
 
     def _open(self) -> None:
         self.ssh(["mkdir", "-p", "-m", "700", self.folder], timeout=self.connect_timeout + 20)
-        self._scp(str(RUNNER_FILE), self._remote(RUNNER_FILE.name))
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -128,7 +127,7 @@ class SshTarget:
 
     def run_runner(self, spec_name: str, result_name: str, timeout: float) -> subprocess.CompletedProcess[str]:
         folder = PurePosixPath(self.folder)
-        return self.ssh([self.access.python, str(folder / RUNNER_FILE.name), str(folder / safe_name(spec_name)),
+        return self.ssh([self.access.python, str(folder / RUNNER_NAME), str(folder / safe_name(spec_name)),
                          str(folder / safe_name(result_name))], timeout=timeout)
 
     def fetch(self, name: str, local: Path) -> None:

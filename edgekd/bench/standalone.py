@@ -1,8 +1,8 @@
 """``edgekd bench ARTIFACT --device D``: one artifact measured outside a run, optionally beside ``benchmark_app``.
 
 The artifact's runtime and precision come from the manifest of the run folder it sits in, when there is one;
-otherwise from its suffix (``.xml`` OpenVINO, ``.onnx`` ONNX Runtime, ``.pt`` torch) and its graph (Q/DQ or
-FakeQuantize nodes: ``int8``; else ``fp32``), unless given.
+otherwise from its suffix (the first runtime in the capability table that opens its format) and its graph (the
+runtime package's ``bench.artifact_precision``: e.g. Q/DQ or FakeQuantize nodes are ``int8``), unless given.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgekd.capabilities import default_runtime
 from edgekd.errors import UserError
 from edgekd.runtime import artifact_format
-
-DEFAULT_RUNTIME = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}
+from edgekd.runtimes import runtime_part
 
 
 def _from_manifest(path: Path) -> dict[str, Any] | None:
@@ -32,17 +32,6 @@ def _from_manifest(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _graph_precision(path: Path, fmt: str) -> str:
-    if fmt == "openvino":
-        text = path.read_text(errors="replace")
-        return "int8" if 'type="FakeQuantize"' in text else ("fp16" if 'element_type="f16"' in text else "fp32")
-    if fmt == "onnx":
-        from edgekd.runtime.ort_runner import graph_precision
-
-        return {"int8+f32": "int8", "f16": "fp16"}.get(graph_precision(path), "fp32")
-    return "fp32"
-
-
 def describe_artifact(path: Path, runtime: str | None = None, precision: str | None = None) -> dict[str, Any]:
     """``{runtime, precision, sample_shape, source}`` of ``path``: what edgekd will measure it as, and why."""
     if not path.exists():
@@ -53,5 +42,6 @@ def describe_artifact(path: Path, runtime: str | None = None, precision: str | N
         return {"runtime": runtime or record["runtime"], "precision": precision or record["precision"],
                 "sample_shape": record.get("input", {}).get("shape", [None])[1:] or None,
                 "source": f"manifest entry {record['name']}"}
-    return {"runtime": runtime or DEFAULT_RUNTIME[fmt], "precision": precision or _graph_precision(path, fmt),
+    reader = runtime_part(default_runtime(fmt), "bench")  # the precision as the format's own runtime reads it
+    return {"runtime": runtime or default_runtime(fmt), "precision": precision or reader.artifact_precision(path),
             "sample_shape": None, "source": "file suffix and graph"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -11,7 +11,10 @@ from edgekd.capabilities import RUNTIME_SPECS, device_kind, offered_precisions
 from edgekd.config._base import Strict
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
-RuntimeName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+if TYPE_CHECKING:
+    RuntimeName = str
+else:  # the runtimes of the capability table
+    RuntimeName = Literal[tuple(RUNTIME_SPECS)]
 
 
 class Access(Strict):

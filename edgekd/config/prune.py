@@ -11,16 +11,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgekd.capabilities import RUNTIME_SPECS
 from edgekd.config._base import Strict
 from edgekd.config.training import LossTerm, TrainConfig
+from edgekd.runtimes import has_part
 
 Baseline = Literal["merge-only", "prune-only"]
-#: runtimes the latency table can be measured on (edgekd.prune.latency.RUNTIMES), in the order a default is picked
-TABLE_RUNTIMES = ("onnxruntime", "openvino")
+TABLE_RUNTIMES = tuple(name for name in RUNTIME_SPECS if has_part(name, "latency"))
+"""Runtimes the latency table can be measured on (a ``latency`` module in their package), in the order a default is
+picked."""
+
+if TYPE_CHECKING:
+    TableRuntime = str
+else:
+    TableRuntime = Literal[TABLE_RUNTIMES]
 
 
 class PruneLatency(Strict):
@@ -77,7 +85,7 @@ class PruneConfig(Strict):
         None, description="budget whose LayerMerge result replaces `student`: a fraction of `budgets`, or "
         "'<ms>ms' of `budgets_ms`; default: the tightest budget")
     baselines: list[Baseline] = Field(["merge-only", "prune-only"], description="baselines at every budget")
-    runtime: Literal["onnxruntime", "openvino"] | None = Field(
+    runtime: TableRuntime | None = Field(
         None, description="runtime of the latency table; default: the device's first runtime the table supports")
     precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="precision the table is timed in")
     max_kernel: int | None = Field(7, ge=1, description="largest merged kernel considered (null: every option)")

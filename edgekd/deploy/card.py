@@ -8,16 +8,21 @@ and the environment (library versions, host, commit).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
 import yaml
 
-#: OpenVINO ``INFERENCE_PRECISION_HINT`` that computes an artifact as it was built: fp32 math for fp32 and int8
-#: graphs and for fp16 *weights* (decompressed to fp32), bf16 only for a bf16 artifact; never the plugin's default.
-OPENVINO_PRECISION = {"fp32": "f32", "int8": "f32", "fp16": "f32", "bf16": "bf16"}
+from edgekd.capabilities import RUNTIME_SPECS
+from edgekd.runtimes import runtime_module
 
-#: runtimes ``predict.py`` can run
-PREDICT_RUNTIMES = ("onnxruntime", "openvino")
+
+def predict_runtimes() -> tuple[str, ...]:
+    """The runtimes ``predict.py`` can run: those whose session module has a ``predictor`` (it ships beside the
+    script in the deploy folder)."""
+    return tuple(name for name, spec in RUNTIME_SPECS.items()
+                 if spec.session and hasattr(importlib.import_module(spec.session), "predictor"))
 
 CARD_VERSION = 1
 
@@ -70,12 +75,13 @@ def made_by(manifest: dict[str, Any], artifact: dict[str, Any], recipe: dict[str
 
 
 def runtime_settings(artifact: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """What ``predict.py`` opens the model with: edgekd's runner options plus the OpenVINO precision hint."""
-    settings = {"name": artifact["runtime"], **options}
-    if artifact["runtime"] == "openvino":
-        settings["inference_precision"] = OPENVINO_PRECISION.get(artifact["precision"], "f32")
-    if artifact["runtime"] == "onnxruntime":
-        settings["graph_optimization_level"] = "ORT_ENABLE_ALL"
+    """What ``predict.py`` opens the model with: edgekd's runner options plus what the runtime package's ``deploy``
+    module adds (e.g. OpenVINO's explicit precision hint), where it has one."""
+    name = artifact["runtime"]
+    settings = {"name": name, **options}
+    if importlib.util.find_spec(runtime_module(name, "deploy")) is not None:
+        settings = {"name": name, **importlib.import_module(runtime_module(name, "deploy")).settings(
+            artifact["precision"], options)}
     return settings
 
 
@@ -185,7 +191,7 @@ def render_card(card: dict[str, Any], *, with_predict: bool) -> str:
                   ".venv/bin/python predict.py batch.npy   # float32 (N, C, H, W) in [0, 1], or an image file",
                   "```", ""]
     else:
-        parts += [f"`predict.py` runs {' and '.join(PREDICT_RUNTIMES)} models only; open `{card['model_file']}` "
+        parts += [f"`predict.py` runs {' and '.join(predict_runtimes())} models only; open `{card['model_file']}` "
                   f"with {art['runtime']}.", ""]
     settings = _kv({k: v for k, v in runtime.items() if k != "name" and v is not None})
     parts += [

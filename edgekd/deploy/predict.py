@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Run the deployed model on a .npy batch or an image file and print the top-1 class of every sample.
 
-Needs only numpy and the model's runtime (``onnxruntime`` or ``openvino``), plus Pillow for image files; edgekd is
-not needed. Settings come from ``model_card.json`` beside this file: the model file, the runtime with the options
-the model was measured with (threads, execution providers, device), an explicit OpenVINO inference precision (never
-the CPU plugin's default, which is bf16 on CPUs with AVX-512 BF16 or AMX), the input spec and the class names.
+Needs only numpy and the model's runtime, plus Pillow for image files; edgekd is not needed. The runtime is set up by
+``edgekd_session.py`` beside this file (the runtime's own session module from edgekd, its ``predictor``), exactly
+as edgekd measured it. Settings come from ``model_card.json`` beside this file: the model file, the runtime with the
+options the model was measured with (threads, execution providers, device, an explicit inference precision where
+the runtime would otherwise choose its own), the input spec and the class names.
 
     python predict.py batch.npy        # float32 (N, C, H, W) in [0, 1]; also (C, H, W) or (H, W) for one sample
     python predict.py image.png        # converted to the model's channels, resized, scaled to [0, 1]
@@ -16,11 +17,12 @@ Output, one line per sample: ``index<TAB>class<TAB>class name<TAB>softmax probab
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
@@ -59,48 +61,6 @@ def load_input(path: Path, chw: list[int]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def onnxruntime_model(model: Path, runtime: dict[str, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], int | None]:
-    """An ONNX Runtime session as edgekd measured it (ORT_ENABLE_ALL, its threads and providers)."""
-    import onnxruntime as ort
-
-    providers = runtime.get("providers") or ["CPUExecutionProvider"]
-    missing = [p for p in providers if p not in ort.get_available_providers()]
-    if missing:
-        fail(f"ONNX Runtime {ort.__version__} lacks execution provider(s) {', '.join(missing)}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = runtime.get("threads") or 0
-    session = ort.InferenceSession(str(model), sess_options=options, providers=providers)
-    node = session.get_inputs()[0]
-    fixed = node.shape[0] if isinstance(node.shape[0], int) else None
-    return (lambda x: session.run(None, {node.name: x})[0]), fixed
-
-
-def openvino_model(model: Path, runtime: dict[str, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], int | None]:
-    """An OpenVINO compiled model with ``PERFORMANCE_HINT: LATENCY`` and an explicit ``INFERENCE_PRECISION_HINT``."""
-    import openvino as ov
-
-    core = ov.Core()
-    device = runtime.get("device", "CPU")
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
-                              "INFERENCE_PRECISION_HINT": runtime["inference_precision"]}
-    if runtime.get("threads") and device == "CPU":
-        config["INFERENCE_NUM_THREADS"] = runtime["threads"]
-    compiled = core.compile_model(core.read_model(str(model)), device, config)
-    request = compiled.create_infer_request()
-    batch = compiled.input(0).partial_shape[0]
-    fixed = None if batch.is_dynamic else batch.get_length()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        request.infer({0: x})
-        return request.get_output_tensor(0).data.copy()
-
-    return run, fixed
-
-
-RUNTIMES = {"onnxruntime": onnxruntime_model, "openvino": openvino_model}
-
-
 def logits(run: Callable[[np.ndarray], np.ndarray], fixed: int | None, x: np.ndarray, batch_size: int
            ) -> np.ndarray:
     """Logits of every sample, ``batch_size`` at a time (a model with a fixed batch gets zero-padded batches)."""
@@ -123,12 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     card = json.loads((HERE / "model_card.json").read_text(encoding="utf-8"))
     runtime = card["runtime"]
-    if runtime["name"] not in RUNTIMES:
-        fail(f"runtime {runtime['name']!r}: this script runs onnxruntime and openvino models only")
     x = load_input(args.input, card["input"]["shape"][1:])
     if len(x) == 0:
         fail(f"{args.input}: no samples")
-    run, fixed = RUNTIMES[runtime["name"]](HERE / card["model_file"], runtime)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    try:
+        session = importlib.import_module("edgekd_session")
+    except ImportError as exc:
+        fail(f"{runtime['name']}: cannot import it or edgekd_session.py beside this script ({exc})")
+    try:
+        run, fixed = session.predictor(HERE / card["model_file"], runtime)
+    except session.LoadError as exc:
+        fail(f"{card['model_file']}: {exc}")
     scores = logits(run, fixed, x, max(1, args.batch_size))
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities = shifted / shifted.sum(axis=1, keepdims=True)

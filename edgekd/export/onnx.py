@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,3 +98,11 @@ def simplify_onnx(path: Path) -> Path:
     with atomic_path(path) as tmp:
         onnx.save_model(slim, str(tmp))
     return path
+
+
+def export_onnx_for(net: nn.Module, mean: Sequence[float], std: Sequence[float], example: torch.Tensor, out: Path,
+                    cfg: Any) -> Path:
+    """``out/model.onnx`` with the export config's opset and batch, simplified when ``cfg.simplify``: the fp32 graph
+    every ONNX-based artifact starts from."""
+    path = export_onnx(net, mean, std, example, out / "model.onnx", opset=cfg.opset, dynamic_batch=cfg.dynamic_batch)
+    return simplify_onnx(path) if cfg.simplify else path

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from edgekd.capabilities import RUNTIME_SPECS
 from edgekd.pipeline.hashing import describe_output
 
-Format = Literal["torch", "onnx", "openvino", "tensorrt"]
+if TYPE_CHECKING:
+    Format = str
+else:  # the formats of the capability table, an enum in the published schema
+    Format = Literal[tuple(dict.fromkeys(f for spec in RUNTIME_SPECS.values() for f in spec.formats))]
 Status = Literal["ok", "failed"]
 
 #: roles of artifacts built only to be measured beside the deployed model (the prune stage's baselines, other

@@ -9,10 +9,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = (
-    "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "torchao", "pydantic", "scikit-learn", "tensorrt",
-    "onnxslim", "matplotlib",
-)
+from edgekd.capabilities import runtime_libraries
+
+LIBRARIES = tuple(dict.fromkeys((
+    "torch", "numpy", "onnx", *runtime_libraries(), "nncf", "torchao", "pydantic", "scikit-learn", "onnxslim",
+    "matplotlib",
+)))
 
 
 def library_versions() -> dict[str, str]:

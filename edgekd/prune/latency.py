@@ -29,13 +29,15 @@ from torch import nn
 
 from edgekd._atomic import atomic_write_json
 from edgekd.bench.latency import measure_latency
+from edgekd.config.prune import TABLE_RUNTIMES
 from edgekd.errors import UserError
 from edgekd.pipeline.provenance import library_versions
 from edgekd.prune.graph import Chain
 from edgekd.prune.segments import Option
+from edgekd.runtimes import runtime_part
 
-OPENVINO_PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-RUNTIMES = ("onnxruntime", "openvino")
+RUNTIMES = TABLE_RUNTIMES
+"""Runtimes whose package times latency-table entries (a ``latency`` module), in table order."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class LatencySettings:
     providers, device); ``statistic`` is the latency summary the DP uses (``p50``, ``mean``, ...)."""
 
     device: str
-    runtime: str = "onnxruntime"
+    runtime: str = RUNTIMES[0]
     precision: str = "fp32"
     options: dict[str, Any] = field(default_factory=dict)
     warmup: int = 10
@@ -57,20 +59,7 @@ class LatencySettings:
         if self.runtime not in RUNTIMES:
             raise UserError(f"LayerMerge latency table: runtime {self.runtime!r} is not supported here "
                             f"(supported: {', '.join(RUNTIMES)})")
-        options = dict(self.options)
-        if self.runtime == "onnxruntime":
-            if self.precision != "fp32":
-                raise UserError(f"LayerMerge latency table: onnxruntime entries are timed in fp32, not "
-                                f"{self.precision}")
-            return options
-        if self.precision not in OPENVINO_PRECISIONS:
-            raise UserError(f"LayerMerge latency table: OpenVINO precision {self.precision!r} is not one of "
-                            f"{', '.join(OPENVINO_PRECISIONS)}")
-        wanted = OPENVINO_PRECISIONS[self.precision]
-        if options.get("inference_precision", wanted) not in {wanted, self.precision}:
-            raise UserError(f"LayerMerge latency table: inference_precision {options['inference_precision']!r} "
-                            f"contradicts precision {self.precision!r}")
-        options["inference_precision"] = wanted
+        options: dict[str, Any] = runtime_part(self.runtime, "latency").table_options(self.precision, self.options)
         return options
 
     def cache_key(self) -> dict[str, Any]:
@@ -118,10 +107,7 @@ def measure_module(net: nn.Module, example: torch.Tensor, settings: LatencySetti
         path = Path(tmp) / "entry.onnx"
         with torch.no_grad():
             torchscript_onnx_export(net.eval(), example, path, opset=17, dynamic_batch=False)
-        if settings.runtime == "openvino":
-            from edgekd.export.openvino import export_openvino
-
-            path = export_openvino(path, Path(tmp) / "entry.xml", compress_to_fp16=False)
+        path = runtime_part(settings.runtime, "latency").entry_artifact(path, Path(tmp))
         x = example.numpy()
         with open_runner(settings.runtime, path, **options) as runner:
             return measure_latency(lambda: runner(x), warmup=settings.warmup, runs=settings.runs,

@@ -54,7 +54,7 @@ def _save(model: Any, source: Path, out: Path) -> Path:
     if Path(out).suffix.lower() != Path(source).suffix.lower():
         raise UserError(f"{out}: the quantized model keeps the format of {source}; use suffix {Path(source).suffix}")
     if Path(source).suffix.lower() == ".xml":
-        from edgekd.export.openvino import save_openvino_ir
+        from edgekd.runtimes.openvino.exporter import save_openvino_ir
 
         return save_openvino_ir(model, out, compress_to_fp16=False)
     import onnx

@@ -5,13 +5,14 @@
     ...     logits = runner(x)                       # float32 NCHW in [0, 1] -> float32 logits
     ...     acc = evaluate_accuracy(runner, x_test, y_test, batch_size=256)
 
-``RUNTIMES`` is the capability table (formats, precisions, devices, options of each runtime). Back ends are
-imported only when a runner of theirs is opened.
+``RUNTIMES`` holds each runtime's Runner (the ``runner`` module of its package in :mod:`edgekd.runtimes`) with its
+formats, precisions, devices and options. Back ends are imported only when a runner of theirs is opened.
 """
 
 from __future__ import annotations
 
-from edgekd.runtime import openvino_runner, ort_runner, tensorrt_runner, torch_runner  # noqa: F401  (fill RUNTIMES)
+import importlib
+
 from edgekd.runtime.base import (
     FORMAT_SUFFIXES,
     RUNTIMES,
@@ -30,6 +31,10 @@ from edgekd.runtime.torch_artifact import (
     load_torch_artifact,
     save_torch_artifact,
 )
+from edgekd.runtimes import RUNTIME_SPECS, runtime_module
+
+for _name in RUNTIME_SPECS:
+    importlib.import_module(runtime_module(_name, "runner"))
 
 __all__ = [
     "Bound",

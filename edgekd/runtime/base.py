@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 import numpy as np
 
 from edgekd._registry import Registry
-from edgekd.capabilities import RUNTIME_SPECS, offered_precisions
+from edgekd.capabilities import FORMAT_SUFFIXES, RUNTIME_SPECS, offered_precisions
 from edgekd.errors import UserError, first_line  # noqa: F401  (re-exported: the runners import it from here)
 
 if TYPE_CHECKING:
@@ -28,10 +28,6 @@ RUNTIMES: Registry[type[Runner]] = Registry("runtime")
 """Runtime name → :class:`Runner` subclass. Meta: ``options`` (the option names its constructor accepts) and, from
 the capability table (:mod:`edgekd.capabilities`), ``formats`` (artifact formats it opens), ``precisions`` and
 ``devices`` (device kinds)."""
-
-FORMAT_SUFFIXES: dict[str, str] = {".pt": "torch", ".onnx": "onnx", ".xml": "openvino", ".engine": "tensorrt",
-                                   ".plan": "tensorrt"}
-"""File suffix → artifact format (DESIGN.md manifest ``format``)."""
 
 R = TypeVar("R", bound="type[Runner]")
 

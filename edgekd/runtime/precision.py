@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from edgekd.runtimes import RUNTIME_SPECS, has_part, runtime_part
+
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 """Every precision an artifact can be labelled with (DESIGN.md manifest ``precision``)."""
 
@@ -63,13 +65,10 @@ def torch_bf16_supported() -> bool:
 
 
 def bf16_unsupported(runtime: str, device: str = "CPU") -> str | None:
-    """Why ``runtime`` cannot compute in bf16 on ``device`` here (one line), or None when it can."""
-    if runtime == "openvino":
-        caps = openvino_capabilities(device)
-        if "BF16" in caps:
-            return None
-        shown = ", ".join(sorted(caps)) or "device not available"
-        return f"OpenVINO {device} reports no BF16 capability here (OPTIMIZATION_CAPABILITIES: {shown})"
-    if runtime == "torch":
-        return None if torch_bf16_supported() else "this CPU has no native bf16 (needs AVX-512 BF16 or AMX)"
-    return f"runtime {runtime!r} has no bf16 mode in edgekd (bf16 is built for openvino and torch)"
+    """Why ``runtime`` cannot compute in bf16 on ``device`` here (one line), or None when it can: the runtime
+    package's ``precision.bf16_unsupported(device)``."""
+    if has_part(runtime, "precision"):
+        why: str | None = runtime_part(runtime, "precision").bf16_unsupported(device)
+        return why
+    offered = [name for name in RUNTIME_SPECS if has_part(name, "precision")]
+    return f"runtime {runtime!r} has no bf16 mode in edgekd (bf16 is built for {' and '.join(offered)})"

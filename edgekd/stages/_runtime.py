@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from edgekd.capabilities import RUNTIME_SPECS
@@ -10,16 +9,13 @@ from edgekd.config import Device
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.runtime import Runner, open_runner
-from edgekd.runtime.precision import openvino_hint
-
-#: runtimes whose CPU thread count the device profile sets (TensorRT runs on the GPU)
-CPU_THREADED = frozenset({"torch", "onnxruntime", "openvino"})
+from edgekd.runtimes import has_part, runtime_part
 
 
 def runner_options(device: Device, runtime: str, precision: str) -> dict[str, Any]:
     """Threads, execution providers, device name and compute precision for an artifact of ``precision`` in
     ``runtime``, as the device profile and the precision policy (:mod:`edgekd.runtime.precision`) set them."""
-    options: dict[str, Any] = {"threads": device.threads} if runtime in CPU_THREADED else {}
+    options: dict[str, Any] = {"threads": device.threads} if RUNTIME_SPECS[runtime].cpu_threaded else {}
     target = device.runtime(runtime)
     if target is not None:
         fields = RUNTIME_SPECS[runtime].profile_fields
@@ -27,10 +23,9 @@ def runner_options(device: Device, runtime: str, precision: str) -> dict[str, An
             options["providers"] = list(target.providers)
         if "device" in fields:
             options["device"] = target.device
-    if runtime == "openvino":
-        options["inference_precision"] = openvino_hint(precision, options.get("device", "CPU"))
-    if runtime == "torch":
-        options["inference_precision"] = "bf16" if precision == "bf16" else "f32"
+    if has_part(runtime, "precision"):  # the runtime's own compute precision for the artifact's label
+        device_name = options.get("device", RUNTIME_SPECS[runtime].default_device)
+        options.update(runtime_part(runtime, "precision").runner_options(precision, device_name))
     return options
 
 
@@ -45,11 +40,3 @@ def open_artifact(ctx: StageContext, artifact: Artifact) -> Runner:
     """A runner for ``artifact`` in its own runtime, computing in the artifact's precision."""
     return open_runner(artifact.runtime, ctx.path(artifact),
                        **runner_options(ctx.device, artifact.runtime, artifact.precision))
-
-
-def tensorrt_int8(qdq_onnx: Path, out: Path) -> Path:
-    """An INT8 TensorRT engine from a Q/DQ ONNX graph (TensorRT 10 and 11 take INT8 from the Q/DQ nodes)."""
-    from edgekd.export.tensorrt import build_engine
-
-    return build_engine(qdq_onnx, out / "model.engine", precision="int8",
-                        timing_cache=out.parent / "tensorrt-timing.cache")

@@ -7,18 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.bench.adb import AdbTarget
+from edgekd.bench.adb import AdbTarget, adb_runtimes
 from edgekd.bench.measure import LocalTarget, bench_artifact, runner_settings
 from edgekd.bench.profile import profile_artifact
 from edgekd.bench.remote import SshTarget
+from edgekd.capabilities import runtime_libraries
 from edgekd.config import BenchConfig, Device, Recipe
 from edgekd.data import DataBundle
-from edgekd.errors import ConfigError, UserError
+from edgekd.errors import ConfigError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
 from edgekd.report.measurement import layers_plot, measurement_section
 from edgekd.report.sections import as_sections
+from edgekd.runtimes import has_part
 from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import runner_options, runtime_settings
 
@@ -38,7 +40,7 @@ class Bench(Stage):
     order = 70
     needs = EVERY_EARLIER_STAGE
     description = "latency of every artifact in its own runtime on the device"
-    libraries = ("torch", "onnxruntime", "openvino", "tensorrt")
+    libraries = ("torch", *runtime_libraries())
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.bench is not None
@@ -51,10 +53,11 @@ class Bench(Stage):
     def check(self, recipe: Recipe, device: Device, data: Callable[[], DataBundle]) -> None:
         access = device.access
         if access.kind == "adb":
-            others = [t.runtime for t in device.runtimes if t.runtime != "onnxruntime"]
+            others = [t.runtime for t in device.runtimes if t.runtime not in adb_runtimes()]
             if others:
-                raise ConfigError("device", "runtimes", f"an adb device is measured through its ONNX Runtime perf "
-                                  f"binary; {', '.join(others)} cannot be benchmarked there")
+                raise ConfigError("device", "runtimes", f"an adb device measures {', '.join(adb_runtimes())} "
+                                  f"artifacts through its native benchmark binary; {', '.join(others)} cannot be "
+                                  f"benchmarked there")
         for key in ("identity_file", "known_hosts"):
             path = getattr(access, key)
             if access.kind == "ssh" and path is not None and not path.expanduser().is_file():
@@ -99,10 +102,7 @@ def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[st
     """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
     if ctx.device.access.kind == "adb":
-        if artifact.runtime != "onnxruntime":
-            raise UserError(f"{artifact.name}: adb devices run ONNX Runtime artifacts through their perf binary")
-        return AdbTarget(ctx.device.access).bench(ctx.path(artifact), options.get("providers", []),
-                                                  options.get("threads"), cfg)
+        return AdbTarget(ctx.device.access).bench(ctx.path(artifact), artifact.runtime, options, cfg)
     target = SshTarget(ctx.device.access) if ctx.device.access.kind == "ssh" else LocalTarget()
     metrics = bench_artifact(ctx.path(artifact), artifact.runtime, options, cfg, target,
                              sample_shape=artifact.input["shape"][1:])
@@ -113,7 +113,7 @@ def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[st
 
 def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig) -> list[dict] | str:
     """The top layers of the artifact's per-layer profile, or why there is none."""
-    if artifact.runtime not in {"onnxruntime", "openvino"}:
+    if not has_part(artifact.runtime, "profile"):
         return f"not available (no per-layer profiler for {artifact.runtime} artifacts)"
     if ctx.device.access.kind != "local":
         return "not available (per-layer profiles run on a local device in this version)"

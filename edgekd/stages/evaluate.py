@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekd.capabilities import runtime_libraries
 from edgekd.config import Device, Recipe
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -24,7 +25,7 @@ class Evaluate(Stage):
     order = 60
     needs = EVERY_EARLIER_STAGE
     description = "test accuracy of every artifact in its own runtime"
-    libraries = ("torch", "onnxruntime", "openvino", "tensorrt")
+    libraries = ("torch", *runtime_libraries())
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.evaluate is not None

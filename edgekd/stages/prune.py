@@ -34,10 +34,12 @@ import torch
 from torch import nn
 
 from edgekd._atomic import atomic_write_json
+from edgekd.capabilities import runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.config.prune import TABLE_RUNTIMES, PruneConfig
 from edgekd.data import DataBundle
-from edgekd.errors import ConfigError, ParityError, UserError
+from edgekd.errors import ConfigError, UserError
+from edgekd.export.build import exporter
 from edgekd.models import load_checkpoint, model_from_checkpoint
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -45,14 +47,13 @@ from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_st
 from edgekd.report.prune import prune_plot, prune_section
 from edgekd.report.sections import as_sections
 from edgekd.runtime import Normalize
+from edgekd.stages._build import build_artifact, parity_against
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
-from edgekd.stages._failures import attempt, failure, mark_failed
 from edgekd.stages._models import build_net, derived_info, load_plain_net, write_torch_artifact
 from edgekd.stages._prune_plans import Result, plan_all
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
-from edgekd.stages.export import exporter, parity_figures, parity_message
 
 #: the factory a merged network's torch artifact names (imported by path by edgekd.models.create)
 MERGED_FACTORY = "edgekd.prune.apply:merged_model"
@@ -110,7 +111,7 @@ class Prune(Stage):
     name = "prune"
     order = 40
     needs = ("distill",)
-    libraries = ("torch", "onnx", "onnxruntime", "openvino")
+    libraries = ("torch", "onnx", *runtime_libraries())
     description = "LayerMerge depth compression of the student under latency budgets timed on the device's runtime"
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
@@ -282,21 +283,12 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     out.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
               "input": source.input, "info": derived_info(source)}
-    path, failed = attempt(lambda: builder(net, data.mean, data.std,
-                                           data.test.x[:1], out, cfg), ctx.log, f"{name}: export")
-    artifact = Artifact.from_file(ctx.run_dir, path or out, **record)
-    if path is not None:
-        reference, candidate = open_artifact(ctx, source), open_artifact(ctx, artifact)
-        try:
-            probe = data.test.x[: cfg.parity_samples].numpy()
-            parity, failed = attempt(lambda: parity_figures(reference, candidate, probe, cfg, precision), ctx.log,
-                                     f"{name}: parity check")
-        finally:
-            reference.close()
-            candidate.close()
-        if parity is not None:
-            artifact.info["parity"] = parity
-            if not parity["passed"]:
-                failed = failure(ParityError(parity_message(parity)))
-    return mark_failed(artifact, failed) if failed is not None else artifact
+    probe = data.test.x[: cfg.parity_samples].numpy()
+
+    def check(artifact: Artifact) -> dict[str, Any]:
+        with open_artifact(ctx, source) as reference:
+            return parity_against(ctx, reference, artifact, probe, cfg)
+
+    return build_artifact(ctx, record, out, lambda: builder(net, data.mean, data.std, data.test.x[:1], out, cfg),
+                          check, built_by="export", checked_by="parity check")
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from edgekd.capabilities import RUNTIME_SPECS, NncfTarget, capability
+from edgekd.capabilities import FORMAT_SUFFIXES, RUNTIME_SPECS, NncfTarget, capability, runtime_libraries
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.data import DataBundle
@@ -29,12 +30,14 @@ from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.quantize.jobs import Int8Build, Int8Job
 from edgekd.report.sections import not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
+from edgekd.runtimes import has_part, runtime_part
+from edgekd.stages._build import build_artifact
 from edgekd.stages._checks import check_losses
-from edgekd.stages._failures import attempt, mark_failed
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
-from edgekd.stages._runtime import open_artifact, runner_options, tensorrt_int8
+from edgekd.stages._runtime import open_artifact, runner_options
 
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
@@ -65,8 +68,14 @@ def unmet(device: Device) -> dict[str, str]:
 
 
 def symmetric_activations(device: Device) -> bool:
-    """ONNX Runtime's activations are quantized symmetrically when the device also runs TensorRT (which needs it)."""
-    return device.runtime("tensorrt") is not None
+    """ONNX Runtime's activations are quantized symmetrically when the device also runs a runtime whose INT8
+    artifacts need it (``symmetric_int8`` in its spec, e.g. TensorRT)."""
+    return any(RUNTIME_SPECS[t.runtime].symmetric_int8 for t in device.runtimes)
+
+
+def accuracy_controlled(device: Device) -> list[str]:
+    """The INT8 runtimes of the device with an accuracy-controlled engine (``nncf_ac`` among their row's methods)."""
+    return [r for r in int8_runtimes(device) if (row := capability(r, "int8")) and "nncf_ac" in row.methods]
 
 
 def calibration_images(ctx: StageContext, count: int) -> np.ndarray:
@@ -83,7 +92,7 @@ class Quantize(Stage):
     order = 55
     needs = ("train-teacher", "distill", "export")
     description = "INT8 artifacts: ONNX Runtime and NNCF post-training quantization, QAT with distillation"
-    libraries = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "torchao", "tensorrt")
+    libraries = ("torch", "onnx", "nncf", "torchao", *runtime_libraries())
 
     def enabled(self, recipe: Recipe, device: Device) -> bool:
         return recipe.quantize is not None and bool(int8_runtimes(device))
@@ -92,7 +101,7 @@ class Quantize(Stage):
         assert recipe.quantize is not None
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
                 "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
-                "nncf_target": nncf_target(device, "openvino") if "openvino" in int8_runtimes(device) else None,
+                "nncf_target": {r: nncf_target(device, r) for r in int8_runtimes(device)},
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
@@ -114,7 +123,7 @@ class Quantize(Stage):
                 raise ConfigError("recipe", "quantize.qat.teacher", "'teacher' needs a teacher section in the recipe "
                                   "(or distil from the fp32 student: 'student')")
         ac = cfg.accuracy_control
-        if ac is not None and ac.max_drop is None and "openvino" in int8_runtimes(device) \
+        if ac is not None and ac.max_drop is None and accuracy_controlled(device) \
                 and device.budgets.min_accuracy is None:
             raise ConfigError("device", "budgets.min_accuracy", "quantize.accuracy_control.max_drop is null, so the "
                               "allowed drop comes from the device's accuracy floor, which this profile does not set")
@@ -141,17 +150,12 @@ class Quantize(Stage):
             info = derived_info(source, method=name.split("-int8-")[1], weights="int8")
             record = {"name": name, "format": fmt, "precision": "int8", "runtime": runtime, "role": source.role,
                       "input": source.input, "info": info}
-            path, failed = attempt(lambda: build(out_dir), ctx.log, f"{name}: quantization")
-            artifact = Artifact.from_file(ctx.run_dir, path or out_dir, **record)
-            if path is not None:
-                parity, failed = attempt(lambda: _agreement(ctx, source, artifact, probe), ctx.log,
-                                         f"{name}: agreement check")
-                if parity is not None:
-                    artifact.info["parity"] = parity
-                    ctx.log(f"{name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement with torch "
-                            f"{parity['top1_agreement']:.4f}")
-            if failed is not None:
-                mark_failed(artifact, failed)
+            artifact = build_artifact(
+                ctx, record, out_dir, lambda: build(out_dir),
+                lambda artifact: _agreement(ctx, source, artifact, probe), built_by="quantization",
+                checked_by="agreement check",
+                summary=lambda artifact, parity: (f"{artifact.name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement "
+                                                  f"with torch {parity['top1_agreement']:.4f}"))
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
                                                       "built": [a.name for a in artifacts if a.status == "ok"],
@@ -159,80 +163,69 @@ class Quantize(Stage):
                                                       "not_built": not_built})
 
     def _plan(self, ctx: StageContext, cfg: QuantizeConfig, source: Artifact, calibration: np.ndarray
-              ) -> tuple[list[tuple[str, str, str, Callable[[Path], Path]]], dict[str, str]]:
-        """(artifact name, format, runtime, builder) for every INT8 artifact the device and recipe ask for, and why
-        any other is not built."""
-        from edgekd.quantize import nncf_ptq, nncf_ptq_with_accuracy_control, ort_static_quantize
+              ) -> tuple[list[Int8Build], dict[str, str]]:
+        """Every INT8 artifact the device and recipe ask for, from each runtime package's ``quantize`` module
+        (post-training engines first, then the QAT+KD exports), and why any other is not built."""
+        data = ctx.data()
+        reasons = unmet(ctx.device)
+        trained: dict[str, nn.Module] = {}
 
-        runtimes = int8_runtimes(ctx.device)
-        onnx_fp32 = self._fp32(ctx, source, "onnx")
-        plan: list[tuple[str, str, str, Callable[[Path], Path]]] = []
-        stem = source.name
-        if "onnxruntime" in runtimes:
-            if "ort" in cfg.engines:
-                plan.append((f"{stem}-onnx-int8-ort", "onnx", "onnxruntime", lambda out: ort_static_quantize(
-                    onnx_fp32, out / "model.onnx", calibration, per_channel=cfg.ort.per_channel,
-                    symmetric_activations=symmetric_activations(ctx.device),
-                    calibrate_method=cfg.ort.calibrate_method)))
-            if "nncf" in cfg.engines:
-                plan.append((f"{stem}-onnx-int8-nncf", "onnx", "onnxruntime", lambda out: nncf_ptq(
-                    onnx_fp32, out / "model.onnx", calibration, subset_size=cfg.nncf.subset_size,
-                    preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
+        def qat_model() -> nn.Module:
+            assert cfg.qat is not None
+            if "q" not in trained:  # trained once, on first use, for every runtime's export
+                from edgekd.stages._qat import train_qat
+
+                trained["q"] = train_qat(ctx, cfg.qat, source, calibration)
+            return trained["q"]
+
+        def job_of(runtime: str) -> Int8Job:
+            return Int8Job(runtime=runtime, stem=source.name, cfg=cfg, calibration=calibration,
+                           nncf_target=nncf_target(ctx.device, runtime),
+                           symmetric_activations=symmetric_activations(ctx.device),
+                           unmet=reasons.get(f"{runtime}/int8"),
+                           fp32=lambda fmt: self._fp32(ctx, source, fmt, runtime),
+                           val=lambda: (data.val.x.numpy(), data.val.y.numpy()),
+                           max_drop=lambda path: allowed_drop(ctx, cfg, path, runtime),
+                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.test.x[:1])
+
+        jobs = [job_of(runtime) for runtime in int8_runtimes(ctx.device) if has_part(runtime, "quantize")]
+        plan: list[Int8Build] = []
         not_built: dict[str, str] = {}
-        if "tensorrt" in runtimes:
-            name = f"{stem}-tensorrt-int8-ort"
-            if (why := unmet(ctx.device).get("tensorrt/int8")) is None:  # symmetric, biases left float (no int32 DQ)
-                plan.append((name, "tensorrt", "tensorrt", lambda out: tensorrt_int8(ort_static_quantize(
-                    onnx_fp32, out / "qdq.onnx", calibration, per_channel=True, symmetric_activations=True,
-                    quantize_bias=False, calibrate_method=cfg.ort.calibrate_method), out)))
-            else:
-                not_built[name] = why
-        if "openvino" in runtimes:
-            ir_fp32 = self._fp32(ctx, source, "openvino")
-            plan.append((f"{stem}-openvino-int8-nncf", "openvino", "openvino", lambda out: nncf_ptq(
-                ir_fp32, out / "model.xml", calibration, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
-                fast_bias_correction=cfg.nncf.fast_bias_correction,
-                target_device=nncf_target(ctx.device, "openvino"))))
-            if cfg.accuracy_control is not None:
-                val = ctx.data().val
-                max_drop = allowed_drop(ctx, cfg.accuracy_control.max_drop, ir_fp32)
-                plan.append((f"{stem}-openvino-int8-nncf_ac", "openvino", "openvino",
-                             lambda out: nncf_ptq_with_accuracy_control(
-                                 ir_fp32, out / "model.xml", calibration, val.x.numpy(), val.y.numpy(),
-                                 max_drop=max_drop, subset_size=cfg.nncf.subset_size, preset=cfg.nncf.preset,
-                                 target_device=nncf_target(ctx.device, "openvino"))))
-        if cfg.qat is not None:
-            from edgekd.stages._qat import qat_builders
-
-            qat_plan, qat_not_built = qat_builders(ctx, cfg.qat, source, calibration, runtimes, unmet(ctx.device))
-            plan += qat_plan
-            not_built.update(qat_not_built)
+        for part in ("plan", *(("qat_plan",) if cfg.qat is not None else ())):
+            for job in jobs:
+                builds, why_not = getattr(runtime_part(job.runtime, "quantize"), part)(job)
+                plan += builds
+                not_built.update(why_not)
         return plan, not_built
 
-    def _fp32(self, ctx: StageContext, source: Artifact, fmt: str) -> Path:
-        """The export stage's fp32 artifact of ``fmt``, or an intermediate one made here if the device has none."""
+    def _fp32(self, ctx: StageContext, source: Artifact, fmt: str, runtime: str) -> Path:
+        """The export stage's fp32 artifact of ``fmt``, or an intermediate one made here if the device has none (an
+        ONNX graph, or the runtime package's ``quantize.fp32_intermediate``)."""
         exported = ctx.artifact(f"{source.name}-{fmt}-fp32")
         if exported is not None and exported.status == "ok":  # a failed export is not quantized
             return ctx.path(exported)
-        target = ctx.stage_dir / "fp32" / ("model.onnx" if fmt == "onnx" else "model.xml")
-        if target.exists():
-            return target
+        folder = ctx.stage_dir / "fp32"
+        existing = [p for p in (folder.glob("model.*") if folder.is_dir() else []) if FORMAT_SUFFIXES.get(p.suffix)
+                    == fmt]
+        if existing:
+            return existing[0]
         data = ctx.data()
         net = load_plain_net(ctx, source).eval()
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         if fmt == "onnx":
             from edgekd.export.onnx import export_onnx
 
-            return export_onnx(net, data.mean, data.std, data.test.x[:1], target)
-        from edgekd.export.openvino import export_openvino
+            return export_onnx(net, data.mean, data.std, data.test.x[:1], folder / "model.onnx")
+        path: Path = runtime_part(runtime, "quantize").fp32_intermediate(net, data.mean, data.std, data.test.x[:1],
+                                                                          folder)
+        return path
 
-        return export_openvino(net, target, compress_to_fp16=False, mean=data.mean, std=data.std,
-                               example=data.test.x[:1])
 
-
-def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> float:
-    """The recipe's ``max_drop``, or (when null) the room between the fp32 model's validation accuracy and the
-    device's accuracy floor."""
+def allowed_drop(ctx: StageContext, cfg: QuantizeConfig, fp32_path: Path, runtime: str) -> float:
+    """The recipe's ``max_drop``, or (when null) the room between the fp32 model's validation accuracy (in
+    ``runtime``) and the device's accuracy floor."""
+    assert cfg.accuracy_control is not None
+    max_drop = cfg.accuracy_control.max_drop
     if max_drop is not None:
         return max_drop
     floor = ctx.device.budgets.min_accuracy
@@ -242,7 +235,7 @@ def allowed_drop(ctx: StageContext, max_drop: float | None, ir_fp32: Path) -> fl
     from edgekd.runtime import evaluate_accuracy, open_runner
 
     val = ctx.data().val
-    with open_runner("openvino", ir_fp32, **runner_options(ctx.device, "openvino", "fp32")) as runner:
+    with open_runner(runtime, fp32_path, **runner_options(ctx.device, runtime, "fp32")) as runner:
         fp32 = evaluate_accuracy(runner, val.x, val.y.numpy(), batch_size=256)
     if fp32 <= floor:
         raise UserError(f"quantize.accuracy_control: the fp32 model's validation accuracy {fp32:.4f} is already at or "

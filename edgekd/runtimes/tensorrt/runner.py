@@ -7,22 +7,26 @@ copies, as an application pays them (trtexec reports those separately as H2D/D2H
 
 Engine files are executable artifacts (compiled CUDA kernels): open only engines you built.
 
-What ran is read back from the engine itself: :func:`layer_precisions` lists the data types of every layer's inputs
-and outputs as the engine inspector reports them (``IEngineInspector`` JSON of an engine built with
-``ProfilingVerbosity.DETAILED``), and :func:`precision_counts` sums them up for :meth:`TensorRtRunner.describe`.
+What ran is read back from the engine itself (:mod:`edgekd.runtimes.tensorrt.session`): ``layer_precisions``
+lists the data types of every layer's inputs and outputs as the engine inspector reports them (``IEngineInspector``
+JSON of an engine built with ``ProfilingVerbosity.DETAILED``), and ``precision_counts`` sums them up for
+:meth:`TensorRtRunner.describe`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from edgekd.errors import UserError
 from edgekd.runtime.base import Runner, register_runtime
+from edgekd.runtimes.tensorrt.session import (  # noqa: F401  (re-exported: the inspector readers)
+    inspector_layers,
+    layer_precisions,
+    precision_counts,
+    torch_dtype,
+)
 
 TENSORRT_MISSING = "TensorRT is not installed (needs an NVIDIA GPU and NVIDIA's package index)"
 
@@ -50,47 +54,6 @@ def tensorrt_problem() -> str | None:
         return (f"TensorRT {trt.__version__} is installed but torch sees no CUDA device: engines are built and run "
                 f"on an NVIDIA GPU, with a CUDA build of torch")
     return None
-
-
-#: data type words in the inspector's "Format/Datatype" strings (TensorRT 10: "Row major linear FP32", "Channel
-#: major FP16 format where channel % 8 == 0", "... Int8 format"; older builds say Float / Half)
-_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16",
-              "int8": "int8", "fp8": "fp8", "int4": "int4", "fp4": "fp4"}
-_DATATYPE = re.compile(r"\b(" + "|".join(_DATATYPES) + r")\b", re.IGNORECASE)
-
-
-def layer_precisions(engine: Any) -> list[dict[str, Any]]:
-    """:func:`inspector_layers` of ``engine`` (a deserialized ``ICudaEngine``), read with its engine inspector.
-
-    Needs an engine built with ``ProfilingVerbosity.DETAILED`` (what :func:`edgekd.export.build_engine` does);
-    with less detail the inspector names the layers only and their types come back empty.
-    """
-    import tensorrt as trt
-
-    return inspector_layers(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
-
-
-def inspector_layers(info_json: str) -> list[dict[str, Any]]:
-    """``{name, type, inputs, outputs, tactic}`` for every layer of the engine inspector's JSON: the float or
-    quantized data types of the layer's input and output tensors (integer index and shape tensors left out) and the
-    kernel TensorRT chose."""
-    info = json.loads(info_json)
-
-    def types(tensors: list[Any]) -> list[str]:
-        found = (_DATATYPE.search(str(t.get("Format/Datatype", ""))) for t in tensors if isinstance(t, dict))
-        return sorted({_DATATYPES[m.group(1).lower()] for m in found if m})
-
-    return [{"name": layer.get("Name", ""), "type": layer.get("LayerType", ""),
-             "inputs": types(layer.get("Inputs", [])), "outputs": types(layer.get("Outputs", [])),
-             "tactic": str(layer.get("TacticName", ""))}
-            for layer in info.get("Layers", []) if isinstance(layer, dict)]
-
-
-def precision_counts(layers: list[dict[str, Any]]) -> dict[str, int]:
-    """How many layers compute in each precision (a layer counts under the narrowest type among its inputs)."""
-    order = ["fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32"]
-    return dict(Counter(min(layer["inputs"] or layer["outputs"], key=order.index)
-                        for layer in layers if layer["inputs"] or layer["outputs"]))
 
 
 @register_runtime("tensorrt", options=("device",))
@@ -126,7 +89,7 @@ class TensorRtRunner(Runner):
         self._shape = tuple(None if d == -1 else int(d) for d in self.engine.get_tensor_shape(self._input))
         self._max_batch = (int(self.engine.get_tensor_profile_shape(self._input, 0)[2][0])
                            if self._shape[0] is None else self._shape[0])
-        self._dtypes = {n: _torch_dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self._dtypes = {n: torch_dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
 
     @property
     def input_shape(self) -> tuple[int | None, ...]:
@@ -165,9 +128,3 @@ class TensorRtRunner(Runner):
         for attribute in ("context", "engine", "stream"):
             self.__dict__.pop(attribute, None)
 
-
-def _torch_dtype(numpy_dtype: Any) -> Any:
-    """The torch dtype of a numpy dtype (TensorRT reports tensor types as numpy dtypes)."""
-    import torch
-
-    return torch.from_numpy(np.empty(0, dtype=numpy_dtype)).dtype

@@ -4,6 +4,7 @@ Compiled with ``PERFORMANCE_HINT: LATENCY`` (one stream, one request: what an ed
 ``INFERENCE_NUM_THREADS: threads``, and always an explicit ``INFERENCE_PRECISION_HINT`` (default ``f32``): left to
 itself OpenVINO computes in bf16 on CPUs with AVX-512 BF16 or AMX and in fp16 on GPUs, whatever the artifact's label
 (see :mod:`edgekd.runtime.precision`). :meth:`OpenVinoRunner.describe` reports the precision in force as compiled.
+The config and the compile check are :mod:`edgekd.runtimes.openvino.session`'s, shared with the device runner.
 """
 
 from __future__ import annotations
@@ -14,38 +15,16 @@ import numpy as np
 
 from edgekd.errors import RuntimeFailure, UserError
 from edgekd.runtime.base import Bound, Runner, first_line, register_runtime
-
-_PRECISIONS = {"f32": "f32", "fp32": "f32", "f16": "f16", "fp16": "f16", "bf16": "bf16"}
-
-
-#: layers of OpenVINO's runtime graph that only move or hold data (their precision says nothing about the compute)
-_DATA_LAYERS = frozenset({"Const", "Input", "Output", "Parameter", "Result", "Reorder", "Reshape"})
-
-
-def layer_precisions(compiled: Any) -> dict[str, int]:
-    """How many compute layers of a compiled model have each ``runtimePrecision`` in OpenVINO's runtime graph (e.g.
-    ``{"bf16": 10, "f32": 1}``): what the plugin actually scheduled, not what was asked for. For an IR with fp16
-    weights on a CPU without fp16 arithmetic it names the weights' precision (``f16``) while the compute is f32, as
-    ``INFERENCE_PRECISION_HINT`` says."""
-    counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) not in _DATA_LAYERS:
-            precision = info["runtimePrecision"].astype(str)
-            counts[precision] = counts.get(precision, 0) + 1
-    return dict(sorted(counts.items()))
+from edgekd.runtimes.openvino import session
+from edgekd.runtimes.openvino.session import layer_precisions
 
 
 def compile_config(device: str, threads: int | None, inference_precision: str) -> dict[str, Any]:
-    """The ``compile_model`` config of every edgekd OpenVINO run: ``PERFORMANCE_HINT: LATENCY``, the CPU's
-    ``INFERENCE_NUM_THREADS`` and the explicit ``INFERENCE_PRECISION_HINT``."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if threads is not None and device.upper() == "CPU":
-        config["INFERENCE_NUM_THREADS"] = threads
-    if inference_precision.lower() not in _PRECISIONS:
-        raise UserError(f"runtime 'openvino': inference_precision {inference_precision!r} is not one of "
-                        f"{', '.join(_PRECISIONS)}")
-    config["INFERENCE_PRECISION_HINT"] = _PRECISIONS[inference_precision.lower()]
+    """:func:`edgekd.runtimes.openvino.session.compile_config`, an unknown precision a UserError."""
+    try:
+        config: dict[str, Any] = session.compile_config(device, threads, inference_precision)
+    except ValueError as exc:
+        raise UserError(f"runtime 'openvino': {exc}") from None
     return config
 
 
@@ -66,15 +45,12 @@ class OpenVinoRunner(Runner):
         config = compile_config(self.device, self.threads, inference_precision)
         try:
             model = core.read_model(str(self.path))
-            self.compiled = core.compile_model(model, self.device, config)
         except RuntimeError as exc:
-            raise UserError(f"{self.path}: OpenVINO cannot compile this model for {self.device} "
-                            f"({first_line(exc)})") from exc
-        compiled_hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        requested = config["INFERENCE_PRECISION_HINT"]
-        if compiled_hint != requested:  # e.g. bf16 asked of a CPU without BF16: OpenVINO would quietly use f32
-            raise UserError(f"{self.path}: OpenVINO {self.device} compiled in {compiled_hint}, not the requested "
-                            f"{requested} (this device cannot compute in it)")
+            raise UserError(f"{self.path}: OpenVINO cannot read this model ({first_line(exc)})") from exc
+        try:
+            self.compiled = session.compile_model(core, model, self.device, config)
+        except session.LoadError as exc:
+            raise UserError(f"{self.path}: {exc}") from exc
         port = self.compiled.input(0)
         self._shape = tuple(None if d.is_dynamic else d.get_length() for d in port.partial_shape)
         self._request = self.compiled.create_infer_request()
@@ -102,11 +78,10 @@ class OpenVinoRunner(Runner):
         x = np.ascontiguousarray(x)
         request = self.compiled.create_infer_request()
         request.set_input_tensor(ov.Tensor(x, shared_memory=True))
-        native = type(request).__mro__[1].infer  # type: ignore[attr-defined]  # openvino's pybind11 base class
-        inputs: dict[str, Any] = {}
+        infer = session.sync_infer(request)
 
         def call(_shared: np.ndarray = x) -> None:  # keeps x alive: the tensor shares its memory
-            native(request, inputs, True, False)
+            infer()
 
         call()
         return Bound(call, lambda: request.get_output_tensor(0).data, lambda: request.latency)

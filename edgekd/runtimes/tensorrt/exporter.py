@@ -1,7 +1,7 @@
 """TensorRT engine build from an ONNX artifact with the TensorRT Python API, on TensorRT 10 and 11.
 
 An engine is tied to the GPU architecture and the TensorRT version that built it: build it on the target device.
-Building needs TensorRT >= 10 and a CUDA device (:func:`edgekd.runtime.tensorrt_runner.tensorrt_problem` says what
+Building needs TensorRT >= 10 and a CUDA device (:func:`edgekd.runtimes.tensorrt.runner.tensorrt_problem` says what
 is missing; the build then stops with a one-line UserError).
 
 Precision policy (the precision asked for is the precision of the engine, or the build fails with a UserError):
@@ -21,7 +21,7 @@ Precision policy (the precision asked for is the precision of the engine, or the
   and gone in 11, so it is not offered.
 
 Every engine is built with ``ProfilingVerbosity.DETAILED``, so the engine inspector reports each layer's data types
-(:func:`edgekd.runtime.tensorrt_runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
+(:func:`edgekd.runtimes.tensorrt.runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
 ``(1, opt_batch, max_batch)``; a fixed one builds a static-batch engine.
 
 A timing cache (``timing_cache=``) is read before the build and the builder's own cache is written back atomically
@@ -40,8 +40,9 @@ import numpy as np
 
 from edgekd._atomic import atomic_write_bytes
 from edgekd.errors import UserError
+from edgekd.export.build import register_exporter
 from edgekd.runtime import first_line
-from edgekd.runtime.tensorrt_runner import tensorrt_problem
+from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +237,13 @@ def _add_batch_profile(builder: Any, network: Any, config: Any, opt_batch: int, 
     profile = builder.create_optimization_profile()
     profile.set_shape(tensor.name, (1, *shape[1:]), (opt_batch, *shape[1:]), (max_batch, *shape[1:]))
     config.add_optimization_profile(profile)
+
+
+@register_exporter("tensorrt")
+def tensorrt_engine(net: Any, mean: Any, std: Any, example: Any, out: Path, cfg: Any, *, precision: str) -> Path:
+    """``out/model.engine`` for the row's precision, from the fp32 ONNX graph (kept beside it)."""
+    from edgekd.export.onnx import export_onnx_for
+
+    onnx_path = export_onnx_for(net, mean, std, example, out, cfg)
+    return build_engine(onnx_path, out / "model.engine", precision=precision,  # type: ignore[arg-type]
+                        timing_cache=out.parent / "tensorrt-timing.cache")

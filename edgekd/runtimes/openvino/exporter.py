@@ -10,12 +10,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from edgekd.export._private import atomic_files, preserved_mode
+from edgekd.export.build import register_exporter
 from edgekd.export.onnx import INPUT_NAME, OUTPUT_NAME
 from edgekd.runtime import deployable
 
@@ -74,3 +75,19 @@ def export_openvino(source: Path | nn.Module, path: Path, *, compress_to_fp16: b
             raise ValueError(f"an OpenVINO export source is a torch network or an .onnx file, got {source}")
         model = ov.convert_model(str(source))
     return save_openvino_ir(model, path, compress_to_fp16=compress_to_fp16)
+
+
+def _ir(compress_to_fp16: bool) -> Any:
+    def build(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: Any, *,
+              precision: str) -> Path:
+        return export_openvino(net, out / "model.xml", compress_to_fp16=compress_to_fp16, mean=mean, std=std,
+                               example=example, dynamic_batch=cfg.dynamic_batch)
+
+    build.__name__ = "openvino_fp16_ir" if compress_to_fp16 else "openvino_ir"
+    return build
+
+
+#: the IR of fp32 and bf16 artifacts is the same (fp32 weights; the runner computes bf16 artifacts in bf16);
+#: ``openvino-fp16`` stores fp16 weights (computed in fp16 where the device can, else in f32)
+register_exporter("openvino")(_ir(compress_to_fp16=False))
+register_exporter("openvino-fp16")(_ir(compress_to_fp16=True))

@@ -2,6 +2,7 @@
 
 ONNX Runtime silently falls back to the CPU provider when a requested provider is missing or fails to start; this
 runner refuses instead (a UserError naming the missing provider), so a measured number is never from the wrong EP.
+The session itself is set up by :func:`edgekd.runtimes.onnxruntime.session.create_session`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ import numpy as np
 
 from edgekd.errors import RuntimeFailure, UserError
 from edgekd.runtime.base import Bound, Runner, first_line, register_runtime
+from edgekd.runtimes.onnxruntime.session import LoadError, create_session, input_dtype
 
 PROVIDER_ALIASES: dict[str, str] = {
-    "cpu": "CPUExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
+    provider.removesuffix("ExecutionProvider").lower(): provider
+    for provider in ("CPUExecutionProvider", "XnnpackExecutionProvider", "CUDAExecutionProvider",
+                     "TensorrtExecutionProvider", "OpenVINOExecutionProvider")
 }
-"""Short provider names accepted in device profiles → ONNX Runtime provider names."""
-
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-
+"""Short provider names accepted in device profiles (the provider name without ``ExecutionProvider``, lower case:
+``cpu``, ``xnnpack``, ``cuda``, ...) → ONNX Runtime provider names."""
 
 def resolve_providers(requested: Sequence[str]) -> list[str]:
     """Full ONNX Runtime names of ``requested`` (short or full names), or a UserError naming a missing provider."""
@@ -66,30 +64,18 @@ class OrtRunner(Runner):
 
     def _load(self, providers: Sequence[str] = ("CPUExecutionProvider",),
               provider_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        import onnxruntime as ort
-
         self._providers = resolve_providers(providers)
         per_provider = {PROVIDER_ALIASES.get(k.lower(), k): dict(v) for k, v in (provider_options or {}).items()}
         stray = sorted(set(per_provider) - set(self._providers))
         if stray:
             raise UserError(f"{self.path}: provider_options given for {', '.join(stray)}, which is not in providers")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads or 0
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers,
-                                                provider_options=[per_provider.get(p, {}) for p in self._providers])
-        except Exception as exc:  # onnxruntime raises its own pybind exception types for a bad file
-            raise UserError(f"{self.path}: ONNX Runtime cannot load this model ({first_line(exc)})") from exc
-        started = self.session.get_providers()
-        dropped = [p for p in self._providers if p not in started]
-        if dropped:
-            raise UserError(f"{self.path}: execution provider {', '.join(dropped)} failed to start "
-                            f"(ONNX Runtime fell back to {', '.join(started)})")
+            self.session = create_session(self.path, self.threads, self._providers, per_provider)
+        except LoadError as exc:
+            raise UserError(f"{self.path}: {exc}") from exc
         node = self.session.get_inputs()[0]
         self._input_name = node.name
-        self._input_dtype = _ORT_TYPES.get(node.type)
+        self._input_dtype = input_dtype(self.session)
         if self._input_dtype is None:
             raise UserError(f"{self.path}: input {node.name!r} has type {node.type}; expected a float tensor")
         self._shape = tuple(d if isinstance(d, int) else None for d in node.shape)
