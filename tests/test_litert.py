@@ -133,11 +133,11 @@ def test_reduced_precisions_stay_near_fp32_logits(resnet8_files: dict[str, Path]
 
 def test_session_and_runner_give_the_same_logits(resnet8_files: dict[str, Path]) -> None:
     from edgekd.runtimes.litert.runner import LiteRtRunner
-    from edgekd.runtimes.litert.session import LiteRtSession
+    from edgekd.runtimes.litert.session import Session
 
     x = _images(BATCH, 28, seed=5)
     for precision in ("fp32", "int8"):
-        session = LiteRtSession(str(resnet8_files[precision]), {"threads": 1})
+        session = Session(str(resnet8_files[precision]), {"threads": 1}, list(x.shape))
         call, output, _ = session.bind(x)
         call()
         with LiteRtRunner(resnet8_files[precision], threads=1) as runner:
@@ -161,8 +161,8 @@ def test_fixed_batch_is_enforced_and_predict_pads(resnet8_files: dict[str, Path]
 def test_runner_refuses_unknown_options_and_delegates(resnet8_files: dict[str, Path]) -> None:
     from edgekd.runtimes.litert.runner import LiteRtRunner
 
-    with pytest.raises(TypeError, match="providers"):
-        LiteRtRunner(resnet8_files["fp32"], providers=["cpu"])  # type: ignore[call-arg]
+    with pytest.raises(UserError, match="unknown option.*providers"):
+        LiteRtRunner(resnet8_files["fp32"], providers=["cpu"])
     with pytest.raises(UserError, match="delegate 'gpu'"):
         LiteRtRunner(resnet8_files["fp32"], delegate="gpu")
     with LiteRtRunner(resnet8_files["fp32"], threads=1, delegate="none") as plain, \
@@ -293,13 +293,13 @@ def test_parser_reads_the_real_report_by_hand() -> None:
 def test_benchmark_tool_and_session_medians_agree_loosely(resnet8_files: dict[str, Path]) -> None:
     """One run each, so a factor of 3 (the 10 % comparison is benchmarks/litert_agreement.py's, repeated)."""
     from edgekd.runtimes.litert.native import run_benchmark_tool
-    from edgekd.runtimes.litert.session import LiteRtSession
+    from edgekd.runtimes.litert.session import Session
 
     path = resnet8_files["fp32"]
     native = run_benchmark_tool(path, threads=1, runs=300, warmup_runs=30)
     assert native["runs"] == 300 and native["command"][-3:] == ["--num_threads=1", "--num_runs=300",
                                                                  "--warmup_runs=30"]
-    call, _, _ = LiteRtSession(str(path), {"threads": 1}).bind(_images(BATCH, 28))
+    call, _, _ = Session(str(path), {"threads": 1}).bind(_images(BATCH, 28))
     ours = summarize(timed_loop(call, warmup_runs=30, runs=300))["p50"]
     assert native["latency_ms"]["median"] / 3 <= ours <= native["latency_ms"]["median"] * 3, (ours, native)
 
@@ -333,3 +333,99 @@ def test_op_profile_rows_follow_the_header_columns() -> None:
         "CONV_2D", 0.066, 0.754, 0.957, 0)
     with pytest.raises(ValueError, match="enable_op_profiling"):
         parse_op_profile("Inference timings in us: Init: 1, First inference: 2")
+
+
+# ---------------------------------------------------------------------------------- the runtime package's parts
+
+
+def test_the_registered_exporter_refuses_an_uncapturable_model_with_exit_2(tmp_path: Path) -> None:
+    """What the export stage records on the artifact: one line naming the source line, exit code 2 (bad input)."""
+    from edgekd.config import ExportConfig
+    from edgekd.export.build import exporter
+
+    fmt, build = exporter("litert", "fp32")
+    assert fmt == "litert"
+    with pytest.raises(UserError) as caught:
+        build(DataDependent(), [0.0], [1.0], torch.rand(1, 1, 4, 4), tmp_path, ExportConfig())
+    assert caught.value.exit_code == 2 and "if x.sum() > 0" in str(caught.value)
+    assert not (tmp_path / "model.tflite").exists()
+
+
+def test_the_registered_exporter_writes_fp32_and_fp16_weights(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.config import ExportConfig
+    from edgekd.export.build import exporter
+    from edgekd.runtimes.litert.bench import artifact_precision
+
+    net = TinyCnn().eval()
+    files = {}
+    for precision in ("fp32", "fp16"):
+        _, build = exporter("litert", precision)
+        files[precision] = build(net, MEAN, STD, torch.rand(2, 1, 8, 8), tmp_path / precision, ExportConfig())
+        assert files[precision] == tmp_path / precision / "model.tflite"
+        assert artifact_precision(files[precision]) == precision
+    # the conv and linear weights (8*9 + 16*8*9 + 16*10 = 1384 values) become float16 tensors
+    halves = [d for d in Interpreter(model_path=str(files["fp16"])).get_tensor_details()
+              if np.dtype(d["dtype"]) == np.float16]
+    assert sum(int(np.prod(d["shape"])) for d in halves) == 8 * 9 + 16 * 8 * 9 + 16 * 10
+    assert Interpreter(model_path=str(files["fp32"])).get_input_details()[0]["shape"].tolist() == [2, 1, 8, 8]
+
+
+def _job(fp32: Path, calibration: np.ndarray, unmet: str | None = None) -> object:
+    from edgekd.config.quantize import QuantizeConfig
+    from edgekd.quantize.jobs import Int8Job
+
+    def unused(*_: object) -> object:
+        raise AssertionError("not used by LiteRT's planner")
+
+    return Int8Job(runtime="litert", stem="student", cfg=QuantizeConfig(), calibration=calibration,
+                   nncf_target="ANY", symmetric_activations=False, unmet=unmet, fp32=lambda fmt: fp32,
+                   val=unused, max_drop=unused, qat_model=unused, mean=MEAN, std=STD, example=None)
+
+
+def test_the_int8_plan_builds_a_full_integer_model_from_the_fp32_one(resnet8_files: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.runtimes.litert import quantize
+    from edgekd.runtimes.litert.bench import artifact_precision
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+
+    builds, not_built = quantize.plan(_job(resnet8_files["fp32"], _images(32, 28, seed=2)))  # type: ignore[arg-type]
+    assert not_built == {} and [(b.name, b.format, b.runtime) for b in builds] == [
+        ("student-litert-int8-aiq", "litert", "litert")]
+    path = builds[0].build(tmp_path)
+    assert path == tmp_path / "model.tflite" and artifact_precision(path) == "int8"
+    detail = Interpreter(model_path=str(path)).get_input_details()[0]
+    assert np.dtype(detail["dtype"]) == np.int8 and detail["quantization"][0] > 0
+    x = _images(BATCH, 28, seed=8)
+    with LiteRtRunner(resnet8_files["fp32"], threads=1) as ref, LiteRtRunner(path, threads=1) as cand:
+        assert cand.describe()["inference_precision"] == "int8"
+        parity = check_parity(ref, cand, x, atol=float("inf"), min_top1_agreement=0.5)
+    assert parity["passed"], parity
+    _, why = quantize.plan(_job(resnet8_files["fp32"], _images(8, 28), unmet="ai-edge-litert not installed"))  # type: ignore[arg-type]
+    assert why == {"student-litert-int8-aiq": "ai-edge-litert not installed"}
+    assert list(quantize.qat_plan(_job(resnet8_files["fp32"], _images(8, 28)))[1]) == ["student-litert-int8-qat"]  # type: ignore[arg-type]
+
+
+def test_compare_native_runs_the_tool_and_refuses_another_delegate(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtimes.litert import native
+
+    assert native.parse is native.parse_benchmark_litert_model and native.TOOL_MODULE.endswith(native.TOOL)
+    with pytest.raises(UserError, match="XNNPACK"):
+        native.compare(resnet8_files["fp32"], {}, {"threads": 1, "delegate": "none"}, [BATCH, 1, 28, 28], 10)
+    report = native.compare(resnet8_files["fp32"], {}, {"threads": 1}, [BATCH, 1, 28, 28], 20)
+    assert report["runs"] == 20 and report["latency_ms"]["median"] > 0
+    assert "--num_threads=1" in report["command"] and f"--model={resnet8_files['fp32']}" in report["command"]
+
+
+def test_predictor_maps_a_batch_to_the_runners_logits(resnet8_files: dict[str, Path]) -> None:
+    from edgekd.runtimes.litert.runner import LiteRtRunner
+    from edgekd.runtimes.litert.session import predictor
+
+    run, fixed = predictor(resnet8_files["int8"], {"threads": 1, "delegate": "xnnpack"})
+    assert fixed == BATCH
+    x = _images(BATCH, 28, seed=9)
+    with LiteRtRunner(resnet8_files["int8"], threads=1) as runner:
+        np.testing.assert_array_equal(run(x), runner(x))

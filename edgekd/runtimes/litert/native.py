@@ -29,12 +29,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import RuntimeFailure, UserError
 
-TOOL_MODULE = "ai_edge_litert.tools.benchmark_litert_model"
+TOOL = "benchmark_litert_model"
+"""The tool's name (its fixtures are ``tests/fixtures/bench/benchmark_litert_model_*.txt``)."""
+TOOL_MODULE = f"ai_edge_litert.tools.{TOOL}"
 """The benchmark tool's module in the ``ai-edge-litert`` wheel."""
 
 _NUMBER = r"([-+]?\d+(?:\.\d+)?)"
@@ -107,3 +110,19 @@ def run_benchmark_tool(model: Path, *, threads: int = 1, runs: int = 100, warmup
     report = parse_benchmark_litert_model(done.stdout)
     report["command"] = args
     return report
+
+
+parse = parse_benchmark_litert_model
+"""The report parser of :data:`TOOL`."""
+
+
+def compare(model: Path, metrics: dict[str, Any], options: dict[str, Any], shape: Sequence[int],
+            niter: int) -> dict[str, Any]:
+    """:func:`run_benchmark_tool` on ``model`` as edgekd measured it (``options``: the runner options, whose threads
+    the tool gets; ``niter``: edgekd's timed runs). The tool runs the model's own input shape, the only one a
+    fixed-batch LiteRT model takes, on the XNNPACK CPU accelerator: edgekd's ``none`` delegate is not the same
+    measurement (a UserError)."""
+    if options.get("delegate", "xnnpack") != "xnnpack":
+        raise UserError(f"{model}: {TOOL} runs the XNNPACK CPU accelerator; edgekd measured delegate "
+                        f"{options['delegate']!r}")
+    return run_benchmark_tool(Path(model), threads=options.get("threads") or 1, runs=max(1, niter))

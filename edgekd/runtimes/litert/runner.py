@@ -1,50 +1,36 @@
-"""The local LiteRT :class:`~edgekd.runtime.base.Runner`: a ``.tflite`` artifact in ``ai_edge_litert``'s interpreter.
+"""The ``litert`` runtime: a ``.tflite`` artifact in ``ai_edge_litert``'s interpreter.
 
-It runs through the device runner's own session (:class:`~edgekd.runtimes.litert.session.LiteRtSession`), so a
-local accuracy and a timed loop on a board execute the same code: threads, delegate, a fixed batch resized where
-the model's batch is dynamic, float input quantized for full-integer models and integer output dequantized.
+It runs through the device runner's own session (:class:`~edgekd.runtimes.litert.session.Session`), so a local
+accuracy and a timed loop on a board execute the same code: threads, delegate, a fixed batch resized where the
+model's batch is dynamic, float input quantized for full-integer models and integer output dequantized.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from edgekd.errors import RuntimeFailure, UserError
-from edgekd.runtime.base import Bound, Runner
-from edgekd.runtimes.litert.session import DELEGATES, LiteRtSession, SessionFailed
-
-OPTIONS: tuple[str, ...] = ("delegate",)
-"""The options :class:`LiteRtRunner` accepts besides ``threads`` (its keyword parameters)."""
+from edgekd.runtime.base import Bound, Runner, first_line, register_runtime
+from edgekd.runtimes.litert.session import DELEGATES, LoadError, Session
+from edgekd.runtimes.litert.spec import NAME
 
 
+@register_runtime(NAME, options=("delegate",))
 class LiteRtRunner(Runner):
     """``ai_edge_litert.interpreter.Interpreter`` with ``num_threads=threads`` and ``delegate`` (``xnnpack``, the
     default CPU delegate, or ``none`` for the built-in kernels).
 
-    A model whose batch is dynamic is resized to each batch it is given; a fixed batch must match. Not in the
-    ``RUNTIMES`` table yet, so its options are its constructor's keyword parameters.
+    A model whose batch is dynamic is resized to each batch it is given; a fixed batch must match.
     """
-
-    name: ClassVar[str] = "litert"
-
-    def __init__(self, path: Path, *, threads: int | None = None, delegate: str = "xnnpack") -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise UserError(f"{self.path}: artifact not found")
-        if threads is not None and threads < 1:
-            raise UserError(f"runtime {self.name!r}: threads must be >= 1, got {threads}")
-        self.threads = threads
-        self._load(delegate=delegate)
 
     def _load(self, delegate: str = "xnnpack") -> None:
         if delegate not in DELEGATES:
             raise UserError(f"runtime {self.name!r}: delegate {delegate!r} is not one of {', '.join(DELEGATES)}")
         try:
-            self.session = LiteRtSession(str(self.path), {"threads": self.threads, "delegate": delegate})
-        except SessionFailed as exc:
+            self.session = Session(str(self.path), {"threads": self.threads, "delegate": delegate})
+        except LoadError as exc:
             raise UserError(f"{self.path}: {exc}") from exc
 
     @property
@@ -54,14 +40,15 @@ class LiteRtRunner(Runner):
     def _bound(self, x: np.ndarray) -> Bound:
         try:
             call, output, _ = self.session.bind(x)
-        except SessionFailed as exc:
+        except LoadError as exc:
             raise RuntimeFailure(f"{self.path}: {exc}") from exc
 
         def checked() -> None:
             try:
                 call()
-            except SessionFailed as exc:
-                raise RuntimeFailure(f"{self.path}: {exc} on a batch of shape {tuple(x.shape)}") from exc
+            except RuntimeError as exc:  # the interpreter's invoke() failing
+                raise RuntimeFailure(f"{self.path}: LiteRT invoke failed on a batch of shape {tuple(x.shape)} "
+                                     f"({first_line(exc)})") from exc
 
         return Bound(checked, output)
 

@@ -1,10 +1,11 @@
 """The LiteRT device-runner session: a ``.tflite`` model in ``ai_edge_litert``'s interpreter, inputs bound once.
 
 Self-contained (numpy and ``ai_edge_litert`` only, Python 3.8+), so the device runner carries it to a Raspberry Pi
-over ssh. It follows the device runner's session protocol (``edgekd/bench/device_runner.py``): ``input_shape()``,
-``bind(x)`` returning ``(call, output, runtime_latency)`` where ``call()`` is one ``Interpreter.invoke()`` on the
-input set once and ``output()`` reads the logits, and ``describe()``. A model the interpreter refuses raises
-:class:`SessionFailed` with ``kind == "load"``; a crash while running, ``kind == "run"``.
+over ssh and the deploy folder ships it. It follows the device runner's session protocol
+(``edgekd/bench/device_runner.py``): ``input_shape()``, ``prepare(shape)``, ``bind(x)`` returning ``(call, output,
+runtime_latency)`` where ``call()`` is one ``Interpreter.invoke()`` on the input set once and ``output()`` reads the
+logits, and ``describe()``. A model the interpreter refuses, or an input shape it cannot take, raises
+:class:`LoadError`; a crash while running is the interpreter's own ``RuntimeError``.
 
 Full-integer models take and return int8 (or uint8) tensors: :func:`quantize` maps float input to the input
 tensor's ``round(x / scale) + zero_point`` (saturated to the type's range), :func:`dequantize` maps the output back
@@ -14,7 +15,7 @@ quantization_spec.md``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -24,12 +25,9 @@ DELEGATES = ("xnnpack", "none")
 kernels only (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 
 
-class SessionFailed(Exception):
-    """A failure to report in the device runner's ``result.json``: ``kind`` is ``load`` or ``run``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+class LoadError(Exception):
+    """LiteRT cannot load the model, or cannot take the input shape asked (the device runner reports kind
+    ``load``)."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -45,7 +43,7 @@ def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=dtype)
     scale, zero_point = detail["quantization"]
     if not scale:
-        raise SessionFailed("load", "integer input tensor " + repr(detail["name"]) + " has no quantization scale")
+        raise LoadError("integer input tensor " + repr(detail["name"]) + " has no quantization scale")
     info = np.iinfo(dtype)
     q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
     return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(dtype))
@@ -71,16 +69,17 @@ def model_precision(details: list[dict[str, Any]], input_dtype: Any) -> str:
     return "f32"
 
 
-class LiteRtSession:
+class Session:
     """A ``.tflite`` model in ``ai_edge_litert.interpreter.Interpreter`` with the spec's settings: ``threads``
-    (``num_threads``; default: the interpreter's) and ``delegate`` (one of :data:`DELEGATES`, default ``xnnpack``)."""
+    (``num_threads``; default: the interpreter's) and ``delegate`` (one of :data:`DELEGATES`, default ``xnnpack``);
+    ``shape``: the input shape to prepare now (:meth:`prepare`)."""
 
-    def __init__(self, path: str, settings: dict[str, Any]) -> None:
+    def __init__(self, path: str, settings: dict[str, Any], shape: Optional[Sequence[int]] = None) -> None:
         from ai_edge_litert import interpreter as lite
 
         delegate = settings.get("delegate") or "xnnpack"
         if delegate not in DELEGATES:
-            raise SessionFailed("load", "LiteRT delegate " + repr(delegate) + " is not one of " + ", ".join(DELEGATES))
+            raise LoadError("LiteRT delegate " + repr(delegate) + " is not one of " + ", ".join(DELEGATES))
         resolver = (lite.OpResolverType.AUTO if delegate == "xnnpack"
                     else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self.threads = settings.get("threads")
@@ -90,28 +89,30 @@ class LiteRtSession:
                                                 experimental_op_resolver_type=resolver)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise SessionFailed("load", "LiteRT cannot load this model (" + _first_line(exc) + ")") from exc
+            raise LoadError("LiteRT cannot load this model (" + _first_line(exc) + ")") from exc
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.version = getattr(lite, "__version__", None) or _package_version()
+        if shape is not None:
+            self.prepare(shape)
 
     def input_shape(self) -> list[Optional[int]]:
         """The input's shape, ``None`` where its signature is dynamic (``-1``)."""
         return [None if int(s) < 0 else int(d) for d, s in zip(self.input["shape"], self.input["shape_signature"])]
 
-    def fit(self, shape: tuple[int, ...]) -> None:
+    def prepare(self, shape: Sequence[int]) -> None:
         """Resize the input to ``shape`` (a dynamic batch) and re-allocate; a fixed shape must already match."""
         if list(self.input["shape"]) == list(shape):
             return
         fixed = [s for s, d in zip(self.input_shape(), shape) if s is not None and s != d]
         if len(shape) != len(self.input["shape"]) or fixed:
-            raise SessionFailed("load", "input shape " + str(tuple(shape)) + " does not match the model's "
+            raise LoadError("input shape " + str(tuple(shape)) + " does not match the model's "
                                 + str(tuple("?" if s is None else s for s in self.input_shape())))
         try:
             self.interpreter.resize_tensor_input(self.input["index"], list(shape), strict=True)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise SessionFailed("load", "LiteRT cannot resize the input to " + str(tuple(shape)) + " ("
+            raise LoadError("LiteRT cannot resize the input to " + str(tuple(shape)) + " ("
                                 + _first_line(exc) + ")") from exc
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -119,18 +120,10 @@ class LiteRtSession:
     def bind(self, x: np.ndarray) -> tuple[Callable[[], None], Callable[[], np.ndarray], None]:
         """``x`` (float32) resized to and quantized for the input tensor and set once; ``call()`` is one
         ``invoke()``, ``output()`` the float32 logits (dequantized for an integer output)."""
-        self.fit(tuple(x.shape))
+        self.prepare(tuple(x.shape))
         self.interpreter.set_tensor(self.input["index"], quantize(x, self.input))
         interpreter, out = self.interpreter, self.output
-        invoke = interpreter.invoke
-
-        def call() -> None:
-            try:
-                invoke()
-            except RuntimeError as exc:
-                raise SessionFailed("run", "LiteRT invoke failed (" + _first_line(exc) + ")") from exc
-
-        return call, lambda: dequantize(interpreter.get_tensor(out["index"]), out), None
+        return interpreter.invoke, lambda: dequantize(interpreter.get_tensor(out["index"]), out), None
 
     def describe(self) -> dict[str, Any]:
         """Runtime, version, threads, delegate, the input tensor's type and the precision in force."""
@@ -138,6 +131,20 @@ class LiteRtSession:
         return {"runtime": "litert", "version": self.version, "threads": self.threads, "delegate": self.delegate,
                 "input_dtype": np.dtype(self.input["dtype"]).name,
                 "inference_precision": model_precision(details, self.input["dtype"])}
+
+
+def predictor(model: Any, runtime: dict[str, Any]) -> tuple[Callable[[np.ndarray], np.ndarray], Optional[int]]:
+    """The deploy folder's ``predict.py`` entry: a function mapping a float32 batch to float32 logits with the
+    session edgekd measured (the card's ``threads`` and ``delegate``), and the model's fixed batch size (None when
+    dynamic)."""
+    session = Session(str(model), runtime)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        call, output, _ = session.bind(np.ascontiguousarray(x, dtype=np.float32))
+        call()
+        return output()
+
+    return run, session.input_shape()[0]
 
 
 def _package_version() -> Optional[str]:
