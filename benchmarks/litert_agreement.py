@@ -3,9 +3,11 @@
 Exports the zoo's ``resnet8`` (1 channel, 28x28, random weights with a fixed seed) at ``--batch`` in each precision
 given, timing each export, then per model ``--repeats`` times in alternating order (A B, B A, ...: drift biases
 neither side): the wheel's ``benchmark_litert_model`` tool (``CompiledModel.run_by_name`` on the XNNPACK CPU
-accelerator) and edgekd's device-runner session (``Interpreter.invoke`` with XNNPACK, the device runner's timed loop),
-both with ``--threads`` and ``--runs`` timed calls. Records the medians, their relative differences and the median
-of those differences in ``results/litert-agreement.json``. Goal: edgekd's median within 10 % of the tool's.
+accelerator, run through the runtime package's ``native.compare`` as ``edgekd bench --compare-native`` runs it) and
+edgekd's bench path (:func:`edgekd.bench.measure.bench_artifact`: the device runner in a fresh process with LiteRT's
+session module, ``Interpreter.invoke`` with XNNPACK), both with ``--threads`` and ``--runs`` timed calls. Records
+the medians, their relative differences and the median of those differences in ``results/litert-agreement.json``.
+Goal: edgekd's median within 10 % of the tool's.
 
     python benchmarks/litert_agreement.py --precisions fp32 int8 --batch 8 --runs 1000 --repeats 5
 """
@@ -22,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekd.bench.device_runner import summarize, timed_loop
+from edgekd.bench.measure import LocalTarget, bench_artifact
 from edgekd.bench.native import agreement
+from edgekd.config.recipe import BenchConfig
 from edgekd.models import create
 from edgekd.runtime import deployable
 from edgekd.runtimes.litert.export import PRECISIONS, convert_fp32, quantize_model
-from edgekd.runtimes.litert.native import run_benchmark_tool
-from edgekd.runtimes.litert.session import LiteRtSession
+from edgekd.runtimes.litert.native import compare
 from records import write_record  # benchmarks/ is on sys.path when this script runs
 
 
@@ -51,11 +53,13 @@ def export_all(folder: Path, precisions: list[str], batch: int) -> dict[str, dic
     return out
 
 
-def session_p50(path: Path, batch: int, threads: int, runs: int) -> float:
-    session = LiteRtSession(str(path), {"threads": threads})
-    x = np.random.default_rng(1).random((batch, 1, 28, 28), dtype=np.float32)
-    call, _, _ = session.bind(x)
-    return float(summarize(timed_loop(call, warmup_runs=max(10, runs // 10), runs=runs))["p50"])
+def bench_config(batch: int, runs: int) -> BenchConfig:
+    return BenchConfig(batch_size=batch, runs=runs, warmup=max(10, runs // 10), max_seconds=120.0)
+
+
+def edgekd_metrics(path: Path, batch: int, threads: int, runs: int) -> dict[str, Any]:
+    """The bench stage's figures of ``path`` (device runner, local target)."""
+    return bench_artifact(path, "litert", {"threads": threads}, bench_config(batch, runs), LocalTarget())
 
 
 def main() -> None:
@@ -74,13 +78,15 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = ("tool", "edgekd") if repeat % 2 == 0 else ("edgekd", "tool")
                 got: dict[str, float] = {}
+                metrics: dict[str, Any] = {}
                 for side in order:
                     if side == "tool":
-                        report = run_benchmark_tool(model["path"], threads=args.threads, runs=args.runs,
-                                                    warmup_runs=max(10, args.runs // 10))
+                        report = compare(model["path"], metrics, {"threads": args.threads},
+                                         [args.batch, 1, 28, 28], args.runs)
                         got[side] = report["latency_ms"]["median"]
                     else:
-                        got[side] = session_p50(model["path"], args.batch, args.threads, args.runs)
+                        metrics = edgekd_metrics(model["path"], args.batch, args.threads, args.runs)
+                        got[side] = metrics["latency_ms"]["p50"]
                 pairs.append({"tool_p50_ms": got["tool"], "edgekd_p50_ms": round(got["edgekd"], 4),
                               "difference": round(agreement(got["edgekd"], got["tool"]), 4)})
                 print(precision, pairs[-1], flush=True)
@@ -93,8 +99,10 @@ def main() -> None:
     path = write_record("litert-agreement", title="LiteRT: edgekd session p50 vs the wheel's benchmark tool",
                         figures=figures,
                         notes="resnet8 (1x28x28, random weights); tool = ai_edge_litert.tools.benchmark_litert_model "
-                              "(CompiledModel API, median printed to 0.01 ms); edgekd = LiteRtSession "
-                              "(Interpreter.invoke, XNNPACK) in the device runner's timed loop")
+                              "(CompiledModel API, median printed to 0.01 ms) through "
+                              "edgekd.runtimes.litert.native.compare; "
+                              "edgekd = bench_artifact (device runner in a fresh process, LiteRT's session module: "
+                              "Interpreter.invoke, XNNPACK)")
     print(path)
 
 
