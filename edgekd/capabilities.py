@@ -7,6 +7,8 @@ from it (``built_by`` and ``methods``: the exporter or the quantizers that make 
 stage's plan say from it why a requested pair is not built here, and ``edgekd zoo runtimes`` prints it. The checks
 of hardware requirements that need a back end (bf16 support, a TensorRT install) live in
 :mod:`edgekd.runtime.hardware`, keyed by ``requires``.
+
+Adding a runtime, with the full list of files it touches: ``docs/extending.md``.
 """
 
 from __future__ import annotations
@@ -49,5 +51,17 @@ def device_kind(device: str) -> str:
     return device.replace(":", ".").split(".")[0].lower()
 
 
+def device_index(device: str) -> int:
+    """``cuda:1`` → 1, ``GPU.1`` → 1, ``cuda`` or ``CPU`` → 0: the index of a runtime device name; a ValueError when
+    the part after ``:``/``.`` is not a number."""
+    _, _, index = device.replace(":", ".").partition(".")
+    if not index:
+        return 0
+    if not index.isdigit():
+        raise ValueError(f"device {device!r}: expected KIND or KIND:N with a device number N, e.g. cuda:1")
+    return int(index)
+
+
 __all__ = ["BuiltBy", "CAPABILITIES", "Capability", "FORMAT_SUFFIXES", "NncfTarget", "RUNTIME_SPECS", "Requirement",
-           "RuntimeSpec", "capability", "default_runtime", "device_kind", "offered_precisions", "runtime_libraries"]
+           "RuntimeSpec", "capability", "default_runtime", "device_index", "device_kind", "offered_precisions",
+           "runtime_libraries"]

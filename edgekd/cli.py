@@ -41,29 +41,41 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks", callb
 
 @app.command()
 def run(
-    recipe: Annotated[Path, typer.Argument(help="pipeline recipe (pipelines/*.yaml)")],
+    recipe: Annotated[Path, typer.Argument(help="recipe name (see `edgekd zoo recipes`) or YAML file")],
     device: DeviceOpt,
     out_dir: Annotated[Optional[Path], typer.Option(
         "--out", help="run directory (default runs/<recipe>-<device>-<time>)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
     overrides: SetOpt = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="every stage for real, with tiny budgets")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="Ray cluster for independent sub-runs ('auto' or HOST:PORT; sets execution.address)")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run every stage of RECIPE for DEVICE; finished stages are reused, interrupted ones resume."""
+    from edgekd.bench.preflight import preflight, summary
     from edgekd.cli_views import print_summary
     from edgekd.config import load_device, load_recipe
-    from edgekd.config.loader import resolve_device_path
+    from edgekd.config.loader import resolve_device_path, resolve_recipe_path
     from edgekd.pipeline.runner import PipelineRunner
 
+    recipe = resolve_recipe_path(str(recipe))
     spec = load_recipe(recipe, overrides or [])
+    if ray_address is not None:
+        spec.execution.address = ray_address
     target = load_device(device)
     device_file = resolve_device_path(device)
     run_dir = out_dir or Path("runs") / f"{spec.name}-{target.name}-{datetime.now():%Y%m%d-%H%M%S}"
     console.print(f"[bold]edgekd run[/bold] {recipe} on [bold]{target.name}[/bold] → {run_dir}"
                   + (" [yellow](smoke)[/yellow]" if smoke else ""))
+
+    def checked_target() -> dict:
+        record = preflight(target)  # the target reachable, with every runtime importable
+        console.print(summary(record), highlight=False)
+        return record
+
     runner = PipelineRunner(spec, target, run_dir, smoke=smoke, data_dir=data_dir, console=console,
-                            recipe_file=str(recipe), overrides=overrides or [])
+                            recipe_file=str(recipe), overrides=overrides or [], preflight=checked_target)
     try:
         with naming_files(recipe, device_file):
             manifest = runner.run()
@@ -102,21 +114,26 @@ def naming_files(recipe: Path, device: Path) -> Iterator[None]:
 
 
 @app.command()
-def validate(recipe: Annotated[Path, typer.Argument(help="pipeline recipe")], device: DeviceOpt,
+def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edgekd zoo recipes`) or YAML file")],
+             device: DeviceOpt,
              data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="folder with data set files")] = None,
              overrides: SetOpt = None, debug: DebugOpt = False) -> None:
     """Check RECIPE and DEVICE (schemas, then every stage's own checks, which load the data set and build the
     models) and print the resolved plan, without running anything."""
+    from edgekd.bench.preflight import preflight, summary
     from edgekd.cli_views import print_plan
     from edgekd.config import load_device, load_recipe
-    from edgekd.config.loader import resolve_device_path
+    from edgekd.config.loader import resolve_device_path, resolve_recipe_path
     from edgekd.pipeline.runner import load_recipe_data
     from edgekd.pipeline.stage import check_stages
 
+    recipe = resolve_recipe_path(str(recipe))
     spec, target = load_recipe(recipe, overrides or []), load_device(device)
     with naming_files(recipe, resolve_device_path(device)):
         check_stages(spec, target, functools.cache(lambda: load_recipe_data(spec, data_dir, smoke=False)))
+    checked = preflight(target)
     print_plan(out, spec, target)
+    out.print(summary(checked), highlight=False)
 
 
 @app.command()
@@ -167,10 +184,10 @@ def devices(debug: DebugOpt = False) -> None:
 
 @app.command()
 def zoo(
-    kind: Annotated[str, typer.Argument(help="models, losses, datasets, runtimes or stages")] = "all",
+    kind: Annotated[str, typer.Argument(help="models, losses, datasets, runtimes, stages or recipes")] = "all",
     debug: DebugOpt = False,
 ) -> None:
-    """List what recipes can name: models, distillation losses, data sets, stages."""
+    """List what recipes can name (models, distillation losses, data sets, runtimes, stages) and the recipes."""
     from edgekd.cli_views import ZOO_VIEWS
 
     if kind != "all" and kind not in ZOO_VIEWS:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from edgekd._atomic import atomic_write_json
+from edgekd.bench.preflight import preflight
 from edgekd.cli_views import _table
 from edgekd.config import BenchConfig, load_device
 from edgekd.errors import UserError
@@ -35,6 +36,7 @@ def bench_command(out: Console, artifact: Path, device_name: str, *, runs: int, 
 
     device = load_device(device_name)
     what = describe_artifact(artifact, runtime, precision)
+    preflight(device, [what["runtime"]])
     tool = runtime_part(what["runtime"], "native") if compare_native and has_part(what["runtime"], "native") else None
     if compare_native and (tool is None or not hasattr(tool, "compare")):
         tools = [f"{name}: {runtime_part(name, 'native').TOOL}" for name in RUNTIME_SPECS
@@ -99,6 +101,7 @@ def _profile_of(artifact: Path, device: Any, runs: int, runtime: str | None) -> 
     from edgekd.stages._runtime import runner_options
 
     what = describe_artifact(artifact, runtime)
+    preflight(device, [what["runtime"]])
     options = runner_options(device, what["runtime"], what["precision"])
     settings = runner_settings(what["runtime"], options)
     shape = what["sample_shape"] or _static_sample_shape(artifact, what["runtime"])

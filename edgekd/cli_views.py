@@ -189,10 +189,29 @@ def print_stages(out: Console) -> None:
     out.print(_table("stages, in order", ["stage", "reads outputs of", "what it does"], rows))
 
 
+def print_recipes(out: Console) -> None:
+    """Every recipe a name resolves to (./pipelines first, then the bundled ones), with its one-line description."""
+    from edgekd.config import available_recipes
+    from edgekd.config.loader import read_yaml
+    from edgekd.errors import UserError
+
+    rows = []
+    for name, path in available_recipes().items():
+        try:
+            description = str(read_yaml(path).get("description", ""))
+        except UserError as exc:
+            description = f"(unreadable: {exc})"
+        rows.append([name, str(path), description])
+    table = _table("recipes (edgekd run NAME --device DEVICE)", ["name", "path", "description"], rows)
+    table.columns[1].overflow = "fold"  # a long path wraps whole rather than ending in an ellipsis
+    out.print(table)
+
+
 ZOO_VIEWS: dict[str, Callable[[Console], None]] = {
     "models": print_models,
     "losses": print_losses,
     "datasets": print_datasets,
     "runtimes": print_runtimes,
     "stages": print_stages,
+    "recipes": print_recipes,
 }

@@ -77,14 +77,29 @@ def test_every_export_row_has_a_builder_and_every_row_a_known_format() -> None:
     from edgekd.export.build import exporter
     from edgekd.runtime.base import FORMAT_SUFFIXES
 
+    device = load_device("x86-cpu")
     for row in CAPABILITIES:
         assert row.format in set(FORMAT_SUFFIXES.values()) and row.format in RUNTIME_SPECS[row.runtime].formats
         if row.built_by == "export":
-            fmt, builder = exporter(row.runtime, row.precision)
+            fmt, builder = exporter(row.runtime, row.precision, device)
             assert fmt == row.format and callable(builder)
         else:
             with pytest.raises(KeyError):
-                exporter(row.runtime, row.precision)
+                exporter(row.runtime, row.precision, device)
+
+
+def test_exporters_and_int8_builds_get_the_device_the_profile_names_for_their_runtime() -> None:
+    from edgekd.config import Device
+    from edgekd.export.build import exporter
+
+    device = Device.model_validate({"name": "two-gpus", "runtimes": [
+        {"runtime": "tensorrt", "precisions": ["fp16"], "device": "cuda:1"},
+        {"runtime": "onnxruntime", "precisions": ["fp32"]}]})
+    assert device.device_of("tensorrt") == "cuda:1"
+    assert device.device_of("onnxruntime") == "CPU"  # listed without a device: its default
+    assert device.device_of("openvino") == "CPU"  # not listed: its default
+    _, builder = exporter("tensorrt", "fp16", device)
+    assert builder.keywords == {"precision": "fp16", "device": "cuda:1"}  # type: ignore[attr-defined]
 
 
 def test_nothing_requested_is_skipped_without_a_reason(tmp_path: Path) -> None:

@@ -340,10 +340,10 @@ def test_op_profile_rows_follow_the_header_columns() -> None:
 
 def test_the_registered_exporter_refuses_an_uncapturable_model_with_exit_2(tmp_path: Path) -> None:
     """What the export stage records on the artifact: one line naming the source line, exit code 2 (bad input)."""
-    from edgekd.config import ExportConfig
+    from edgekd.config import ExportConfig, load_device
     from edgekd.export.build import exporter
 
-    fmt, build = exporter("litert", "fp32")
+    fmt, build = exporter("litert", "fp32", load_device("x86-cpu-litert"))
     assert fmt == "litert"
     with pytest.raises(UserError) as caught:
         build(DataDependent(), [0.0], [1.0], torch.rand(1, 1, 4, 4), tmp_path, ExportConfig())
@@ -354,14 +354,14 @@ def test_the_registered_exporter_refuses_an_uncapturable_model_with_exit_2(tmp_p
 def test_the_registered_exporter_writes_fp32_and_fp16_weights(tmp_path: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekd.config import ExportConfig
+    from edgekd.config import ExportConfig, load_device
     from edgekd.export.build import exporter
     from edgekd.runtimes.litert.bench import artifact_precision
 
     net = TinyCnn().eval()
     files = {}
     for precision in ("fp32", "fp16"):
-        _, build = exporter("litert", precision)
+        _, build = exporter("litert", precision, load_device("x86-cpu-litert"))
         files[precision] = build(net, MEAN, STD, torch.rand(2, 1, 8, 8), tmp_path / precision, ExportConfig())
         assert files[precision] == tmp_path / precision / "model.tflite"
         assert artifact_precision(files[precision]) == precision

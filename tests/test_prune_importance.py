@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from edgekd.config import ExecutionConfig
 from edgekd.data import load_dataset
+from edgekd.executor import Executor
 from edgekd.models import create
 from edgekd.prune import importance as imp
 from edgekd.prune.graph import analyse
@@ -76,3 +79,26 @@ def test_store_ignores_results_of_other_settings(tmp_path: Path) -> None:
     assert ImportanceStore(tmp_path, ImportanceSettings(steps=6)).get("a") is None
     with pytest.raises(RuntimeError, match="missing"):
         load_importance(ImportanceStore(tmp_path, ImportanceSettings(steps=6)), ["a"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_fine_tune_importance_as_ray_tasks_equals_the_sequential_entries(setup, tmp_path: Path) -> None:
+    import ray
+
+    data, chain, changes = setup
+    settings = ImportanceSettings(mode="finetune", steps=3, batch_size=16)
+    sequential = ImportanceStore(tmp_path / "sequential", settings)
+    expected = measure_importance(chain, changes, data, settings, sequential,
+                                  executor=Executor(ExecutionConfig(backend="sequential")))
+    tasks = ImportanceStore(tmp_path / "ray", settings)
+    first = changes[0][0]
+    tasks.put(first, {**sequential.get(first), "accuracy": -1.0})  # a stored entry is read, not recomputed
+    try:
+        got = measure_importance(chain, changes, data, settings, tasks,
+                                 executor=Executor(ExecutionConfig(backend="ray")))
+    finally:
+        ray.shutdown()
+    assert {k: v for k, v in got.items() if k != first} == {k: v for k, v in expected.items() if k != first}
+    assert tasks.get(first)["accuracy"] == -1.0
+    for key, _ in changes[1:]:
+        assert tasks.get(key)["accuracy"] == sequential.get(key)["accuracy"]

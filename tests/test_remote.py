@@ -177,3 +177,9 @@ budgets: {{max_size_mb: 20}}
     assert measured and all(m["target"].startswith("ssh://") and m["latency_ms"]["p50"] > 0 for m in measured.values())
     torch_artifacts = [a for a in manifest["artifacts"] if a["runtime"] == "torch"]
     assert torch_artifacts and all("latency_ms" not in a["metrics"] for a in torch_artifacts)  # not offered there
+    import onnxruntime
+    import openvino
+
+    checked = manifest["preflight"]  # what the pre-flight found on the device before the first stage
+    assert checked["target"] == next(iter(measured.values()))["target"] and checked["executable"] == sys.executable
+    assert checked["runtimes"] == {"onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__}

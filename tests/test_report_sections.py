@@ -83,8 +83,15 @@ def test_runner_as_a_library_finds_every_stage_through_entry_points() -> None:
 def test_config_loads_no_module_above_it() -> None:
     out = _fresh("import sys, edgekd.config\n"
                  "print(','.join(sorted(m for m in sys.modules if m.startswith('edgekd.') or m == 'torch')))")
-    # edgekd.capabilities is the runtime capability table as plain data (it imports nothing): profiles load against it
-    assert all(m.startswith(("edgekd.config", "edgekd.errors", "edgekd.capabilities")) for m in out.split(",")), out
+    # edgekd.capabilities is the runtime capability table as plain data, assembled from each runtime package's spec
+    # module (which imports only the table's types): profiles load against it; no runner, session or back end
+    loaded = out.split(",")
+    table = [m for m in loaded if m.startswith("edgekd.runtimes")]
+    assert all(m in ("edgekd.runtimes", "edgekd.runtimes._table") or m.count(".") == 2 or m.endswith(".spec")
+               for m in table), out
+    assert "torch" not in loaded and {m.rsplit(".", 1)[-1] for m in table if m.count(".") == 3} == {"spec"}, out
+    assert all(m.startswith(("edgekd.config", "edgekd.errors", "edgekd.capabilities", "edgekd.runtimes"))
+               for m in loaded), out
 
 
 def test_export_leaves_pairs_another_stage_builds_to_that_stage_when_it_ran() -> None:

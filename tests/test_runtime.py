@@ -131,8 +131,17 @@ def test_open_runner_rejects_bad_requests(artifacts, tmp_path: Path) -> None:
 
 
 def test_missing_execution_provider_is_named_not_silently_replaced(artifacts) -> None:
-    with pytest.raises(UserError, match="CUDAExecutionProvider is not available"):
-        open_runner("onnxruntime", artifacts["onnx"], providers=["cuda", "cpu"])
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # the CPU-only onnxruntime package
+        with pytest.raises(UserError, match="CUDAExecutionProvider is not available"):
+            open_runner("onnxruntime", artifacts["onnx"], providers=["cuda", "cpu"])
+    else:  # onnxruntime-gpu: the CUDA provider runs the model, or the runner says it did not start; never a CPU run
+        try:
+            with open_runner("onnxruntime", artifacts["onnx"], providers=["cuda", "cpu"]) as runner:
+                assert runner.describe()["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        except UserError as exc:
+            assert "execution provider CUDAExecutionProvider failed to start" in str(exc)
     with open_runner("onnxruntime", artifacts["onnx"], providers=["cpu"]) as runner:  # short names resolve
         assert runner.describe()["providers"] == ["CPUExecutionProvider"]
 

@@ -81,6 +81,11 @@ def test_a_runtime_with_an_install_requirement_can_say_why_not(name: str) -> Non
 def test_the_runtime_module_is_what_a_device_imports(name: str) -> None:
     spec = RUNTIME_SPECS[name]
     assert "." not in spec.module and spec.module.isidentifier()
+    # the pre-flight's fix for a missing module: a command that installs it, naming the distribution
+    assert spec.install.startswith("pip install ") and spec.install.split()[2].rstrip(",") in spec.libraries
+    # provider packages only where a profile lists providers, each an alternative build of the same module
+    assert not spec.provider_packages or "providers" in spec.profile_fields
+    assert all(package.startswith(f"{spec.module}-") for package in spec.provider_packages.values())
     if importlib.util.find_spec(spec.module) is None:
         pytest.skip(f"{spec.module} is not installed here")
 

@@ -18,6 +18,7 @@ from edgekd.export import check_parity, export_onnx
 from edgekd.models import create
 from edgekd.quantize import ort_static_quantize
 from edgekd.runtime import open_runner
+from edgekd.runtimes.tensorrt.engine_precision import engine_precision_problem
 from edgekd.runtimes.tensorrt.exporter import build_engine, inspect_onnx_precision
 from edgekd.runtimes.tensorrt.runner import inspector_layers, layer_precisions, precision_counts, tensorrt_problem
 
@@ -143,6 +144,67 @@ def test_inspector_layers_read_each_layers_data_types() -> None:
     assert precision_counts(layers) == {"fp32": 1, "int8": 1, "fp16": 1}
 
 
+#: the same engine as TensorRT 11 describes it: the "Format/Datatype" string split into "Format" (the layout) and
+#: "DataType" (the element type, as the I/O tensors' "DataType": "Float" of NVIDIA's "Migrating IEngineInspector Usage
+#: from TensorRT 10.x to 11.x"), and "Bindings" replaced by "I/O Tensors"
+INSPECTOR_JSON_11 = """{"Layers": [
+ {"Name": "reformat_in", "LayerType": "Reformat",
+  "Inputs": [{"Name": "pixels", "Format": "Row major linear FP32 format (kLINEAR)", "DataType": "Float"}],
+  "Outputs": [{"Name": "q", "Format": "Thirty-two wide channel vectorized row major format (kCHW32)",
+               "DataType": "Int8"}]},
+ {"Name": "conv1", "LayerType": "CaskConvolution", "TacticName": "sm87_xmma_fprop_implicit_gemm_interleaved_i8i8",
+  "Inputs": [{"Name": "q", "Format": "Thirty-two wide channel vectorized row major format (kCHW32)",
+              "DataType": "Int8"}],
+  "Outputs": [{"Name": "c", "Format": "Channel major format where channel % 8 == 0 (kHWC8)", "DataType": "Half"}]},
+ {"Name": "shape", "LayerType": "Shuffle",
+  "Inputs": [{"Name": "s", "Format": "Row major linear format (kLINEAR)", "DataType": "Int64"}],
+  "Outputs": [{"Name": "t", "Format": "Row major linear format (kLINEAR)", "DataType": "Int64"}]},
+ {"Name": "pool", "LayerType": "CaskPooling",
+  "Inputs": [{"Name": "c", "Format": "Channel major format where channel % 8 == 0 (kHWC8)", "DataType": "Half"}],
+  "Outputs": [{"Name": "logits", "Format": "Row major linear format (kLINEAR)", "DataType": "Float"}]}],
+ "I/O Tensors": [{"Name": "pixels", "IOMode": "Input", "DataType": "Float"},
+                 {"Name": "logits", "IOMode": "Output", "DataType": "Float"}]}"""
+
+
+def test_inspector_layers_read_tensorrt_11s_split_data_type() -> None:
+    layers = inspector_layers(INSPECTOR_JSON_11)
+    assert [(layer["name"], layer["inputs"], layer["outputs"]) for layer in layers] == [
+        ("reformat_in", ["fp32"], ["int8"]), ("conv1", ["int8"], ["fp16"]), ("shape", [], []),
+        ("pool", ["fp16"], ["fp32"])]
+    assert precision_counts(layers) == {"fp32": 1, "int8": 1, "fp16": 1}
+    # the layout alone names no type in TensorRT 11 ("Row major linear format"): the DataType key is what is read
+    assert inspector_layers('{"Layers": [{"Name": "x", "Inputs": [{"Format": "Row major linear format (kLINEAR)", '
+                            '"DataType": "BFloat16"}], "Outputs": []}]}')[0]["inputs"] == ["bf16"]
+
+
+def _layers(*convs: tuple[list[str], list[str]], kind: str = "CaskConvolution") -> list[dict]:
+    return [{"name": f"conv{i}", "type": kind, "inputs": ins, "outputs": outs, "tactic": ""}
+            for i, (ins, outs) in enumerate(convs)]
+
+
+@pytest.mark.parametrize("layers, precision, problem", [
+    (inspector_layers(INSPECTOR_JSON), "int8", None),  # conv1 reads int8
+    (inspector_layers(INSPECTOR_JSON_11), "int8", None),
+    (inspector_layers(INSPECTOR_JSON), "fp16", "TensorRT built no fp16 layer: its 1 compute layer(s) read int8"),
+    (inspector_layers(INSPECTOR_JSON), "fp32", "the fp32 engine reads reduced-precision data in 2 layer(s) (conv1, "
+                                               "pool)"),
+    # weak typing kept every convolution in fp32: an "fp16" engine in name only
+    (_layers((["fp32"], ["fp32"]), (["fp32"], ["fp32"])), "fp16",
+     "TensorRT built no fp16 layer: its 2 compute layer(s) read fp32"),
+    (_layers((["fp32"], ["fp16"]), (["fp16"], ["fp32"])), "fp16", None),
+    (_layers((["fp32"], ["fp32"])), "fp32", None),
+    # one fused Myelin graph names no convolution: every typed layer counts
+    (_layers((["int8"], ["fp32"]), kind="Myelin"), "int8", None),
+    (_layers(([], []), ([], [])), "fp16", "the engine inspector reported no data type for any of its 2 layer(s)"),
+])
+def test_engine_precision_check(layers: list[dict], precision: str, problem: str | None) -> None:
+    found = engine_precision_problem(layers, precision)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem), found
+
+
 # -- where TensorRT runs --------------------------------------------------------------------------------------------
 
 def engine_layers(engine_path: Path) -> list[dict]:
@@ -237,7 +299,8 @@ def test_a_foreign_timing_cache_is_never_written_back_unchanged(onnx_path: Path,
 
 def test_inspector_reads_tensorrt_10_and_11_datatype_keys() -> None:
     """TensorRT 10 describes a tensor in one ``Format/Datatype`` string; TensorRT 11 splits it into ``Format`` and
-    ``Datatype`` (11.0 migration guide). Both give the same layer types."""
+    ``DataType`` (11.0 migration guide), read whatever the key's case (here ``Datatype``). Both give the same
+    layers."""
     import json
 
     trt10 = {"Layers": [{"Name": "conv", "LayerType": "CaskConvolution", "TacticName": "sm80_xmma",
@@ -276,3 +339,15 @@ def test_the_device_runner_measures_an_engine_like_any_artifact(onnx_path: Path,
     call()
     with open_runner("tensorrt", engine) as runner:
         np.testing.assert_allclose(output(), runner(x[:4]), rtol=1e-4, atol=1e-4)
+
+
+@needs_tensorrt
+def test_engine_is_built_on_the_device_named_and_a_missing_one_is_refused(onnx_path: Path, tmp_path: Path) -> None:
+    count = torch.cuda.device_count()
+    last = f"cuda:{count - 1}"
+    engine = build_engine(onnx_path, tmp_path / "last.engine", precision="fp32", device=last)
+    with open_runner("tensorrt", engine, device=last) as runner:
+        assert runner.describe()["device"] == last
+    with pytest.raises(UserError, match=f"device 'cuda:{count}': this host has {count} CUDA device"):
+        build_engine(onnx_path, tmp_path / "none.engine", precision="fp32", device=f"cuda:{count}")
+    assert not (tmp_path / "none.engine").exists()

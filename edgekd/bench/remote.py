@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from edgekd.bench.measure import RUNNER_NAME
 from edgekd.bench.result import safe_name
@@ -27,19 +28,35 @@ SSH_FAILED = 255
 """ssh's own exit status for a connection or authentication failure (the remote command's status otherwise)."""
 
 
+SshProblem = Literal["host_key", "key", "unreachable", "other"]
+
+
+def ssh_problem(stderr: str) -> SshProblem:
+    """What ssh's own error output says went wrong: an unknown or changed host key, a refused key, an unreachable
+    host, or something else."""
+    lowered = stderr.lower()
+    if "host key verification failed" in lowered or "no ed25519 host key is known" in lowered or \
+            "host key is known" in lowered or "remote host identification has changed" in lowered:
+        return "host_key"
+    if "permission denied" in lowered:
+        return "key"
+    if any(s in lowered for s in ("connection refused", "timed out", "no route to host", "could not resolve",
+                                  "network is unreachable", "connection closed", "connection reset")):
+        return "unreachable"
+    return "other"
+
+
 def ssh_failure(label: str, stderr: str) -> UserError:
     """One line saying why ssh could not run a command: unreachable host, refused key or unknown host key."""
     text = stderr.strip()
     last = text.splitlines()[-1] if text else "no message"
-    lowered = text.lower()
-    if "host key verification failed" in lowered or "no ed25519 host key is known" in lowered or \
-            "host key is known" in lowered or "remote host identification has changed" in lowered:
+    problem = ssh_problem(text)
+    if problem == "host_key":
         return UserError(f"{label}: the host key is not in access.known_hosts (or changed); check the host's "
                          f"fingerprint and add it with ssh-keyscan ({last})")
-    if "permission denied" in lowered:
+    if problem == "key":
         return UserError(f"{label}: the host refused the key access.identity_file ({last})")
-    if any(s in lowered for s in ("connection refused", "timed out", "no route to host", "could not resolve",
-                                  "network is unreachable", "connection closed", "connection reset")):
+    if problem == "unreachable":
         return UserError(f"{label}: cannot reach the host ({last})")
     return UserError(f"{label}: ssh failed ({last})")
 
@@ -62,14 +79,29 @@ class SshTarget:
         self.label = f"ssh://{self.host}:{access.port}"
         self.folder = str(PurePosixPath(access.workdir) / f"run-{uuid.uuid4().hex[:12]}")
 
-    def _options(self) -> list[str]:
+    def _checked_options(self) -> list[str]:
+        """Key only, host key checked against the profile's file, never a prompt, a short connect timeout."""
         access = self.access
         return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"UserKnownHostsFile={Path(access.known_hosts).expanduser()}",  # type: ignore[arg-type]
                 "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
-                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ControlMaster=auto",
-                "-o", f"ControlPath={self._control}/%C", "-o", "ControlPersist=60",
+                "-o", f"ConnectTimeout={self.connect_timeout}",
                 "-i", str(Path(access.identity_file).expanduser())]  # type: ignore[arg-type]
+
+    def _options(self) -> list[str]:
+        return [*self._checked_options(), "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}/%C",
+                "-o", "ControlPersist=60"]
+
+    def run_script(self, script: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """``access.python - ARGS`` on the device with the Python source ``script`` on its standard input, over a
+        connection of its own (no shared socket, nothing copied). The exit status is the script's, or
+        :data:`SSH_FAILED` when ssh itself failed (its reason in ``stderr``: :func:`ssh_problem`)."""
+        words = shlex.join([self.access.python, "-", *args])
+        command = ["ssh", *self._checked_options(), "-p", str(self.access.port), self.host, "--", words]
+        try:
+            return subprocess.run(command, input=script, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeFailure(f"{self.label}: no answer within {timeout:.0f} s ({self.access.python})") from None
 
     def ssh(self, words: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run ``words`` on the device (each word quoted for the remote shell); ssh failures are UserErrors."""

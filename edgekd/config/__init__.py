@@ -1,7 +1,8 @@
 """Typed schemas of recipes and device profiles; loading, overrides and friendly errors."""
 
 from edgekd.config.device import Budgets, Device, RuntimeTarget
-from edgekd.config.loader import available_devices, load_device, load_recipe
+from edgekd.config.execution import ExecutionConfig
+from edgekd.config.loader import available_devices, available_recipes, load_device, load_recipe
 from edgekd.config.recipe import (
     BenchConfig,
     DataConfig,
@@ -19,6 +20,7 @@ __all__ = [
     "DataConfig",
     "Device",
     "DistillConfig",
+    "ExecutionConfig",
     "ExportConfig",
     "LossTerm",
     "ModelRef",
@@ -27,6 +29,7 @@ __all__ = [
     "SelectConfig",
     "TrainConfig",
     "available_devices",
+    "available_recipes",
     "load_device",
     "load_recipe",
 ]

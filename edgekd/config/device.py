@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edgekd.capabilities import RUNTIME_SPECS, device_kind, offered_precisions
+from edgekd.capabilities import RUNTIME_SPECS, device_index, device_kind, offered_precisions
 from edgekd.config._base import Strict
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
@@ -90,6 +90,7 @@ class RuntimeTarget(Strict):
             raise ValueError(f"runtime {runtime!r} takes no device (ONNX Runtime picks it with providers)")
         if device_kind(device) not in spec.device_kinds:
             raise ValueError(f"runtime {runtime!r} runs on {', '.join(spec.device_kinds)} devices, not {device!r}")
+        device_index(device)  # a ValueError for a device number that is not one
         return device
 
     @property
@@ -137,3 +138,9 @@ class Device(Strict):
     def runtime(self, name: str) -> RuntimeTarget | None:
         """The target entry for runtime ``name``, if the device offers it."""
         return next((r for r in self.runtimes if r.runtime == name), None)
+
+    def device_of(self, name: str) -> str:
+        """The device runtime ``name`` runs on (``cuda:1``, ``GPU``): the profile's, or the runtime's default when
+        the profile does not list the runtime."""
+        target = self.runtime(name)
+        return target.device if target is not None and target.device else RUNTIME_SPECS[name].default_device

@@ -82,9 +82,9 @@ def validate(model: type[M], data: dict[str, Any], source: str | Path) -> M:
         raise UserError(f"{source}: {exc}") from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe file."""
-    path = Path(path)
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe given by path or by name (see :func:`resolve_recipe_path`)."""
+    path = resolve_recipe_path(str(name_or_path))
     data = apply_overrides(read_yaml(path), overrides or [], str(path))
     return validate(Recipe, data, path)
 
@@ -97,12 +97,13 @@ def bundled_dir(kind: str) -> Path:
     return Path(__file__).resolve().parents[2] / kind
 
 
-def device_search_dirs() -> list[Path]:
-    """Where device names are looked up: ./devices, $EDGEKD_DEVICES, then the bundled profiles."""
-    dirs = [Path.cwd() / "devices"]
-    if env := os.environ.get("EDGEKD_DEVICES"):
-        dirs.append(Path(env))
-    dirs.append(bundled_dir("devices"))
+def _search_dirs(kind: str, env: str | None) -> list[Path]:
+    """``./<kind>`` (kept relative, so a file found there is named as the user would), then ``$<env>`` when set, then
+    the bundled folder; each existing folder once."""
+    dirs = [Path(kind)]
+    if env and (value := os.environ.get(env)):
+        dirs.append(Path(value))
+    dirs.append(bundled_dir(kind))
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
@@ -110,30 +111,61 @@ def device_search_dirs() -> list[Path]:
     return unique
 
 
-def available_devices() -> dict[str, Path]:
-    """Profile name → file, first search folder wins."""
+def _available(dirs: list[Path]) -> dict[str, Path]:
+    """File stem → YAML file; the first folder that has a stem wins."""
     found: dict[str, Path] = {}
-    for folder in device_search_dirs():
+    for folder in dirs:
         for file in sorted(folder.glob("*.yaml")):
             found.setdefault(file.stem, file)
     return found
 
 
-def resolve_device_path(name_or_path: str) -> Path:
-    """A device profile file from a path or a profile name."""
+def _resolve(name_or_path: str, known: dict[str, Path], what: str, option: str, missing: str) -> Path:
+    """A path (anything ending in .yaml/.yml, or an existing file) as is; otherwise a name looked up in ``known``."""
     candidate = Path(name_or_path)
     if candidate.suffix in {".yaml", ".yml"} or candidate.is_file():
         if not candidate.is_file():
-            raise UserError(f"{candidate}: device profile file not found")
+            raise UserError(f"{candidate}: {missing}")
         return candidate
-    known = available_devices()
     if name_or_path not in known:
         import difflib
 
         close = difflib.get_close_matches(name_or_path, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UserError(f"--device: unknown device {name_or_path!r}; {hint}known: {', '.join(sorted(known))}")
+        raise UserError(f"{option}unknown {what} {name_or_path!r}; {hint}known: {', '.join(sorted(known)) or 'none'}")
     return known[name_or_path]
+
+
+def device_search_dirs() -> list[Path]:
+    """Where device names are looked up: ./devices, $EDGEKD_DEVICES, then the bundled profiles."""
+    return _search_dirs("devices", "EDGEKD_DEVICES")
+
+
+def available_devices() -> dict[str, Path]:
+    """Profile name → file, first search folder wins."""
+    return _available(device_search_dirs())
+
+
+def resolve_device_path(name_or_path: str) -> Path:
+    """A device profile file from a path or a profile name."""
+    return _resolve(name_or_path, available_devices(), "device", "--device: ",
+                    "device profile file not found")
+
+
+def recipe_search_dirs() -> list[Path]:
+    """Where recipe names are looked up: ./pipelines, then the recipes bundled with edgekd."""
+    return _search_dirs("pipelines", None)
+
+
+def available_recipes() -> dict[str, Path]:
+    """Recipe name (file stem) → file, first search folder wins."""
+    return _available(recipe_search_dirs())
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A recipe file from a path or a recipe name (``quickstart`` → ``./pipelines/quickstart.yaml`` or the bundled
+    one)."""
+    return _resolve(name_or_path, available_recipes(), "recipe", "", "file not found")
 
 
 def load_device(name_or_path: str) -> Device:

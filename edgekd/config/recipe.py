@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from edgekd.config._base import Strict
+from edgekd.config.execution import ExecutionConfig
 from edgekd.config.prune import PruneConfig
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.config.training import LossTerm, TrainConfig
@@ -242,6 +243,8 @@ class Recipe(Strict):
     )
     report: ReportConfig | None = None
     ablation: AblationConfig | None = None
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig,
+                                       description="where independent sub-runs run (Ray or in-process)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

@@ -3,8 +3,9 @@ against the torch model it comes from. Used by the export stage and the prune st
 
 Each runtime package registers the exporters its rows name (``methods`` of a row ``built_by="export"``) in its
 ``exporter`` module with :func:`register_exporter`; :func:`exporter` imports that module and returns the builder
-with the row's precision bound. Every builder is called as ``builder(net, mean, std, example, out, cfg)`` and
-returns the artifact's main file, written inside ``out``.
+with the row's precision and the runtime's device (as the device profile names it, e.g. ``cuda:1``) bound. Every
+builder is called as ``builder(net, mean, std, example, out, cfg)`` and returns the artifact's main file, written
+inside ``out``.
 
 Parity: an artifact fails if the largest logit differs from torch's by more than ``atol + rtol * |logit|`` or its
 top-1 agreement falls below ``min_top1_agreement`` (``fp16_*`` and ``bf16_*`` tolerances of the export config for
@@ -24,17 +25,17 @@ from torch import nn
 
 from edgekd._registry import Registry
 from edgekd.capabilities import capability
-from edgekd.config import ExportConfig
+from edgekd.config import Device, ExportConfig
 from edgekd.runtimes import runtime_part
 
 
 class Exporter(Protocol):
-    """A registered exporter: the row's precision is passed by keyword."""
+    """A registered exporter: the row's precision and the runtime's device are passed by keyword."""
 
     __name__: str
 
     def __call__(self, net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig,
-                 *, precision: str) -> Path: ...
+                 *, precision: str, device: str) -> Path: ...
 
 
 Builder = Callable[[nn.Module, Any, Any, torch.Tensor, Path, ExportConfig], Path]
@@ -48,15 +49,15 @@ def register_exporter(name: str) -> Callable[[Exporter], Exporter]:
     return EXPORTERS.register(name)
 
 
-def exporter(runtime: str, precision: str) -> tuple[str, Builder]:
-    """(artifact format, builder) of the full-precision ``runtime``/``precision`` artifact (a KeyError for a pair the
-    capability table does not export)."""
+def exporter(runtime: str, precision: str, device: Device) -> tuple[str, Builder]:
+    """(artifact format, builder) of the full-precision ``runtime``/``precision`` artifact for the profile
+    ``device`` (a KeyError for a pair the capability table does not export)."""
     row = capability(runtime, precision)
     if row is None or row.built_by != "export":
         raise KeyError(f"{runtime}/{precision} is not built by the export stage")
     (method,) = row.methods
     runtime_part(row.runtime, "exporter")  # registers the runtime's exporters
-    return row.format, partial(EXPORTERS.get(method), precision=row.precision)
+    return row.format, partial(EXPORTERS.get(method), precision=row.precision, device=device.device_of(runtime))
 
 
 class ParityTolerance(NamedTuple):

@@ -59,6 +59,8 @@ class Manifest(Record):
     seed: int = 0
     overrides: list[str] = Field(default_factory=list)
     provenance: Provenance = Field(default_factory=Provenance)
+    preflight: dict[str, Any] | None = Field(None, description="what the pre-flight found on the target before any "
+                                             "stage: target, python, numpy, runtimes (name → version)")
     budgets: dict[str, Any] = Field(default_factory=dict, description="the device's budgets")
     current_stage: str | None = Field(None, description="the stage running now (null between stages)")
     stages: list[StageEntry] = Field(default_factory=list)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -62,7 +63,12 @@ def _now() -> str:
 
 
 class PipelineRunner:
-    """Runs one recipe for one device into one run directory."""
+    """Runs one recipe for one device into one run directory.
+
+    ``preflight`` (optional) checks the device's target: it is called once, after the stages' own checks and before
+    the run directory is written or any stage runs; what it returns is kept as the manifest's ``preflight``, and what
+    it raises ends the run there.
+    """
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class PipelineRunner:
         console: Console | None = None,
         recipe_file: str = "",
         overrides: list[str] | None = None,
+        preflight: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.recipe = recipe
         self.device = device
@@ -84,6 +91,8 @@ class PipelineRunner:
         self.console = console or Console(stderr=True)
         self.recipe_file = recipe_file
         self.overrides = overrides or []
+        self.preflight = preflight
+        self._preflight_record: dict[str, Any] | None = None
         self._bundle: Any = None
         self._libraries = library_versions()
         self.manifest: dict[str, Any] = {}
@@ -158,6 +167,7 @@ class PipelineRunner:
             "overrides": self.overrides,
             "provenance": {"libraries": self._libraries, "host": host_info(), "git_commit": git_commit(),
                            "processes": dist.world().world_size},
+            "preflight": self._preflight_record,
             "budgets": self.device.budgets.model_dump(mode="json"),
             "current_stage": None,
             "stages": [],
@@ -198,6 +208,8 @@ class PipelineRunner:
     def _run_all(self) -> dict[str, Any]:
         check_stages(self.recipe, self.device, self._load_data)  # every mistake found before any work
         main = dist.is_main()
+        if main and self.preflight is not None:  # then the target itself, still before any stage
+            self._preflight_record = self.preflight()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "logs").mkdir(exist_ok=True)

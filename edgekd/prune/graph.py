@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import operator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,14 @@ class Chain:
     barriers: frozenset[int]
     shapes: tuple[tuple[int, ...], ...]
     nodes: tuple[PositionNodes, ...]
+    #: the traced model and example batch, so that a pickled chain (e.g. sent to an executor task) is re-analysed
+    source: tuple[nn.Module, torch.Tensor] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[nn.Module, torch.Tensor]]:
+        """Pickled as ``analyse(model, example)``: the traced graph and its nodes do not pickle, the model does."""
+        if self.source is None:
+            raise TypeError("a Chain made without its source model cannot be pickled")
+        return analyse, self.source
 
     @property
     def depth(self) -> int:
@@ -282,4 +291,4 @@ def analyse(model: nn.Module, example: torch.Tensor) -> Chain:
         nodes.append(PositionNodes(conv_node.name, pre_add.name, group["add"].name if "add" in group else None,
                                    act.name if act is not None else None, value_nodes[index].name))
     shapes = tuple(tuple(int(d) for d in value_nodes[i].meta["tensor_meta"].shape) for i in range(depth + 1))
-    return Chain(gm, tuple(layers), tuple(skips), frozenset(barriers), shapes, tuple(nodes))
+    return Chain(gm, tuple(layers), tuple(skips), frozenset(barriers), shapes, tuple(nodes), (model, example))

@@ -14,8 +14,9 @@ re-estimated on ``steps`` training batches (the change shifts every later layer'
 accuracy is taken as is. It ranks entries much faster but less faithfully; reports must say which mode ran.
 
 Entries are independent: :func:`measure_importance` computes the share ``entries[rank::world_size]`` (ranks of a
-``torchrun`` job each take theirs) and stores every result as its own JSON file as soon as it is known, so a killed
-run resumes entry by entry and ranks never write the same file.
+``torchrun`` job each take theirs), each entry a task of :mod:`edgekd.executor` when one is given (Ray tasks on this
+machine or a cluster), and stores every result as its own JSON file as soon as it is known, so a killed run resumes
+entry by entry and ranks or tasks never write the same file.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from torch import nn
 from edgekd._atomic import atomic_write_json
 from edgekd.data import DataBundle
 from edgekd.distill.trainer import accuracy
+from edgekd.executor import Executor
 from edgekd.prune.apply import build_pruned
 from edgekd.prune.graph import Chain
 from edgekd.prune.segments import Plan, Segment
@@ -133,12 +135,26 @@ def plan_accuracy(chain: Chain, plan: Plan, data: DataBundle, settings: Importan
     return accuracy(net.eval(), data.val, Normalize(data.mean, data.std))
 
 
+def score_entry(chain: Chain, data: DataBundle, settings: ImportanceSettings, store: ImportanceStore, base: float,
+                key: str, segment: Segment) -> dict[str, Any]:
+    """Score one entry and store its record (an executor task; a stored entry is read back, not recomputed)."""
+    record = store.get(key)
+    if record is None:
+        acc = plan_accuracy(chain, Plan.single(chain, segment), data, settings)
+        record = {"segment": [segment.st, segment.end, list(segment.kept)], "accuracy": acc,
+                  "base_accuracy": base, "importance": importance_value(acc, base)}
+        store.put(key, record)
+    return record
+
+
 def measure_importance(chain: Chain, changes: Sequence[tuple[str, Segment]], data: DataBundle,
                        settings: ImportanceSettings, store: ImportanceStore, *, rank: int = 0, world_size: int = 1,
-                       console: Console | None = None) -> dict[str, float]:
+                       console: Console | None = None, executor: Executor | None = None) -> dict[str, float]:
     """Score this rank's share ``changes[rank::world_size]`` (``(key, segment)`` pairs), skipping stored ones.
 
-    Returns ``{key: importance}`` for the share; every rank also stores (or finds) the base accuracy.
+    With an ``executor`` the unstored entries of the share are its tasks (Ray tasks, or in sequence with its
+    threads per task); without one they are scored here, one after the other. Returns ``{key: importance}`` for the
+    share; every rank also stores (or finds) the base accuracy.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in a world of {world_size}")
@@ -150,21 +166,26 @@ def measure_importance(chain: Chain, changes: Sequence[tuple[str, Segment]], dat
             store.put(BASE, base_record)
     base = float(base_record["accuracy"])
     share = list(changes)[rank::world_size]
-    results: dict[str, float] = {}
     console = console or Console(stderr=True, quiet=rank != 0)
     with Progress(TextColumn(f"[bold]importance ({settings.mode})[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
         task = progress.add_task("importance", total=len(share), info="")
-        for key, segment in share:
-            record = store.get(key)
-            if record is None:
-                acc = plan_accuracy(chain, Plan.single(chain, segment), data, settings)
-                record = {"segment": [segment.st, segment.end, list(segment.kept)], "accuracy": acc,
-                          "base_accuracy": base, "importance": importance_value(acc, base)}
-                store.put(key, record)
-            results[key] = float(record["importance"])
+
+        def done(key: str, record: dict[str, Any]) -> None:
             progress.update(task, advance=1, info=f"{key}: acc {record['accuracy']:.4f}")
-    return results
+
+        todo = share
+        if executor is not None:
+            todo = [(key, segment) for key, segment in share if store.get(key) is None]
+            for key, _ in share:
+                if (stored := store.get(key)) is not None:
+                    done(key, stored)
+            executor.map(score_entry, todo, shared=(chain, data, settings, store, base),
+                         on_done=lambda i, record: done(todo[i][0], record))
+        else:
+            for key, segment in share:
+                done(key, score_entry(chain, data, settings, store, base, key, segment))
+    return {key: float(store.get(key)["importance"]) for key, _ in share}  # type: ignore[index]
 
 
 def load_importance(store: ImportanceStore, keys: Sequence[str]) -> dict[str, float]:

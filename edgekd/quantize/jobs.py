@@ -31,7 +31,8 @@ class Int8Build(NamedTuple):
 
 @dataclass(frozen=True)
 class Int8Job:
-    """The INT8 request of one runtime: ``stem`` (the source artifact's name), the recipe's quantize config, the
+    """The INT8 request of one runtime: ``device`` (the runtime's device as the profile names it, e.g. ``cuda:1``,
+    where its engines are built), ``stem`` (the source artifact's name), the recipe's quantize config, the
     calibration images, the runtime's NNCF target device, whether ONNX Runtime activations must be symmetric (a
     runtime of the device requires it), ``unmet`` (why this host cannot build the runtime's INT8 artifacts, or None),
     ``fp32(format)`` (the fp32 artifact of a format, made on demand), ``val()`` (validation images and labels),
@@ -39,6 +40,7 @@ class Int8Job:
     once) with the data set's ``mean``/``std`` and an ``example`` input."""
 
     runtime: str
+    device: str
     stem: str
     cfg: QuantizeConfig
     calibration: np.ndarray

@@ -11,7 +11,7 @@ Runtime rejects. ``nncf.strip(..., strip_format=NATIVE)`` swaps them for torch's
 weights behind the QuantizeLinear and a BatchNormalization after each convolution;
 :func:`~edgekd.quantize.qdq_fold.lean_qdq` folds both away, leaving int8 weights behind DequantizeLinear as PTQ
 does, and the graph as fast as PTQ's (ONNX Runtime fuses DQ → Conv → Q into QLinearConv). For OpenVINO, no strip
-is needed: :func:`~edgekd.export.export_openvino` converts the quantized model itself to an INT8 IR.
+is needed: :func:`~edgekd.runtimes.openvino.exporter.export_openvino` converts the quantized model itself to an INT8 IR.
 
 NNCF's torch backend compiles a C++ extension on first use (about 2 minutes on a busy 2-core machine; needs a C++
 compiler and ninja; cached in ``~/.cache/torch_extensions``). NNCF gives up after ``NNCF_EXTENSION_LOAD_TIMEOUT``

@@ -21,7 +21,9 @@ class RuntimeSpec:
     ``device_kinds``: the kinds a profile's ``device:`` may name (compared on the part before ``.``/``:``,
     case-insensitively) and ``default_device``; ``profile_fields``: the profile fields it reads;
     ``quantize_targets``: device kind → the NNCF ``target_device`` whose hardware config its INT8 artifacts follow;
-    ``module``: the Python module a device imports to run it (pre-flight, cold start, version);
+    ``module``: the Python module a device imports to run it (pre-flight, cold start, version); ``install``: how to
+    install that module, as the pre-flight's fix says it; ``provider_packages``: execution provider (a profile's
+    ``providers``) → the package that ships it, for providers the default package lacks;
     ``session``: the module, numpy + the runtime only, that the device runner copies beside itself to run an
     artifact (``None``: not measured by the device runner), importing only the standard library, numpy, ``module``
     and ``session_imports``; ``libraries``: distributions whose versions enter the cache keys of the stages that
@@ -36,6 +38,7 @@ class RuntimeSpec:
     default_device: str
     profile_fields: tuple[str, ...]
     module: str
+    install: str
     session: str | None
     libraries: tuple[str, ...]
     rank: int
@@ -43,6 +46,7 @@ class RuntimeSpec:
     session_imports: tuple[str, ...] = ()
     symmetric_int8: bool = False
     quantize_targets: dict[str, NncfTarget] = field(default_factory=dict)
+    provider_packages: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from rich.console import Console
 from torch import nn
 
 from edgekd.config import LossTerm, ModelRef, TrainConfig
@@ -28,7 +29,8 @@ def _build(ref: ModelRef, data: DataBundle) -> nn.Module:
 
 
 def train_refs(
-    ctx: StageContext,
+    run_dir: Path,
+    data: DataBundle,
     chain: list[tuple[str, ModelRef]],
     workdir: Path,
     *,
@@ -37,14 +39,14 @@ def train_refs(
     config: TrainConfig,
     seed: int,
     ce_weight: float,
-    data: DataBundle | None = None,
+    console: Console | None = None,
 ) -> list[ChainStep]:
     """Train ``chain`` (``(folder name, model)`` pairs, largest first) below ``teacher`` with the recipe's losses.
 
     Each step is distilled from the previous one with fresh loss modules whose feature taps pair that step's two
-    models; without a teacher the first step trains on cross-entropy alone.
+    models; without a teacher the first step trains on cross-entropy alone. Takes no stage context, so an executor
+    task can call it: ``run_dir`` holds the shared teacher-output cache.
     """
-    data = data if data is not None else ctx.data()
     above = teacher[1] if teacher is not None else None
     links = []
     for name, ref in chain:
@@ -52,8 +54,18 @@ def train_refs(
         links.append(Link(name, partial(_build, ref, data), terms))
         above = ref
     return train_chain(links, data, config, workdir, teacher=teacher[0] if teacher is not None else None,
-                       seed=seed, ce_weight=ce_weight, console=ctx.console,
-                       teacher_cache_dir=ctx.run_dir / TEACHER_CACHE)
+                       seed=seed, ce_weight=ce_weight, console=console,
+                       teacher_cache_dir=run_dir / TEACHER_CACHE)
+
+
+def candidate_task(data: DataBundle, teacher: tuple[nn.Module, ModelRef], run_dir: Path, workdir: Path,
+                   folder: str, ref: ModelRef, losses: list[LossTerm], config: TrainConfig, seed: int,
+                   ce_weight: float) -> float:
+    """An executor task: train one model ``ref`` with KD from ``teacher`` in ``workdir/folder`` (resumable; a
+    finished step is loaded), and return its validation accuracy."""
+    step = train_refs(run_dir, data, [(folder, ref)], workdir, teacher=teacher, losses=losses, config=config,
+                         seed=seed, ce_weight=ce_weight, console=Console(stderr=True))[0]
+    return float(step.record["val_accuracy"])
 
 
 def split_accuracy(net: nn.Module, split: Split, data: DataBundle) -> float:

@@ -23,6 +23,7 @@ from torch import nn
 from edgekd._atomic import atomic_write_json
 from edgekd.config.prune import PruneConfig, budget_label
 from edgekd.errors import UserError, first_line
+from edgekd.executor import Executor
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.manifest import read_json
 from edgekd.prune import (
@@ -132,7 +133,8 @@ def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: Laten
     if "prune-only" in cfg.baselines:
         changes += drop_changes(chain)
     store = ImportanceStore(ctx.stage_dir / "importance", importance)
-    scores = measure_importance(chain, changes, data, importance, store, console=ctx.console)
+    scores = measure_importance(chain, changes, data, importance, store, console=ctx.console,
+                                executor=Executor(ctx.recipe.execution))
     base = store.get(BASE_KEY)
     assert base is not None
     return Tables(chain, options, settings, batch_size, raw, overhead, unpruned, scores, float(base["accuracy"]),

@@ -7,11 +7,13 @@ student's test accuracy is measured. Sub-runs live in the run directory's cache,
 what decides their numbers (the chain and its losses, the seed, the budget, the teacher's SHA-256, the data, smoke,
 edgekd's and torch's versions), not in the stage's folder: widening or narrowing an ablation (other seeds or
 variants: a new attempt of the stage) reads every finished sub-run back and continues a half-finished one at its
-first unfinished step. Chains are trained by the same function as stage `distill`; with the same seed every
-variant's student starts from the same weights, so a variant whose chain equals an earlier variant's (the selected
-TA is the manual one) has the same key and numbers: they are taken over and marked ``same_chain_as``. Test accuracy
-is measured in torch on the test split (the best epoch of every model was chosen on validation). A smoke run trains
-one epoch per model and only the first two seeds.
+first unfinished step. The unfinished sub-runs are independent tasks of :mod:`edgekd.executor` (Ray tasks on this
+machine or a cluster, or in sequence without Ray; the same numbers either way); each writes its own ``result.json``,
+so an interrupted stage keeps every sub-run that finished. Chains are trained by the same function as stage
+`distill`; with the same seed every variant's student starts from the same weights, so a variant whose chain equals
+an earlier variant's (the selected TA is the manual one) has the same key and numbers: they are taken over and
+marked ``same_chain_as``. Test accuracy is measured in torch on the test split (the best epoch of every model was
+chosen on validation). A smoke run trains one epoch per model and only the first two seeds.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 from torch import nn
 
 from edgekd import __version__
 from edgekd._atomic import atomic_write_json
 from edgekd.config import Device, LossTerm, ModelRef, Recipe, TrainConfig
+from edgekd.data import DataBundle
 from edgekd.distill.ablation import GRID_PREFIX, VARIANTS, dkd_term, grid_check, summarize
 from edgekd.distill.assistants import ref_label
 from edgekd.errors import UserError
+from edgekd.executor import Executor
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.hashing import sha256_json
 from edgekd.pipeline.manifest import read_json
@@ -129,9 +134,11 @@ class Ablation(Stage):
         teacher_sha = teacher_artifact.sha256 if teacher_artifact is not None else None
         variants = recipe.ablation.variants or []
         seeds = _seeds(recipe, ctx.smoke)
-        runs: list[dict[str, Any]] = []
         first_with: dict[str, str] = {}  # chain identity -> the first variant that trains it
         rows = _rows(ctx, variants)
+        plan: list[tuple[str, int, str | None, Path]] = []  # (row, seed, twin row or None, sub-run folder)
+        todo: list[tuple[Any, ...]] = []  # executor tasks of the sub-runs not finished yet
+        found: dict[Path, dict[str, Any]] = {}
         for row, variant, assistants in rows:
             chain = [(f"step-{i}-{ref_label(ref)}", ref) for i, ref in enumerate(assistants, start=1)]
             chain.append(("student", recipe.student.model))
@@ -141,16 +148,37 @@ class Ablation(Stage):
                                    [ref.model_dump(mode="json") for _, ref in chain]])
             twin = first_with.setdefault(identity, row)
             for seed in seeds:
-                if twin != row:  # e.g. the selected TA is the manual one: same training, same numbers
-                    earlier = next(r for r in runs if r["variant"] == twin and r["seed"] == seed)
-                    result = {**earlier, "variant": row, "same_chain_as": twin}
+                folder = _sub_run(ctx, identity, seed, config, None if variant == "no-kd" else teacher_sha)
+                plan.append((row, seed, None if twin == row else twin, folder))
+                if twin != row or folder in found:
+                    continue
+                finished = read_json(ctx.run_dir / folder / RESULT)
+                if finished is not None:
+                    found[folder] = {**finished, "reused": True}
                 else:
-                    folder = _sub_run(ctx, identity, seed, config, None if variant == "no-kd" else teacher_sha)
-                    result = _result(ctx, row, seed, folder, chain, names, teacher_net, config, (losses, ce_weight))
-                note = f" (same chain as {twin})" if twin != row else ""
-                note = note or (" (finished earlier)" if result["reused"] else "")
-                ctx.log(f"{row} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
-                runs.append(result)
+                    found[folder] = {}
+                    kd = variant != "no-kd"
+                    todo.append((ctx.run_dir, folder, row, seed, chain, names, config, (losses, ce_weight),
+                                 recipe.teacher.model if kd and recipe.teacher is not None else None))
+        executor = Executor(recipe.execution)
+        if todo:
+            ctx.log(f"{len(todo)} sub-run(s) to train, {len(found) - len(todo)} finished earlier; "
+                    f"executor: {executor.describe()}")
+        trained = executor.map(sub_run_task, todo, shared=(data, teacher_net),
+                               on_done=lambda i, r: ctx.log(f"{r['variant']} seed {r['seed']}: trained"))
+        for args, result in zip(todo, trained):
+            found[args[1]] = {**result, "reused": False}
+        runs: list[dict[str, Any]] = []
+        for row, seed, twin_row, folder in plan:
+            if twin_row is not None:  # e.g. the selected TA is the manual one: same training, same numbers
+                earlier = next(r for r in runs if r["variant"] == twin_row and r["seed"] == seed)
+                result = {**earlier, "variant": row, "same_chain_as": twin_row}
+            else:
+                result = {**found[folder], "variant": row, "folder": folder.as_posix()}
+            note = f" (same chain as {twin_row})" if twin_row is not None else ""
+            note = note or (" (finished earlier)" if result["reused"] else "")
+            ctx.log(f"{row} seed {seed}: test accuracy {result['test_accuracy']:.4f}{note}")
+            runs.append(result)
         table = summarize(runs, [row for row, _, _ in rows])
         for line in table:
             std = "n/a" if line["std"] is None else f"{line['std']:.4f}"
@@ -178,39 +206,29 @@ def _sub_run(ctx: StageContext, chain: str, seed: int, config: TrainConfig, teac
     return SUB_RUNS / key[:16]
 
 
-def _result(ctx: StageContext, variant: str, seed: int, folder: Path, chain: list[tuple[str, ModelRef]],
-            names: list[str], teacher_net: nn.Module | None, config: TrainConfig,
-            terms: tuple[list[LossTerm], float]) -> dict[str, Any]:
-    """The finished result of one (variant, seed) sub-run in ``folder`` (relative to the run directory), training
-    (or finishing) it first when needed; a result read back keeps the row name it was trained under."""
-    result = read_json(ctx.run_dir / folder / RESULT)
-    if result is not None:
-        return {**result, "variant": variant, "folder": folder.as_posix(), "reused": True}
-    result = {**_train_variant(ctx, variant, seed, ctx.run_dir / folder, chain, teacher_net, config, terms),
-              "chain": names, "folder": folder.as_posix()}
-    atomic_write_json(ctx.run_dir / folder / RESULT, result)
-    return {**result, "reused": False}
+def sub_run_task(data: DataBundle, teacher_net: nn.Module | None, run_dir: Path, folder: Path, variant: str,
+                 seed: int, chain: list[tuple[str, ModelRef]], names: list[str], config: TrainConfig,
+                 terms: tuple[list[LossTerm], float], teacher_ref: ModelRef | None) -> dict[str, Any]:
+    """An executor task: train (or finish) one (variant, seed) sub-run in ``run_dir / folder`` and write its
+    ``result.json`` (the student's test accuracy and every step's metrics); its result.
 
-
-def _train_variant(ctx: StageContext, variant: str, seed: int, workdir: Path, chain: list[tuple[str, ModelRef]],
-                   teacher_net: nn.Module | None, config: TrainConfig, terms: tuple[list[LossTerm], float]
-                   ) -> dict[str, Any]:
-    """Train one variant's chain with one seed; the student's test accuracy and every step's metrics."""
-    recipe = ctx.recipe
-    assert recipe.distill is not None
-    data = ctx.data()
+    ``teacher_ref`` is None for cross-entropy training without a teacher.
+    """
     losses, ce_weight = terms
     teacher = None
-    if variant != "no-kd":
-        assert teacher_net is not None and recipe.teacher is not None, "KD variants need the trained teacher"
-        teacher = (teacher_net, recipe.teacher.model)
-    steps = train_refs(ctx, chain, workdir, teacher=teacher,
-                       losses=losses, config=config, seed=seed, ce_weight=ce_weight)
+    if teacher_ref is not None:
+        assert teacher_net is not None, "KD variants need the trained teacher"
+        teacher = (teacher_net, teacher_ref)
+    steps = train_refs(run_dir, data, chain, run_dir / folder, teacher=teacher, losses=losses, config=config,
+                          seed=seed, ce_weight=ce_weight, console=Console(stderr=True))
     student = steps[-1]
-    return {
+    result = {
         "variant": variant, "seed": seed,
         "test_accuracy": split_accuracy(student.net, data.test, data),
         "val_accuracy": student.record["val_accuracy"],
         "steps": [{k: r[k] for k in ("name", "teacher", "parameters", "best_epoch", "val_accuracy", "reused")}
                   for r in (s.record for s in steps)],
+        "chain": names, "folder": folder.as_posix(),
     }
+    atomic_write_json(run_dir / folder / RESULT, result)
+    return result

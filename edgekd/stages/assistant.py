@@ -2,9 +2,10 @@
 :mod:`edgekd.distill.assistants` for what is selected and why).
 
 Each candidate, and the student as the curve's low anchor, is trained cheaply with KD from the teacher in its own
-resumable sub-run (``select-assistant/candidate-<i>-<model>/``, ``select-assistant/student-anchor/``). The choice is
-written to ``select-assistant/assistant.json``; stage `distill` reads it from there. Every candidate's parameters,
-scale, validation accuracy, NPSDs and score go to the stage info (manifest) and the report.
+resumable sub-run (``select-assistant/candidate-<i>-<model>/``, ``select-assistant/student-anchor/``), one task
+each of :mod:`edgekd.executor` (Ray tasks, or in sequence without Ray). The choice is written to
+``select-assistant/assistant.json``; stage `distill` reads it from there. Every candidate's parameters, scale,
+validation accuracy, NPSDs and score go to the stage info (manifest) and the report.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 from edgekd._atomic import atomic_write_json
 from edgekd.config import Device, ModelRef, Recipe
 from edgekd.distill.assistants import CRITERION, Point, candidate_refs, choose, ref_label
+from edgekd.executor import Executor
 from edgekd.models import count_parameters
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
 from edgekd.report.sections import as_sections, assistant_section
-from edgekd.stages._chain import SELECTION_FILE, split_accuracy, train_refs
+from edgekd.stages._chain import SELECTION_FILE, candidate_task, split_accuracy
 from edgekd.stages._models import build_net, load_plain_net
 from edgekd.stages._training import smoke_config
 
@@ -74,13 +76,16 @@ class SelectAssistant(Stage):
         config = smoke_config(auto.train, ctx.smoke)
         models = [(f"candidate-{i}-{ref_label(ref)}", ref) for i, (ref, _) in enumerate(candidates, start=1)]
         models.append(("student-anchor", recipe.student.model))
-        val: dict[str, float] = {}
-        for folder, ref in models:
-            ctx.log(f"{folder}: {config.epochs} epoch(s) of KD from the teacher on {len(cheap.train)} images")
-            step = train_refs(ctx, [(folder, ref)], ctx.stage_dir, teacher=(teacher, recipe.teacher.model),
-                              losses=recipe.distill.losses, config=config, seed=recipe.seed,
-                              ce_weight=recipe.distill.ce_weight, data=cheap)[0]
-            val[folder] = step.record["val_accuracy"]
+        executor = Executor(recipe.execution)
+        ctx.log(f"{len(models)} model(s), {config.epochs} epoch(s) of KD from the teacher on {len(cheap.train)} "
+                f"images each; executor: {executor.describe()}")
+        accuracies = executor.map(
+            candidate_task,
+            [(ctx.run_dir, ctx.stage_dir, folder, ref, recipe.distill.losses, config, recipe.seed,
+              recipe.distill.ce_weight) for folder, ref in models],
+            shared=(cheap, (teacher, recipe.teacher.model)),
+            on_done=lambda i, acc: ctx.log(f"{models[i][0]}: validation accuracy {acc:.4f}"))
+        val = {folder: acc for (folder, _), acc in zip(models, accuracies)}
 
         top = Point(1.0, split_accuracy(teacher, data.val, data))
         student_params = parameters(recipe.student.model)

@@ -101,8 +101,8 @@ class Distill(Stage):
         chain = chain_models(ctx)
         check_refs([("student" if folder == "student" else "assistant", ref) for folder, ref in chain], data)
         config = smoke_config(recipe.distill.train, ctx.smoke)
-        steps = train_refs(ctx, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses, config=config,
-                           seed=recipe.seed, ce_weight=recipe.distill.ce_weight)
+        steps = train_refs(ctx.run_dir, data, chain, ctx.stage_dir, teacher=teacher, losses=recipe.distill.losses,
+                           config=config, seed=recipe.seed, ce_weight=recipe.distill.ce_weight, console=ctx.console)
         student = steps[-1].record
         names = ["teacher" if teacher is not None else None, *(ref_label(ref) for _, ref in chain[:-1]), "student"]
         info = {

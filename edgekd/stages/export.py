@@ -105,7 +105,7 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
     info = derived_info(source, weights=WEIGHTS[row.precision])
     record = {"name": name, "format": row.format, "precision": row.precision, "runtime": row.runtime,
               "role": source.role, "input": source.input, "info": info}
-    _, builder = exporter(row.runtime, row.precision)
+    _, builder = exporter(row.runtime, row.precision, ctx.device)
     probe = data.test.x[: cfg.parity_samples].numpy()
 
     def summary(artifact: Artifact, parity: dict[str, Any]) -> str:

@@ -190,7 +190,7 @@ class Prune(Stage):
         if not any(r.method == "layermerge" and r.budget == deploy for r in results):
             raise UserError(f"prune.deploy {deploy}: " + infeasible.get(f"layermerge-{deploy}", "no LayerMerge plan"))
         runtime, precision = tables.settings.runtime, tables.settings.precision
-        fmt = exporter(runtime, precision)[0]
+        fmt = exporter(runtime, precision, ctx.device)[0]
         export_cfg = ctx.recipe.export or ExportConfig()
         artifacts = [write_torch_artifact(ctx, net, spec, name="student-unpruned", role="unpruned",
                                           info={"source": source.name})]
@@ -277,7 +277,7 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     """``source`` exported to the table's runtime (so bench times it where the table was timed), parity-checked
     against torch like the export stage's artifacts; a failure is recorded on the artifact."""
     data = ctx.data()
-    fmt, builder = exporter(runtime, precision)
+    fmt, builder = exporter(runtime, precision, ctx.device)
     name = f"{source.name}-{fmt}-{precision}"
     out = ctx.stage_dir / name
     out.mkdir(parents=True, exist_ok=True)

@@ -179,7 +179,8 @@ class Quantize(Stage):
             return trained["q"]
 
         def job_of(runtime: str) -> Int8Job:
-            return Int8Job(runtime=runtime, stem=source.name, cfg=cfg, calibration=calibration,
+            return Int8Job(runtime=runtime, device=ctx.device.device_of(runtime), stem=source.name, cfg=cfg,
+                           calibration=calibration,
                            nncf_target=nncf_target(ctx.device, runtime),
                            symmetric_activations=symmetric_activations(ctx.device),
                            unmet=reasons.get(f"{runtime}/int8"),

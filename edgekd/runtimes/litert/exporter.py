@@ -18,8 +18,9 @@ EXPORTED = ("fp32", "fp16")
 
 @register_exporter("litert")
 def litert_model(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig, *,
-                 precision: str) -> Path:
-    """``out/model.tflite`` in ``precision`` (fp32, or fp16 weights), for ``example``'s batch."""
+                 precision: str, device: str) -> Path:
+    """``out/model.tflite`` in ``precision`` (fp32, or fp16 weights), for ``example``'s batch (one model for any CPU:
+    ``device`` is not used)."""
     if precision not in EXPORTED:
         raise ValueError(f"the LiteRT exporter builds {', '.join(EXPORTED)}, not {precision}")
     return export_tflite(net, mean, std, example, out / "model.tflite", precision="fp16" if precision == "fp16"

@@ -8,7 +8,7 @@ NAME = "litert"
 
 SPEC = register(
     RuntimeSpec(NAME, formats=("litert",), suffixes={".tflite": "litert"}, device_kinds=("cpu",),
-                default_device="CPU", profile_fields=(), module="ai_edge_litert",
+                default_device="CPU", profile_fields=(), module="ai_edge_litert", install="pip install ai-edge-litert",
                 session="edgekd.runtimes.litert.session",
                 libraries=("ai-edge-litert", "litert-torch", "ai-edge-quantizer"), rank=4),
     (Capability(NAME, "fp32", "litert", "export", ("litert",), "install",

@@ -15,6 +15,6 @@ from edgekd.export.onnx import export_onnx_for
 
 @register_exporter("onnx")
 def onnx_graph(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: ExportConfig, *,
-               precision: str) -> Path:
+               precision: str, device: str) -> Path:
     """``out/model.onnx``, fp32."""
     return export_onnx_for(net, mean, std, example, out, cfg)

@@ -8,8 +8,14 @@ NAME = "onnxruntime"
 
 SPEC = register(
     RuntimeSpec(NAME, formats=("onnx",), suffixes={".onnx": "onnx"}, device_kinds=("cpu",), default_device="CPU",
-                profile_fields=("providers",), module="onnxruntime", session="edgekd.runtimes.onnxruntime.session",
-                libraries=("onnxruntime",), rank=1, quantize_targets={"cpu": "CPU"}),
+                profile_fields=("providers",), module="onnxruntime", install="pip install onnxruntime",
+                session="edgekd.runtimes.onnxruntime.session", libraries=("onnxruntime",), rank=1,
+                quantize_targets={"cpu": "CPU"},
+                provider_packages={"CUDAExecutionProvider": "onnxruntime-gpu",
+                                   "TensorrtExecutionProvider": "onnxruntime-gpu",
+                                   "OpenVINOExecutionProvider": "onnxruntime-openvino",
+                                   "DmlExecutionProvider": "onnxruntime-directml",
+                                   "QNNExecutionProvider": "onnxruntime-qnn"}),
     (Capability(NAME, "fp32", "onnx", "export", ("onnx",), None, "ONNX graph, fp32"),
      Capability(NAME, "int8", "onnx", "quantize", ("ort", "nncf", "qat"), None,
                 "Q/DQ ONNX graph: ONNX Runtime static quantization, NNCF PTQ, QAT")),

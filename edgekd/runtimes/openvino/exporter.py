@@ -79,7 +79,7 @@ def export_openvino(source: Path | nn.Module, path: Path, *, compress_to_fp16: b
 
 def _ir(compress_to_fp16: bool) -> Any:
     def build(net: nn.Module, mean: Any, std: Any, example: torch.Tensor, out: Path, cfg: Any, *,
-              precision: str) -> Path:
+              precision: str, device: str) -> Path:
         return export_openvino(net, out / "model.xml", compress_to_fp16=compress_to_fp16, mean=mean, std=std,
                                example=example, dynamic_batch=cfg.dynamic_batch)
 

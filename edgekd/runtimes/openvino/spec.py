@@ -9,7 +9,8 @@ NAME = "openvino"
 SPEC = register(
     RuntimeSpec(NAME, formats=("openvino", "onnx"), suffixes={".xml": "openvino", ".onnx": "onnx"},
                 device_kinds=("cpu", "gpu", "npu"), default_device="CPU", profile_fields=("device",),
-                module="openvino", session="edgekd.runtimes.openvino.session", libraries=("openvino",),
+                module="openvino", install="pip install openvino", session="edgekd.runtimes.openvino.session",
+                libraries=("openvino",),
                 rank=2, quantize_targets={"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}),
     (Capability(NAME, "fp32", "openvino", "export", ("openvino",), None, "IR, fp32 weights and compute"),
      Capability(NAME, "bf16", "openvino", "export", ("openvino",), "bf16", "IR, fp32 weights, bf16 compute"),

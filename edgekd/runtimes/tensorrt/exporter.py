@@ -21,8 +21,11 @@ Precision policy (the precision asked for is the precision of the engine, or the
   and gone in 11, so it is not offered.
 
 Every engine is built with ``ProfilingVerbosity.DETAILED``, so the engine inspector reports each layer's data types
-(:func:`edgekd.runtimes.tensorrt.runner.layer_precisions`). A dynamic batch dimension gets one optimisation profile
-``(1, opt_batch, max_batch)``; a fixed one builds a static-batch engine.
+(:func:`edgekd.runtimes.tensorrt.session.layer_precisions`), and those are checked before the engine is written: an
+fp16 or int8 engine none of whose compute layers reads that type, or an fp32 engine that reads a reduced one, is
+refused (:mod:`edgekd.runtimes.tensorrt.engine_precision`). It is built on the CUDA device the profile names
+(``cuda:N``). A dynamic batch dimension gets one optimisation profile ``(1, opt_batch, max_batch)``; a fixed one
+builds a static-batch engine.
 
 A timing cache (``timing_cache=``) is read before the build and the builder's own cache is written back atomically
 after it. A cache TensorRT refuses (made by another GPU or TensorRT version, or corrupt) is reported in the log and
@@ -33,16 +36,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from edgekd._atomic import atomic_write_bytes
+from edgekd.capabilities import device_index
 from edgekd.errors import UserError
 from edgekd.export.build import register_exporter
 from edgekd.runtime import first_line
+from edgekd.runtimes.tensorrt.engine_precision import engine_precision_problem
 from edgekd.runtimes.tensorrt.runner import tensorrt_problem
+from edgekd.runtimes.tensorrt.session import layer_precisions
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +147,7 @@ def _error_logger(trt: Any) -> Any:
 
 def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "fp32",
                  timing_cache: Path | None = None, workspace_mb: int = 1024, opt_batch: int = 1,
-                 max_batch: int = 64) -> Path:
+                 max_batch: int = 64, device: str = "cuda:0") -> Path:
     """Build a TensorRT engine from ``onnx_path`` and write it atomically to ``engine_path``.
 
     Args:
@@ -149,10 +157,13 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
             builder's cache after it, so rebuilds are fast.
         workspace_mb: the builder's workspace memory pool limit in MiB.
         opt_batch, max_batch: the optimisation profile of a dynamic batch dimension (min is 1).
+        device: the CUDA device the engine is built for (``cuda`` or ``cuda:N``), as the device profile names it.
 
     Raises:
-        UserError: the graph cannot give an engine of ``precision``, TensorRT >= 10 or a CUDA device is missing, or
-            TensorRT cannot parse or build the graph.
+        UserError: the graph cannot give an engine of ``precision``, TensorRT >= 10 or the CUDA device is missing,
+            TensorRT cannot parse or build the graph, or the built engine does not compute in ``precision``
+            (:func:`edgekd.runtimes.tensorrt.engine_precision.engine_precision_problem`; nothing is written
+            then).
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise UserError(f"TensorRT precision must be fp32, fp16 or int8, got {precision!r}")
@@ -164,12 +175,16 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
         raise UserError(f"{engine_path}: {problem}")
     import tensorrt as trt
 
+    with cuda_device(device):  # the builder times its kernels on the current CUDA device
+        return _build(trt, Path(onnx_path), Path(engine_path), precision, facts, timing_cache, workspace_mb,
+                      opt_batch, max_batch)
+
+
+def _build(trt: Any, onnx_path: Path, engine_path: Path, precision: Precision, facts: dict[str, Any],
+           timing_cache: Path | None, workspace_mb: int, opt_batch: int, max_batch: int) -> Path:
     strongly_typed = int(trt.__version__.split(".")[0]) >= 11
     logger = _error_logger(trt)
-    builder = trt.Builder(logger)
-    if builder is None:
-        raise UserError(f"{engine_path}: TensorRT {trt.__version__} could not create a builder "
-                        f"({_last_error(logger, 'no usable CUDA device')})")
+    builder = trt.Builder(logger)  # raises (it never returns None) when no CUDA device can be used
     network = builder.create_network(0)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
@@ -192,11 +207,28 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT {trt.__version__} failed to build a {precision} engine "
                         f"({_last_error(logger, 'no error message')})")
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+    if (problem := engine_precision_problem(layer_precisions(engine), precision)) is not None:
+        raise UserError(f"{onnx_path}: {problem}")
     atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
     if cache is not None and timing_cache is not None:
         filled = config.get_timing_cache() or cache  # the builder's own cache, with this build's timings
         atomic_write_bytes(timing_cache, bytes(memoryview(filled.serialize())))
     return Path(engine_path)
+
+
+@contextmanager
+def cuda_device(device: str) -> Iterator[None]:
+    """``device`` (``cuda`` or ``cuda:N``) made torch's and CUDA's current device inside the block; a UserError when
+    this host has no such device."""
+    import torch
+
+    index = device_index(device)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UserError(f"device {device!r}: this host has {count} CUDA device(s) (cuda:0 .. cuda:{count - 1})")
+    with torch.cuda.device(index):
+        yield
 
 
 def _last_error(logger: Any, default: str) -> str:
@@ -240,10 +272,12 @@ def _add_batch_profile(builder: Any, network: Any, config: Any, opt_batch: int, 
 
 
 @register_exporter("tensorrt")
-def tensorrt_engine(net: Any, mean: Any, std: Any, example: Any, out: Path, cfg: Any, *, precision: str) -> Path:
-    """``out/model.engine`` for the row's precision, from the fp32 ONNX graph (kept beside it)."""
+def tensorrt_engine(net: Any, mean: Any, std: Any, example: Any, out: Path, cfg: Any, *, precision: str,
+                    device: str) -> Path:
+    """``out/model.engine`` for the row's precision, built on the profile's CUDA ``device``, from the fp32 ONNX
+    graph (kept beside it)."""
     from edgekd.export.onnx import export_onnx_for
 
     onnx_path = export_onnx_for(net, mean, std, example, out, cfg)
     return build_engine(onnx_path, out / "model.engine", precision=precision,  # type: ignore[arg-type]
-                        timing_cache=out.parent / "tensorrt-timing.cache")
+                        timing_cache=out.parent / "tensorrt-timing.cache", device=device)

@@ -11,12 +11,12 @@ from edgekd.quantize.jobs import NO_TORCHAO, Int8Build, Int8Job
 from edgekd.runtimes.tensorrt.spec import NAME
 
 
-def int8_engine(qdq_onnx: Path, out: Path) -> Path:
-    """An INT8 engine ``out/model.engine`` from a Q/DQ ONNX graph."""
+def int8_engine(qdq_onnx: Path, out: Path, device: str) -> Path:
+    """An INT8 engine ``out/model.engine`` from a Q/DQ ONNX graph, built on the CUDA ``device`` (``cuda:N``)."""
     from edgekd.runtimes.tensorrt.exporter import build_engine
 
     return build_engine(qdq_onnx, out / "model.engine", precision="int8",
-                        timing_cache=out.parent / "tensorrt-timing.cache")
+                        timing_cache=out.parent / "tensorrt-timing.cache", device=device)
 
 
 def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
@@ -28,7 +28,7 @@ def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
         return [], {name: job.unmet}
     return [Int8Build(name, NAME, NAME, lambda out: int8_engine(ort_static_quantize(
         job.fp32("onnx"), out / "qdq.onnx", job.calibration, per_channel=True, symmetric_activations=True,
-        quantize_bias=False, calibrate_method=job.cfg.ort.calibrate_method), out))], {}
+        quantize_bias=False, calibrate_method=job.cfg.ort.calibrate_method), out, job.device))], {}
 
 
 def qat_plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
@@ -43,6 +43,6 @@ def qat_plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
 
     def build(out: Path) -> Path:
         qdq = strip_qat_to_onnx(job.qat_model(), job.mean, job.std, job.example, out / "model.onnx")
-        return int8_engine(qdq, out)
+        return int8_engine(qdq, out, job.device)
 
     return [Int8Build(name, NAME, NAME, build)], {}

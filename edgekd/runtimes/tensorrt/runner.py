@@ -25,6 +25,7 @@ from edgekd.runtimes.tensorrt.session import (  # noqa: F401  (re-exported: the 
     inspector_layers,
     layer_precisions,
     precision_counts,
+    tensor_datatype,
     torch_dtype,
 )
 

@@ -18,10 +18,10 @@ from collections import Counter
 
 import numpy as np
 
-#: data type words in the inspector's tensor descriptions (TensorRT 10 "Format/Datatype": "Row major linear FP32",
-#: "Channel major FP16 format where channel % 8 == 0", "... Int8 format"; TensorRT 11 splits it into "Format" and
-#: "Datatype"; older builds say Float / Half)
-_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16",
+#: data type words in the inspector's tensor descriptions (TensorRT 10's "Format/Datatype": "Row major linear FP32",
+#: "Channel major FP16 format where channel % 8 == 0", "... Int8 format"; TensorRT 11's "DataType": "Float", "Half",
+#: "BFloat16", "Int8")
+_DATATYPES = {"fp32": "fp32", "float": "fp32", "fp16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
               "int8": "int8", "fp8": "fp8", "int4": "int4", "fp4": "fp4"}
 _DATATYPE = re.compile(r"\b(" + "|".join(_DATATYPES) + r")\b", re.IGNORECASE)
 _ORDER = ["fp4", "int4", "fp8", "int8", "fp16", "bf16", "fp32"]
@@ -34,12 +34,11 @@ class LoadError(Exception):
 def inspector_layers(info_json):
     """``{name, type, inputs, outputs, tactic}`` for every layer of the engine inspector's JSON: the float or
     quantized data types of the layer's input and output tensors (integer index and shape tensors left out) and the
-    kernel TensorRT chose. Reads TensorRT 10's ``Format/Datatype`` and TensorRT 11's ``Datatype`` keys."""
+    kernel TensorRT chose. Each tensor's type is read by :func:`tensor_datatype`, in either schema."""
     info = json.loads(info_json)
 
     def kind(tensor):
-        text = tensor.get("Datatype", tensor.get("Format/Datatype", ""))
-        found = _DATATYPE.search(str(text))
+        found = _DATATYPE.search(tensor_datatype(tensor))
         return _DATATYPES[found.group(1).lower()] if found else None
 
     def types(tensors):
@@ -49,6 +48,19 @@ def inspector_layers(info_json):
              "inputs": types(layer.get("Inputs", [])), "outputs": types(layer.get("Outputs", [])),
              "tactic": str(layer.get("TacticName", ""))}
             for layer in info.get("Layers", []) if isinstance(layer, dict)]
+
+
+def tensor_datatype(tensor):
+    """The data type text of one tensor of an inspector layer, in either schema: TensorRT 10 writes one
+    ``"Format/Datatype"`` string ("Row major linear FP32"); TensorRT 11 splits it into ``"Format"`` (the layout) and
+    ``"DataType"`` ("Float"), per NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x"
+    (docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-IEngineInspector.html). The key
+    is matched without regard to case (``Datatype`` or ``DataType``); with neither key, the ``Format`` text."""
+    keys = {str(key).lower(): value for key, value in tensor.items()}
+    for key in ("datatype", "format/datatype", "format"):
+        if key in keys:
+            return str(keys[key])
+    return ""
 
 
 def layer_precisions(engine):

@@ -9,6 +9,7 @@ NAME = "tensorrt"
 SPEC = register(
     RuntimeSpec(NAME, formats=("tensorrt",), suffixes={".engine": "tensorrt", ".plan": "tensorrt"},
                 device_kinds=("cuda",), default_device="cuda:0", profile_fields=("device",), module="tensorrt",
+                install="pip install tensorrt, or apt install python3-libnvinfer on a Jetson",
                 session="edgekd.runtimes.tensorrt.session", libraries=("tensorrt",), rank=3, cpu_threaded=False,
                 session_imports=("torch",), symmetric_int8=True,
                 quantize_targets={"cuda": "ANY"}),
