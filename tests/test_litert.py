@@ -379,7 +379,7 @@ def _job(fp32: Path, calibration: np.ndarray, unmet: str | None = None) -> objec
     def unused(*_: object) -> object:
         raise AssertionError("not used by LiteRT's planner")
 
-    return Int8Job(runtime="litert", stem="student", cfg=QuantizeConfig(), calibration=calibration,
+    return Int8Job(runtime="litert", device="CPU", stem="student", cfg=QuantizeConfig(), calibration=calibration,
                    nncf_target="ANY", symmetric_activations=False, unmet=unmet, fp32=lambda fmt: fp32,
                    val=unused, max_drop=unused, qat_model=unused, mean=MEAN, std=STD, example=None)
 
