@@ -75,3 +75,55 @@ def test_litert_fp32_accuracy_agrees_with_onnx_runtime(litert_run) -> None:
     lite_acc, ort_acc = float((lite_top1 == y).mean()), float((ort_top1 == y).mean())
     assert agreement >= ExportConfig().min_top1_agreement, agreement
     assert abs(lite_acc - ort_acc) <= 1 - agreement + 1e-12
+
+
+USER_MODEL = '''
+import torch
+from torch import nn
+
+
+class Guarded(nn.Module):
+    """A small CNN whose logits are scaled by the log-determinant of a learned 4x4 matrix: ONNX has Det, LiteRT has
+    no lowering of aten._linalg_slogdet."""
+
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.head = nn.Linear(8, num_classes)
+        self.m = nn.Parameter(torch.eye(4))
+        self.register_buffer("eye", torch.eye(4))
+
+    def forward(self, x):
+        scale = 1 + 0.01 * torch.logdet(self.m @ self.m.T + self.eye)
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3))) * scale
+
+
+def factory(num_classes, in_channels=1):
+    return Guarded(num_classes, in_channels)
+'''
+
+
+def test_a_model_litert_cannot_convert_fails_its_litert_artifacts_with_exit_2(tmp_path: Path) -> None:
+    """The LiteRT artifacts fail with one line naming the operation; ONNX Runtime's artifacts go through every
+    stage, and the run exits 2 (bad input) naming the failed artifacts. (A model with a data-dependent branch, which
+    torch.export refuses, cannot be used here: edgekd counts a model's MACs on meta tensors first.)"""
+    import os
+
+    (tmp_path / "guarded_model.py").write_text(USER_MODEL)
+    recipe = yaml.safe_load((ROOT / "pipelines" / "quickstart.yaml").read_text())
+    recipe["student"] = {"model": {"name": "guarded_model:factory"}}
+    recipe["quantize"] = {"engines": ["ort"], "calibration_samples": 64}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    result = run_cli("run", str(tmp_path / "recipe.yaml"), "--device", DEVICE, "--out", str(tmp_path / "run"),
+                     "--smoke", env={"PYTHONPATH": path})
+    assert result.returncode == 2, result.stderr[-2000:]
+    arts = {a["name"]: a for a in json.loads((tmp_path / "run" / "manifest.json").read_text())["artifacts"]}
+    for name in LITERT:
+        assert arts[name]["status"] == "failed" and "\n" not in arts[name]["reason"], name
+        assert "LiteRT has no lowering for aten._linalg_slogdet" in arts[name]["reason"], arts[name]["reason"]
+    for name in ("student-onnx-fp32", "student-onnx-int8-ort"):
+        assert arts[name]["status"] == "ok" and "latency_ms" in arts[name]["metrics"], name
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(name in errors[0] for name in LITERT), errors
+    assert "Traceback" not in result.stderr
