@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# the optional back ends whose tests run in `make test` (Ray executor, LiteRT runtime)
+EXTRAS ?= dev,ray,litert
 BIN := $(VENV)/bin
 
 .PHONY: setup quickstart test docs clean
@@ -12,7 +14,7 @@ $(BIN)/edgekd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(BIN)/edgekd

@@ -120,13 +120,13 @@ def test_nothing_requested_is_skipped_without_a_reason(tmp_path: Path) -> None:
     assert not_built["torch/fp32"].startswith("the teacher and student themselves")
     recipe = load_recipe(ROOT / "pipelines" / "fmnist-quantize.yaml")
     lines = Quantize().plan(recipe, device)
-    trt = capability("tensorrt", "int8")
-    assert trt is not None
-    if (why := unmet_requirement(trt, "cuda:0")) is not None:
-        assert unmet(device) == {"tensorrt/int8": why} and f"not tensorrt/int8: {why}" in lines
-        assert lines[0].startswith("INT8 for onnxruntime, openvino:")
-    else:
-        assert unmet(device) == {} and lines[0].startswith("INT8 for onnxruntime, openvino, tensorrt:")
+    int8 = [row for row in CAPABILITIES if row.precision == "int8"]
+    assert {"onnxruntime", "openvino", "tensorrt"} <= {row.runtime for row in int8}
+    why_not = {f"{row.runtime}/int8": why for row in int8
+               if (why := unmet_requirement(row, RUNTIME_SPECS[row.runtime].default_device)) is not None}
+    assert unmet(device) == why_not and all(f"not {pair}: {why}" in lines for pair, why in why_not.items())
+    here = [row.runtime for row in int8 if f"{row.runtime}/int8" not in why_not]
+    assert lines[0].startswith(f"INT8 for {', '.join(here)}:")
 
 
 def test_nncf_quantizes_for_the_device_kind_of_the_profile(tmp_path: Path) -> None:

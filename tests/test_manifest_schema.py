@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekd.capabilities import FORMAT_SUFFIXES
 from edgekd.errors import UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.manifest import (
@@ -42,7 +43,9 @@ def test_schema_states_the_design_contract() -> None:
     defs = schema["$defs"]
     assert {"recipe", "device", "edgekd_version"} <= set(schema["required"])
     assert defs["StageEntry"]["properties"]["status"]["enum"] == ["done", "cached", "failed", "skipped"]
-    assert defs["Artifact"]["properties"]["format"]["enum"] == ["torch", "onnx", "openvino", "tensorrt"]
+    formats = defs["Artifact"]["properties"]["format"]["enum"]
+    assert formats[:4] == ["torch", "onnx", "openvino", "tensorrt"]  # then any further runtime's, in table order
+    assert set(formats) == set(FORMAT_SUFFIXES.values())
     assert set(defs["ArtifactFile"]["required"]) == {"path", "bytes", "sha256"}
 
 

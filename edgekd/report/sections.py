@@ -114,7 +114,8 @@ def quantization_section(manifest: dict[str, Any]) -> list[str]:
         fp32 = artifacts.get(f"{art['info'].get('source')}-{art['format']}-fp32")
         acc, ref = art["metrics"].get("accuracy"), (fp32 or {}).get("metrics", {}).get("accuracy")
         drop = f"{100 * (ref - acc):+.2f}" if acc is not None and ref is not None else "—"
-        ratio = f"{art['bytes'] / fp32['bytes']:.2f}" if fp32 else "—"
+        fp32_bytes = (fp32 or {}).get("bytes")  # a failed build has no file
+        ratio = f"{art['bytes'] / fp32_bytes:.2f}" if fp32_bytes and art.get("bytes") else "—"
         parity = art["info"].get("parity", {})
         rows.append([art["name"], art["info"].get("method", "—"), art["runtime"],
                      f"{ref:.4f}" if ref is not None else "—", f"{acc:.4f}" if acc is not None else "—", drop,
