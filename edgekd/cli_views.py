@@ -16,8 +16,8 @@ from edgekd.report.tables import SUMMARY_HEADER, markdown_table, si, summary_row
 
 def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in header:
-        table.add_column(column)
+    for index, column in enumerate(header):
+        table.add_column(column, no_wrap=index == 1)  # an artifact's name and its ✓ / ✗ failed mark stay on one line
     for row in rows:
         table.add_row(*row)
     return table
