@@ -14,10 +14,10 @@ from edgekd.pipeline.manifest import Manifest
 from edgekd.report.tables import SUMMARY_HEADER, markdown_table, si, summary_rows
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+def _table(title: str, header: list[str], rows: list[list[str]], *, no_wrap: tuple[int, ...] = ()) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     for index, column in enumerate(header):
-        table.add_column(column, no_wrap=index == 1)  # an artifact's name and its ✓ / ✗ failed mark stay on one line
+        table.add_column(column, no_wrap=index in no_wrap)
     for row in rows:
         table.add_row(*row)
     return table
@@ -32,8 +32,9 @@ def print_summary(out: Console, manifest: Manifest, run_dir: Path) -> None:
             row[1] = f"[bold green]{row[1]} ✓[/bold green]"
         elif row[1].endswith("✗ failed"):
             row[1] = f"[red]{row[1]}[/red]"
+    # an artifact's name and its ✓ / ✗ failed mark stay on one line
     out.print(_table(f"{manifest.recipe} on {manifest.device}" + (" (smoke)" if manifest.smoke else ""),
-                     SUMMARY_HEADER, rows))
+                     SUMMARY_HEADER, rows, no_wrap=(1,)))
     stages = ", ".join(f"{s.name} {s.status}" for s in manifest.stages if s.status != "skipped")
     out.print(f"stages: {stages}")
     for art in manifest.artifacts:

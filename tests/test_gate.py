@@ -200,4 +200,7 @@ def test_example_workflow_runs_valid_commands(tmp_path: Path) -> None:
     assert "--keep-artifacts" in make  # the check below times the kept artifacts beside the run's
     assert main(["baseline", str(old), "-o", str(baseline), "--keep-artifacts", "--rounds", "2"]) == 0
     options = check[check.index("--baseline") + 2:check.index(">")]
-    assert main(["check", str(old), "--baseline", str(baseline), *options, "--rounds", "2"]) == 0
+    # the workflow's options must parse and run; two rounds are too few for a latency verdict (the verdict logic is
+    # tested on recorded series in tests/test_gate_machine.py), so the latency tolerance is opened wide here
+    wide = ["--rounds", "2", "--latency-tol", "1000"]
+    assert main(["check", str(old), "--baseline", str(baseline), *options, *wide]) == 0
