@@ -93,6 +93,23 @@ def test_resume_skips_finished_steps(digits: DataBundle, tmp_path: Path, monkeyp
     assert resumed[1].record["digest"] == first[1].record["digest"]  # resumed from its last epoch checkpoint
 
 
+def test_a_finished_step_returns_the_same_net_as_a_reused_one(digits: DataBundle, tmp_path: Path) -> None:
+    """Trained in channels-last, a step's net still leaves the chain as a reused one does (CPU, contiguous), so a
+    sub-run that resumes after its step finished measures bit-identical outputs."""
+    teacher = create("plain6", num_classes=10, in_channels=1).eval()
+    links = plain_links(digits, ["plain4"], "plain6")
+    config = ONE_EPOCH.model_copy(update={"amp": False, "channels_last": True})
+    fresh = train_chain(links, digits, config, tmp_path, teacher=teacher, seed=2)[0]
+    reused = train_chain(links, digits, config, tmp_path, teacher=teacher, seed=2)[0]
+    assert (fresh.record["reused"], reused.record["reused"]) == (False, True)
+    for step in (fresh, reused):
+        weight = step.net.features[0].weight
+        assert weight.device.type == "cpu" and weight.is_contiguous() and not step.net.training
+    x = digits.test.x[:256].float()
+    with torch.no_grad():
+        assert torch.equal(fresh.net(x), reused.net(x))
+
+
 def test_same_seed_same_initial_weights_in_any_chain(digits: DataBundle, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[torch.Tensor] = []

@@ -5,7 +5,8 @@ A chain ``teacher → a_1 → … → a_k → student`` trains each model in tur
 is plain KD (or plain cross-entropy training when there is no teacher). Each step is its own resumable sub-run in
 ``workdir/<link name>/``: the trainer's epoch checkpoint, then, once the step is done, the best weights
 (``model.pt``) and a finished marker (``step.json``) holding the step's record. Running the chain again skips every
-step whose marker is there and loads its weights, so an interrupted chain continues at the first unfinished step
+step whose marker is there and loads its weights, so an interrupted chain continues at the first unfinished step;
+a step comes back on the CPU in the default memory format whether it was trained or loaded
 (the caller owns ``workdir``: other models, data or budget need a fresh one, as the stage runner ensures)::
 
     steps = train_chain([Link("ta", build_ta, kd_terms), Link("student", build_student, kd_terms)],
@@ -148,6 +149,9 @@ def train_chain(
             result = Trainer(net, data, config, folder, seed=seed, teacher=previous if terms else None, terms=terms,
                              ce_weight=ce_weight, console=console, label=link.name,
                              teacher_cache_dir=teacher_cache_dir).fit()
+            # leave the chain as a reused step does (CPU, default memory format), so that a step measured right
+            # after training and one loaded after a restart compute bit-identical outputs
+            net = net.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
             record = {
                 "step": index, "name": link.name, "teacher": previous_name if terms else None,
                 "parameters": count_parameters(net), "epochs": config.epochs, "best_epoch": result.best_epoch,
