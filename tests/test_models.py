@@ -363,6 +363,17 @@ def test_plain_state_dict_files(tmp_path: Path) -> None:
     assert _single_line(exc).endswith("shape mismatch (1): conv1.weight (16, 1, 3, 3) vs (16, 3, 3, 3)")
 
 
+def test_the_same_checkpoint_has_the_same_bytes_under_any_name(tmp_path: Path) -> None:
+    """Identical trainings give identical files (SHA-256 keys of later stages depend on it), whatever the file name
+    and the temporary name it was written under."""
+    spec = {"name": "plain2", "kwargs": {"num_classes": 3, "in_channels": 1}}
+    torch.manual_seed(0)
+    model = create(spec["name"], **spec["kwargs"])
+    save_checkpoint(tmp_path / "a" / "teacher.pt", model, spec=spec)
+    save_checkpoint(tmp_path / "b" / "other.pt", model, spec=spec)
+    assert (tmp_path / "a" / "teacher.pt").read_bytes() == (tmp_path / "b" / "other.pt").read_bytes()
+
+
 def test_bad_checkpoint_files(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04 this is not a torch file")

@@ -32,12 +32,12 @@ from rich.console import Console
 from torch import nn
 
 from edgekd import _distributed as dist
-from edgekd._atomic import atomic_path, atomic_write_json
+from edgekd._atomic import atomic_write_json
 from edgekd.config import LossTerm, ModelRef, TrainConfig
 from edgekd.data import DataBundle
 from edgekd.distill.trainer import DistillTerm, Trainer
 from edgekd.errors import UserError
-from edgekd.models import MODELS, count_parameters
+from edgekd.models import MODELS, count_parameters, save_atomically
 
 STEP_RECORD = "step.json"
 STEP_WEIGHTS = "model.pt"
@@ -160,8 +160,7 @@ def train_chain(
                 "memory": result.memory, "numerics": result.numerics,
             }
             if dist.is_main():
-                with atomic_path(folder / STEP_WEIGHTS) as tmp:
-                    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, tmp)
+                save_atomically(folder / STEP_WEIGHTS, {k: v.cpu() for k, v in net.state_dict().items()})
                 atomic_write_json(folder / STEP_RECORD, record)
             record = {**record, "reused": False}
         net.eval()

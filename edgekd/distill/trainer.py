@@ -44,7 +44,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from edgekd import _distributed as dist
-from edgekd._atomic import atomic_path
 from edgekd.config import TrainConfig
 from edgekd.data import DataBundle, Split, augment_batch
 from edgekd.distill._precision import Precision, keep_contiguous, narrow_strided_pointwise, resolve_numerics
@@ -54,6 +53,7 @@ from edgekd.distill.objective import DistillTerm, Objective
 from edgekd.distill.schedule import make_scheduler
 from edgekd.distill.teacher_cache import TeacherCache, cache_key, module_digest, split_digest
 from edgekd.errors import UserError
+from edgekd.models import save_atomically
 from edgekd.runtime.torch_artifact import Normalize
 
 CHECKPOINT = "last.pt"
@@ -213,8 +213,7 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _save(self, state: dict[str, Any]) -> None:
         if self.world.is_main:
-            with atomic_path(self.workdir / CHECKPOINT) as tmp:
-                torch.save(state, tmp)
+            save_atomically(self.workdir / CHECKPOINT, state)
 
     def _load(self) -> dict[str, Any] | None:
         path = self.workdir / CHECKPOINT

@@ -21,7 +21,14 @@ for feature distillation. Models with a ``small_input`` switch get the layout th
 from __future__ import annotations
 
 from edgekd.models import mobilenetv2, plain, resnet, resnet_imagenet  # noqa: F401  (registration side effect)
-from edgekd.models.checkpoint import FORMAT, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
+from edgekd.models.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_weights,
+    model_from_checkpoint,
+    save_atomically,
+    save_checkpoint,
+)
 from edgekd.models.complexity import count_macs
 from edgekd.models.factory import (
     MODELS,
@@ -52,5 +59,6 @@ __all__ = [
     "model_info",
     "model_size_bytes",
     "return_logits",
+    "save_atomically",
     "save_checkpoint",
 ]

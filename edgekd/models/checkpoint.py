@@ -8,6 +8,7 @@ back the model. Plain state_dict files (e.g. from other model zoos) are loaded i
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd._atomic import atomic_path
+from edgekd._atomic import atomic_write_bytes
 from edgekd.errors import UserError
 from edgekd.models.factory import create
 
@@ -43,8 +44,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, spec: dic
     state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "spec": {"name": spec["name"], "kwargs": dict(spec["kwargs"])}, "state_dict": state}
     payload.update(extra)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_atomically(path, payload)
+
+
+def save_atomically(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically; the bytes depend on ``obj`` only (torch names the archive's
+    top folder after the file it writes to, so the archive is built in memory, never under a temporary name)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
