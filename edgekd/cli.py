@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from edgekd.errors import ArtifactsFailed, BudgetError, ConfigError, EdgekdError, UserError
+from edgekd.runtimes import RUNTIME_SPECS, has_part, runtime_part
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distil, prune, quantize, export and measure a PyTorch classifier for one edge device.")
@@ -29,6 +30,19 @@ DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="device profile n
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: key.path=value")]
 _debug = {"on": False}
 """Set by the ``--debug`` option of the command being run (as click parses it), read by :func:`main`."""
+
+
+def _suffixes(part: str | None = None) -> str:
+    """The artifact file suffixes of every runtime (that has module ``part``), in table order, for help texts."""
+    found = [suffix for name, spec in RUNTIME_SPECS.items() if part is None or has_part(name, part)
+             for suffix in spec.suffixes]
+    return ", ".join(dict.fromkeys(found))
+
+
+def _native_tools() -> str:
+    """The runtimes' own benchmark tools that ``--compare-native`` runs, for help texts."""
+    tools = [runtime_part(name, "native") for name in RUNTIME_SPECS if has_part(name, "native")]
+    return ", ".join(tool.TOOL for tool in tools if hasattr(tool, "compare"))
 
 
 def _set_debug(value: bool) -> bool:
@@ -149,7 +163,7 @@ def validate(recipe: Annotated[Path, typer.Argument(help="recipe name (see `edge
 
 @app.command()
 def bench(
-    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .pt), in a run folder or not")],
+    artifact: Annotated[Path, typer.Argument(help=f"an artifact file ({_suffixes()}), in a run folder or not")],
     devices: Annotated[list[str], typer.Option(
         "--device", "-d", help="device profile name (see `edgekd devices`) or YAML; repeat it to time a fleet: every "
         "device is pre-flighted first, then remote (ssh/adb) devices are timed in parallel and local ones one after "
@@ -160,7 +174,8 @@ def bench(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="batch of a timed call")] = 1,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
-    compare_native: Annotated[bool, typer.Option("--compare-native", help="also run OpenVINO's benchmark_app on it")] = False,
+    compare_native: Annotated[bool, typer.Option(
+        "--compare-native", help=f"also time it with its runtime's own benchmark tool ({_native_tools()})")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
     backend: Annotated[str, typer.Option(
         "--backend", help="how a fleet's devices are scheduled: auto (Ray when installed), ray, sequential")] = "auto",
@@ -183,7 +198,7 @@ def bench(
 
 @app.command()
 def profile(
-    artifact: Annotated[Path, typer.Argument(help="an artifact file (.onnx, .xml, .engine)")],
+    artifact: Annotated[Path, typer.Argument(help=f"an artifact file ({_suffixes('profile')})")],
     device: DeviceOpt,
     against: Annotated[Optional[Path], typer.Option("--against", help="another artifact of the same model to diff")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="rows shown")] = 15,

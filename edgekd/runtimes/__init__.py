@@ -44,8 +44,6 @@ def runtime_module(name: str, part: str) -> str:
     return f"{__name__}.{name}.{part}"
 
 
-
-
 def runtime_part(name: str, part: str) -> ModuleType:
     """Module ``part`` of runtime ``name``'s package, imported (back ends stay lazy inside it)."""
     return importlib.import_module(runtime_module(name, part))
