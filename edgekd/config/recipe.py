@@ -91,6 +91,22 @@ class AutoAssistantConfig(Strict):
     )
 
 
+FUNCTION_MATCHING = "function_matching"
+
+
+def function_matching_check(losses: list[LossTerm], ce_weight: float, train: TrainConfig, where: str) -> None:
+    """Function matching (Beyer et al., CVPR 2022) trains on mixed views without labels: a recipe with the
+    `function_matching` loss needs `ce_weight: 0` and mixup or CutMix in the training that uses it (`where`)."""
+    if not any(term.name == FUNCTION_MATCHING for term in losses):
+        return
+    if ce_weight != 0:
+        raise ValueError(f"loss {FUNCTION_MATCHING} has no label term: set distill.ce_weight: 0 (got {ce_weight}), "
+                         "or use kd for a loss with one")
+    if train.augment.mixup_alpha == 0 and train.augment.cutmix_alpha == 0:
+        raise ValueError(f"loss {FUNCTION_MATCHING} matches the teacher on mixed views: set {where}.augment."
+                         "mixup_alpha or cutmix_alpha above 0")
+
+
 class DistillConfig(Strict):
     """Distillation of the student from the teacher: `ce_weight * CE + sum(weight_i * loss_i)`.
 
@@ -118,6 +134,7 @@ class DistillConfig(Strict):
 
     @model_validator(mode="after")
     def _resolve_chain(self) -> DistillConfig:
+        function_matching_check(self.losses, self.ce_weight, self.train, "distill.train")
         if self.chain is None:
             self.__dict__["chain"] = "auto" if self.auto_assistant is not None else "manual"
         if self.chain == "auto" and self.auto_assistant is None:
@@ -277,6 +294,8 @@ class Recipe(Strict):
             variants += ["takd"] if distill.assistants else []
             variants += ["auto-ta"] if distill.auto_assistant is not None else []
             self.ablation.__dict__["variants"] = variants
+        if self.ablation.train is not None:
+            function_matching_check(distill.losses, distill.ce_weight, self.ablation.train, "ablation.train")
         for variant in self.ablation.variants or []:
             if variant == "dkd" and self.teacher is None:
                 raise ValueError("ablation variant 'dkd' needs a teacher")
