@@ -49,15 +49,26 @@ class DataConfig(Strict):
 
 
 class TeacherConfig(Strict):
-    """The teacher: trained here (`train`), or loaded from `model.checkpoint` and used as is (`train: null`)."""
+    """The teacher: trained here (`train`), or loaded from `model.checkpoint` and used as is (`train: null`).
+
+    With `ensemble: M` (M > 1) the teacher is M copies of `model` trained with seeds `seed`, `seed + 1`, ... (each a
+    resumable step), and students distil from the mean of the members' logits (cached like any teacher's).
+    """
 
     model: ModelRef
     train: TrainConfig | None = Field(default_factory=TrainConfig, description="training; null = use checkpoint")
+    ensemble: int = Field(
+        1, ge=1, le=16, description="members of an ensemble teacher: copies of `model` trained with seeds seed, "
+        "seed + 1, ...; students distil from the mean of their logits (logit losses only); 1 = a single teacher"
+    )
 
     @model_validator(mode="after")
     def _weights_from_somewhere(self) -> TeacherConfig:
         if self.train is None and self.model.checkpoint is None:
             raise ValueError("teacher.train is null, so teacher.model.checkpoint must name the teacher's weights")
+        if self.ensemble > 1 and self.train is None:
+            raise ValueError("teacher.ensemble trains its members: set teacher.train (or ensemble: 1 to use the "
+                             "checkpoint as is)")
         return self
 
 
@@ -274,6 +285,8 @@ class Recipe(Strict):
             raise ValueError("distill needs a student section")
         if self.distill is not None and self.distill.losses and self.teacher is None:
             raise ValueError("distill.losses need a teacher section (or set `losses: []`)")
+        if self.distill is not None and self.teacher is not None and self.teacher.ensemble > 1:
+            self._check_ensemble_losses(self.distill.losses)
         if self.distill is not None and (self.distill.assistants or self.distill.auto_assistant is not None):
             if not self.distill.losses:
                 raise ValueError("distill.assistants / auto_assistant need distillation losses to learn from")
@@ -282,6 +295,16 @@ class Recipe(Strict):
         if self.ablation is not None:
             self._check_ablation()
         return self
+
+    @staticmethod
+    def _check_ensemble_losses(losses: list[LossTerm]) -> None:
+        """An ensemble teacher gives logits only: no feature losses."""
+        from edgekd.distill.losses import LOSSES
+
+        feature = [term.name for term in losses if LOSSES.entry(term.name).meta["kind"] != "logit"]
+        if feature:
+            raise ValueError(f"teacher.ensemble > 1 gives the mean of its members' logits, no features: "
+                             f"distill.losses {', '.join(feature)} need a single teacher (ensemble: 1)")
 
     def _check_ablation(self) -> None:
         """Resolve the default variants; each variant needs the sections it trains from."""
