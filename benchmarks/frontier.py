@@ -230,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"recipe": recipe.name, "device": args.device, "smoke": args.smoke, "margin": args.margin,
                "overrides": args.overrides, "calibration": calibration, "points": points, "anchor": ANCHOR}
     title = f"Budget frontier of {recipe.name} on {args.device}" + (" (smoke)" if args.smoke else "")
-    path = write_record(args.name, title=title, figures=figures, out_dir=args.record_dir,
-                        notes="each point from scratch, wall time of its edgekd run; the selected artifact is chosen "
-                              "on validation, its test accuracy reported; epochs scaled from a calibration run")
+    notes = ("each point from scratch, wall time of its edgekd run; the selected artifact is chosen on validation, "
+             "its test accuracy reported; epochs scaled from a calibration run")
+    if args.smoke:
+        notes += "; smoke: every training ran one epoch on a subset whatever its planned epochs (a check, no figure)"
+    path = write_record(args.name, title=title, figures=figures, out_dir=args.record_dir, notes=notes)
     print(f"record: {path}")
     for point in points:
         accuracy = point.get("test_accuracy")
