@@ -108,13 +108,18 @@ def test_catkd_and_nd_receive_their_extras_and_train(data: DataBundle, tmp_path:
 
 # -- teacher-output cache ------------------------------------------------------------------------------------------
 def test_cached_teacher_logits_train_exactly_like_the_live_teacher(data: DataBundle, tmp_path: Path) -> None:
-    cfg = config(epochs=2, augment={"crop_padding": 1, "hflip": True, "mixup_alpha": 0.4})
+    """Under function matching's views (crop, flip, erasing, mixup or CutMix per batch), the cache's rows are the
+    live teacher's logits of the view the student trains on, also when that view is drawn again afterwards."""
+    cfg = config(epochs=2, augment={"crop_padding": 1, "hflip": True, "random_erasing": 0.5, "mixup_alpha": 0.4,
+                                    "cutmix_alpha": 1.0})
+    trainers: dict[str, Trainer] = {}
 
     def train(cache: bool, name: str, teacher_outputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         teacher, student = nets()
         teacher.register_forward_hook(lambda _m, _a, out: teacher_outputs.append(out.detach().clone()))
-        Trainer(student, data, cfg.model_copy(update={"teacher_cache": cache}), tmp_path / name, teacher=teacher,
-                terms=[kd_term()], teacher_cache_dir=tmp_path / "cache").fit()
+        trainers[name] = Trainer(student, data, cfg.model_copy(update={"teacher_cache": cache}), tmp_path / name,
+                                 teacher=teacher, terms=[kd_term()], teacher_cache_dir=tmp_path / "cache")
+        trainers[name].fit()
         return student.state_dict()
 
     live: list[torch.Tensor] = []
@@ -129,6 +134,18 @@ def test_cached_teacher_logits_train_exactly_like_the_live_teacher(data: DataBun
     for epoch, file in enumerate(files):  # row k: the teacher's logits of the k-th sample the student saw
         stored = torch.from_numpy(np.load(file))
         torch.testing.assert_close(stored, torch.cat(live[2 * epoch : 2 * epoch + 2]).float())
+    # the view drawn again (a later epoch replaying it) through a fresh teacher: the cache holds its logits
+    trainer, fresh_teacher = trainers["warm"], nets()[0].to(trainers["warm"].device).eval()
+    assert trainer.cache is not None
+    for view in range(2):
+        batches = list(trainer.view_batches(view))
+        assert any(b.lam < 1.0 for b in batches)  # mixed views
+        with torch.no_grad(), trainer.precision.autocast():
+            redrawn = torch.cat([fresh_teacher(trainer.normalize(b.x.to(trainer.device)).contiguous(
+                memory_format=trainer.memory_format)).float().cpu() for b in batches])
+        cached = trainer.cache.load(view)
+        assert cached is not None
+        torch.testing.assert_close(cached, redrawn)
 
 
 def test_cache_key_follows_the_data_seed_not_the_init_seed(data: DataBundle, tmp_path: Path) -> None:

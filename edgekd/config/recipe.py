@@ -49,15 +49,26 @@ class DataConfig(Strict):
 
 
 class TeacherConfig(Strict):
-    """The teacher: trained here (`train`), or loaded from `model.checkpoint` and used as is (`train: null`)."""
+    """The teacher: trained here (`train`), or loaded from `model.checkpoint` and used as is (`train: null`).
+
+    With `ensemble: M` (M > 1) the teacher is M copies of `model` trained with seeds `seed`, `seed + 1`, ... (each a
+    resumable step), and students distil from the mean of the members' logits (cached like any teacher's).
+    """
 
     model: ModelRef
     train: TrainConfig | None = Field(default_factory=TrainConfig, description="training; null = use checkpoint")
+    ensemble: int = Field(
+        1, ge=1, le=16, description="members of an ensemble teacher: copies of `model` trained with seeds seed, "
+        "seed + 1, ...; students distil from the mean of their logits (logit losses only); 1 = a single teacher"
+    )
 
     @model_validator(mode="after")
     def _weights_from_somewhere(self) -> TeacherConfig:
         if self.train is None and self.model.checkpoint is None:
             raise ValueError("teacher.train is null, so teacher.model.checkpoint must name the teacher's weights")
+        if self.ensemble > 1 and self.train is None:
+            raise ValueError("teacher.ensemble trains its members: set teacher.train (or ensemble: 1 to use the "
+                             "checkpoint as is)")
         return self
 
 
@@ -91,6 +102,22 @@ class AutoAssistantConfig(Strict):
     )
 
 
+FUNCTION_MATCHING = "function_matching"
+
+
+def function_matching_check(losses: list[LossTerm], ce_weight: float, train: TrainConfig, where: str) -> None:
+    """Function matching (Beyer et al., CVPR 2022) trains on mixed views without labels: a recipe with the
+    `function_matching` loss needs `ce_weight: 0` and mixup or CutMix in the training that uses it (`where`)."""
+    if not any(term.name == FUNCTION_MATCHING for term in losses):
+        return
+    if ce_weight != 0:
+        raise ValueError(f"loss {FUNCTION_MATCHING} has no label term: set distill.ce_weight: 0 (got {ce_weight}), "
+                         "or use kd for a loss with one")
+    if train.augment.mixup_alpha == 0 and train.augment.cutmix_alpha == 0:
+        raise ValueError(f"loss {FUNCTION_MATCHING} matches the teacher on mixed views: set {where}.augment."
+                         "mixup_alpha or cutmix_alpha above 0")
+
+
 class DistillConfig(Strict):
     """Distillation of the student from the teacher: `ce_weight * CE + sum(weight_i * loss_i)`.
 
@@ -118,6 +145,7 @@ class DistillConfig(Strict):
 
     @model_validator(mode="after")
     def _resolve_chain(self) -> DistillConfig:
+        function_matching_check(self.losses, self.ce_weight, self.train, "distill.train")
         if self.chain is None:
             self.__dict__["chain"] = "auto" if self.auto_assistant is not None else "manual"
         if self.chain == "auto" and self.auto_assistant is None:
@@ -257,6 +285,8 @@ class Recipe(Strict):
             raise ValueError("distill needs a student section")
         if self.distill is not None and self.distill.losses and self.teacher is None:
             raise ValueError("distill.losses need a teacher section (or set `losses: []`)")
+        if self.distill is not None and self.teacher is not None and self.teacher.ensemble > 1:
+            self._check_ensemble_losses(self.distill.losses)
         if self.distill is not None and (self.distill.assistants or self.distill.auto_assistant is not None):
             if not self.distill.losses:
                 raise ValueError("distill.assistants / auto_assistant need distillation losses to learn from")
@@ -265,6 +295,16 @@ class Recipe(Strict):
         if self.ablation is not None:
             self._check_ablation()
         return self
+
+    @staticmethod
+    def _check_ensemble_losses(losses: list[LossTerm]) -> None:
+        """An ensemble teacher gives logits only: no feature losses."""
+        from edgekd.distill.losses import LOSSES
+
+        feature = [term.name for term in losses if LOSSES.entry(term.name).meta["kind"] != "logit"]
+        if feature:
+            raise ValueError(f"teacher.ensemble > 1 gives the mean of its members' logits, no features: "
+                             f"distill.losses {', '.join(feature)} need a single teacher (ensemble: 1)")
 
     def _check_ablation(self) -> None:
         """Resolve the default variants; each variant needs the sections it trains from."""
@@ -277,6 +317,8 @@ class Recipe(Strict):
             variants += ["takd"] if distill.assistants else []
             variants += ["auto-ta"] if distill.auto_assistant is not None else []
             self.ablation.__dict__["variants"] = variants
+        if self.ablation.train is not None:
+            function_matching_check(distill.losses, distill.ce_weight, self.ablation.train, "ablation.train")
         for variant in self.ablation.variants or []:
             if variant == "dkd" and self.teacher is None:
                 raise ValueError("ablation variant 'dkd' needs a teacher")

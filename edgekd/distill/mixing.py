@@ -62,14 +62,18 @@ def mix_batch(
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha == 0 or rng.random() < 0.5)
     alpha = cutmix_alpha if use_cutmix else mixup_alpha
     lam = float(rng.beta(alpha, alpha))
-    partner, y_b = x.flip(0), y.flip(0)
     if not use_cutmix:
-        return MixedBatch(lam * x + (1.0 - lam) * partner, y, y_b, lam)
+        return mixup(x, y, lam)
     top, bottom, left, right = cutmix_box(x.shape[-2], x.shape[-1], lam, rng)
     mixed = x.clone()
-    mixed[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
+    mixed[..., top:bottom, left:right] = x.flip(0)[..., top:bottom, left:right]
     kept = 1.0 - (bottom - top) * (right - left) / (x.shape[-2] * x.shape[-1])
-    return MixedBatch(mixed, y, y_b, kept)
+    return MixedBatch(mixed, y, y.flip(0), kept)
+
+
+def mixup(x: Tensor, y: Tensor, lam: float) -> MixedBatch:
+    """Mixup of a batch with its reverse at a given ``lam``: ``x_i' = lam x_i + (1 - lam) x_{N-1-i}``."""
+    return MixedBatch(lam * x + (1.0 - lam) * x.flip(0), y, y.flip(0), lam)
 
 
 def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +255,7 @@ class Trainer:
         with self._progress() as progress:
             task = progress.add_task(self.label, total=self.config.epochs, completed=start_epoch, info="")
             for epoch in range(start_epoch, self.config.epochs):
-                record = self._epoch(epoch, optimizer, scheduler, steps)
+                record = self._epoch(epoch, optimizer, scheduler)
                 record["val_accuracy"] = self._val_accuracy()
                 history.append(record)
                 if record["val_accuracy"] > best_acc:
@@ -286,16 +287,23 @@ class Trainer:
                           erase_prob=aug.random_erasing)  # x itself, no draws, when none is asked for
         return mix_batch(x, y, generator=generator, mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha)
 
-    def _epoch(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> dict[str, float]:
-        """One pass over the training split in a seeded order; this rank trains on its slice of every batch."""
+    def view_batches(self, view: int) -> Iterator[MixedBatch]:
+        """The global batches of augmented view ``view`` in training order, raw pixels augmented and mixed: what
+        every epoch of that view trains on, and what the teacher-output cache holds the teacher's logits of."""
         bs, n = self.config.batch_size, len(self.data.train)
-        view = epoch % self.config.augment_views if self.config.augment_views else epoch
         generator = torch.Generator().manual_seed(self.data_seed * 1_000_003 + view)
+        order = torch.randperm(n, generator=generator)
+        for offset in range(0, n, bs):
+            yield self._global_batch(order[offset : offset + bs], generator)
+
+    def _epoch(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, float]:
+        """One pass over the training split in a seeded order; this rank trains on its slice of every batch."""
+        bs = self.config.batch_size
+        view = epoch % self.config.augment_views if self.config.augment_views else epoch
         torch.manual_seed(self.seed * 1_000_003 + epoch)
         for term in self.terms:
             if isinstance(term.loss, _EpochAware):
                 term.loss.set_epoch(epoch)
-        order = torch.randperm(n, generator=generator)
         cached = self.cache.load(view) if self.cache is not None else None
         if not dist.broadcast_flag(cached is not None):  # rank 0 decides, so that all ranks agree
             cached = None
@@ -304,9 +312,8 @@ class Trainer:
         loss_sum = correct = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
         with self._recording(view, cached) as fresh:  # cold: record the live teacher's logits of this epoch
-            for step in range(steps):
+            for step, batch in enumerate(self.view_batches(view)):
                 offset = step * bs
-                batch = self._global_batch(order[offset : offset + bs], generator)
                 size = len(batch.y_a)
                 lo, hi = dist.shard(size, self.world)
                 weight = (hi - lo) * self.world.world_size / size

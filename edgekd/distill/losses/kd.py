@@ -1,4 +1,4 @@
-"""Soft-target distillation on logits: classic KD and its decoupled form DKD.
+"""Soft-target distillation on logits: classic KD, its decoupled form DKD, and function matching.
 
 Both return their own term only; the recipe adds the cross-entropy (``distill.ce_weight``) and the term's weight.
 """
@@ -16,11 +16,16 @@ from edgekd.distill.losses._base import EpochWarmup, Hparams, LogitLoss, registe
 from edgekd.errors import UserError
 
 
-def tempered_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
-    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, summed over classes and averaged over the batch."""
+def softmax_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """``KL(softmax(t/T) || softmax(s/T))``, summed over classes and averaged over the batch."""
     log_p_student = F.log_softmax(student / temperature, dim=1)
     p_teacher = F.softmax(teacher / temperature, dim=1)
-    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean")
+
+
+def tempered_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))``, summed over classes and averaged over the batch."""
+    return softmax_kl(student, teacher, temperature) * temperature**2
 
 
 class _KDParams(Hparams):
@@ -48,6 +53,45 @@ class KD(LogitLoss):
 
     def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
         return tempered_kl(student, teacher, self.hp.temperature)
+
+
+class _FunctionMatchingParams(Hparams):
+    temperature: float = Field(1.0, gt=0, description="softmax temperature T of teacher and student")
+
+
+@register(
+    "function_matching",
+    paper="Beyer et al., Knowledge distillation: A good teacher is patient and consistent, CVPR 2022",
+)
+class FunctionMatching(LogitLoss):
+    """Function matching: KL divergence from the teacher's to the student's softmax on the same mixed view.
+
+    Formula: ``(1/N) * sum_i sum_c p_t[i,c] * log(p_t[i,c] / p_s[i,c])`` with ``p = softmax(z / T)``, where
+    teacher and student score the same augmented, mixup/CutMix-mixed images. The labels play no part: the student
+    matches the teacher's function on whatever images the mixing makes. Unlike ``kd`` the value is not rescaled by
+    ``T^2`` (at the paper's ``T = 1`` the two coincide).
+
+    A recipe using it must set ``distill.ce_weight: 0`` (no label term) and mixup or CutMix in ``distill.train``
+    (the "consistent" views); the recipe check refuses anything else. The teacher's logits of each view are cached
+    (``augment_views``), so a long ("patient") schedule costs about as much as plain training.
+
+    Recipe::
+
+        distill:
+          ce_weight: 0.0
+          losses:
+            - {name: function_matching, weight: 1.0, params: {temperature: 1.0}}
+          train:
+            epochs: 200
+            augment: {crop_padding: 2, hflip: true, mixup_alpha: 1.0, cutmix_alpha: 1.0}
+            augment_views: 16
+    """
+
+    Params: ClassVar[type[Hparams]] = _FunctionMatchingParams
+    hp: _FunctionMatchingParams
+
+    def compute(self, student: Tensor, teacher: Tensor, target: Tensor) -> Tensor:
+        return softmax_kl(student, teacher, self.hp.temperature)
 
 
 class _DKDParams(Hparams):
