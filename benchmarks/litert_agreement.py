@@ -5,16 +5,19 @@ given, timing each export, then per model ``--repeats`` times in alternating ord
 neither side): the wheel's ``benchmark_litert_model`` tool (``CompiledModel.run_by_name`` on the XNNPACK CPU
 accelerator, run through the runtime package's ``native.compare`` as ``edgekd bench --compare-native`` runs it) and
 edgekd's bench path (:func:`edgekd.bench.measure.bench_artifact`: the device runner in a fresh process with LiteRT's
-session module, ``Interpreter.invoke`` with XNNPACK), both with ``--threads`` and ``--runs`` timed calls. Records
-the medians, their relative differences and the median of those differences in ``results/litert-agreement.json``.
+session module, ``Interpreter.invoke`` with XNNPACK), both with ``--threads`` and ``--runs`` timed calls. With
+``--run RUN_DIR`` the models are instead the LiteRT artifacts of a finished run (their batch, 1, as exported).
+Records the medians, their relative differences and the median of those differences in ``results/<--name>.json``.
 Goal: edgekd's median within 10 % of the tool's.
 
     python benchmarks/litert_agreement.py --precisions fp32 int8 --batch 8 --runs 1000 --repeats 5
+    python benchmarks/litert_agreement.py --run runs/fmnist-litert --batch 1 --name litert-agreement-fmnist-deploy
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -53,6 +56,13 @@ def export_all(folder: Path, precisions: list[str], batch: int) -> dict[str, dic
     return out
 
 
+def run_artifacts(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The LiteRT artifacts a finished run built, by precision, as :func:`export_all` describes its own."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {a["precision"]: {"path": run_dir / a["path"], "bytes": a["bytes"], "artifact": a["name"]}
+            for a in manifest["artifacts"] if a.get("runtime") == "litert" and a.get("status") == "ok"}
+
+
 def bench_config(batch: int, runs: int) -> BenchConfig:
     return BenchConfig(batch_size=batch, runs=runs, warmup=max(10, runs // 10), max_seconds=120.0)
 
@@ -69,10 +79,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--run", type=Path, help="time the LiteRT artifacts of this run directory instead")
+    parser.add_argument("--name", default="litert-agreement", help="record name: results/<name>.json")
     args = parser.parse_args()
     figures: dict[str, Any] = {"batch": args.batch, "threads": args.threads, "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
-        models = export_all(Path(tmp), args.precisions, args.batch)
+        models = run_artifacts(args.run) if args.run else export_all(Path(tmp), args.precisions, args.batch)
+        if args.run:
+            figures["run"] = str(args.run)
         for precision, model in models.items():
             pairs = []
             for repeat in range(args.repeats):
@@ -91,14 +105,14 @@ def main() -> None:
                               "difference": round(agreement(got["edgekd"], got["tool"]), 4)})
                 print(precision, pairs[-1], flush=True)
             differences = [p["difference"] for p in pairs]
-            figures[precision] = {"bytes": model["bytes"], "convert_s": model["convert_s"],
-                                  "quantize_s": model["quantize_s"], "pairs": pairs,
+            figures[precision] = {**{k: v for k, v in model.items() if k != "path"}, "pairs": pairs,
                                   "median_difference": statistics.median(differences),
                                   "spread": [min(differences), max(differences)],
                                   "within_10_percent": abs(statistics.median(differences)) <= 0.10}
-    path = write_record("litert-agreement", title="LiteRT: edgekd session p50 vs the wheel's benchmark tool",
+    source = (f"the LiteRT artifacts of run {args.run}" if args.run else "resnet8 (1x28x28, random weights)")
+    path = write_record(args.name, title="LiteRT: edgekd session p50 vs the wheel's benchmark tool",
                         figures=figures,
-                        notes="resnet8 (1x28x28, random weights); tool = ai_edge_litert.tools.benchmark_litert_model "
+                        notes=f"{source}; tool = ai_edge_litert.tools.benchmark_litert_model "
                               "(CompiledModel API, median printed to 0.01 ms) through "
                               "edgekd.runtimes.litert.native.compare; "
                               "edgekd = bench_artifact (device runner in a fresh process, LiteRT's session module: "
