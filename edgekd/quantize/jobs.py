@@ -20,13 +20,15 @@ from edgekd.config.quantize import QuantizeConfig
 
 
 class Int8Build(NamedTuple):
-    """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, and the builder
-    writing it inside the folder it is given (returning its main file)."""
+    """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, the builder
+    writing it inside the folder it is given (returning its main file), and ``info``: a dict the builder fills with
+    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add)."""
 
     name: str
     format: str
     runtime: str
     build: Callable[[Path], Path]
+    info: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

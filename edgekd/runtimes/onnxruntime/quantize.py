@@ -1,10 +1,12 @@
-"""ONNX Runtime's INT8 engines: its own static Q/DQ quantization (``ort``), NNCF PTQ on the ONNX graph (``nncf``),
-and the plain Q/DQ graph of the QAT+KD model (``qat``, needs ``torchao`` for ``nncf.strip``)."""
+"""ONNX Runtime's INT8 engines: its own static Q/DQ quantization (``ort``), the same with the most sensitive nodes in
+float (``ort-mixed``), NNCF PTQ on the ONNX graph (``nncf``), and the plain Q/DQ graph of the QAT+KD model (``qat``,
+needs ``torchao`` for ``nncf.strip``)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from edgekd.quantize.jobs import NO_TORCHAO, Int8Build, Int8Job
 from edgekd.runtimes.onnxruntime.spec import NAME
@@ -23,7 +25,29 @@ def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
         builds.append(Int8Build(job.name("onnx", "nncf"), "onnx", NAME, lambda out: nncf_ptq(
             job.fp32("onnx"), out / "model.onnx", job.calibration, subset_size=cfg.nncf.subset_size,
             preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
+    if "ort-mixed" in cfg.engines:
+        builds.append(mixed_build(job))
     return builds, {}
+
+
+def mixed_build(job: Int8Job) -> Int8Build:
+    """The ``ort-mixed`` artifact: ``ort``'s INT8 graph with the nodes ranked most sensitive on the validation split
+    left in float (:func:`~edgekd.quantize.mixed.ranked_mixed_precision`); its ``info.mixed`` records the choice."""
+    from edgekd.quantize import mixed_info, ranked_mixed_precision
+
+    cfg, found = job.cfg, dict[str, Any]()
+
+    def build(out: Path) -> Path:
+        val_x, val_y = job.val()
+        mixed, table = ranked_mixed_precision(
+            job.fp32("onnx"), out / "model.onnx", job.calibration, val_x, val_y, max_drop=cfg.mixed.max_drop,
+            float_nodes=cfg.mixed.float_nodes, ranking_samples=cfg.mixed.ranking_samples,
+            sqnr_samples=cfg.mixed.sqnr_samples, max_excluded=cfg.mixed.max_excluded, per_channel=cfg.ort.per_channel,
+            symmetric_activations=job.symmetric_activations, calibrate_method=cfg.ort.calibrate_method)
+        found["mixed"] = mixed_info(mixed, table, cfg.mixed.max_drop if cfg.mixed.float_nodes is None else None)
+        return mixed.path
+
+    return Int8Build(job.name("onnx", "ort-mixed"), "onnx", NAME, build, found)
 
 
 def qat_onnx(job: Int8Job, out: Path) -> Path:
