@@ -1,6 +1,6 @@
-"""The ``ort-mixed`` INT8 engine inside a run: a digits ``--smoke`` run of the quickstart recipe on an ONNX Runtime-only
-device builds, evaluates and times the mixed-precision artifact like any other, chosen on the validation split, with
-its float nodes computed in float by ONNX Runtime."""
+"""The mixed-precision INT8 engines inside a run: a digits ``--smoke`` run of the quickstart recipe on a device with
+ONNX Runtime and OpenVINO builds, evaluates and times the ``ort-mixed`` and ``nncf-mixed`` artifacts like any other,
+chosen on the validation split, with their float nodes computed in float by each runtime."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ import pytest
 
 from edgekd.quantize.mixed import FLOAT_NODES_KEY
 from tests.conftest import ROOT, run_cli
-from tests.test_sensitivity import optimised
+from tests.test_sensitivity import optimised, runtime_precisions
 
 QUICKSTART = ROOT / "pipelines" / "quickstart.yaml"
 MIXED = "student-onnx-int8-ort-mixed"
+NNCF_MIXED = "student-openvino-int8-nncf-mixed"
 FLOAT_NODES = 2
 
 DEVICE = """\
-name: ort-only
-description: ONNX Runtime on the CPU, fp32 and int8
+name: cpu-int8
+description: ONNX Runtime and OpenVINO on the CPU, fp32 and int8
 arch: x86_64
 threads: 1
 access: {kind: local}
@@ -31,12 +32,15 @@ runtimes:
   - runtime: onnxruntime
     precisions: [fp32, int8]
     providers: [CPUExecutionProvider]
+  - runtime: openvino
+    device: CPU
+    precisions: [fp32, int8]
 """
 
 
 @pytest.fixture(scope="module")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("device") / "ort-only.yaml"
+    path = tmp_path_factory.mktemp("device") / "cpu-int8.yaml"
     path.write_text(DEVICE)
     return path
 
@@ -45,33 +49,40 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(device: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run_dir = tmp_path_factory.mktemp("mixed") / "run"
     result = run_cli("run", str(QUICKSTART), "--device", str(device), "--out", str(run_dir), "--smoke", "--set",
-                     f"quantize={{engines: [ort, ort-mixed], mixed: {{float_nodes: {FLOAT_NODES}}}}}", timeout=600)
+                     f"quantize={{engines: [ort, ort-mixed, nncf-mixed], mixed: {{float_nodes: {FLOAT_NODES}}}}}")
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return {"dir": run_dir, "manifest": manifest, "artifacts": {a["name"]: a for a in manifest["artifacts"]}}
 
 
 @pytest.mark.slow
-def test_the_mixed_artifact_is_built_evaluated_and_timed_like_any_other(run: dict[str, Any]) -> None:
-    art = run["artifacts"][MIXED]
-    assert art["status"] == "ok" and art["precision"] == "int8" and art["format"] == "onnx"
-    assert art["info"]["method"] == "ort-mixed"
+@pytest.mark.parametrize(("name", "fmt", "method"), [(MIXED, "onnx", "ort-mixed"),
+                                                     (NNCF_MIXED, "openvino", "nncf-mixed")])
+def test_the_mixed_artifacts_are_built_evaluated_and_timed_like_any_other(run: dict[str, Any], name: str, fmt: str,
+                                                                          method: str) -> None:
+    art = run["artifacts"][name]
+    assert art["status"] == "ok" and art["precision"] == "int8" and art["format"] == fmt
+    assert art["info"]["method"] == method
     assert 0.0 <= art["metrics"]["accuracy"] <= 1.0 and 0.0 <= art["metrics"]["val_accuracy"] <= 1.0
     assert art["metrics"]["latency_ms"]["p50"] > 0
     assert art["smoke"] is True
 
 
 @pytest.mark.slow
-def test_the_choice_is_made_on_the_validation_split(run: dict[str, Any]) -> None:
-    art, fp32 = run["artifacts"][MIXED], run["artifacts"]["student-onnx-fp32"]
+@pytest.mark.parametrize(("name", "fp32_name"), [(MIXED, "student-onnx-fp32"),
+                                                  (NNCF_MIXED, "student-openvino-fp32")])
+def test_the_choice_is_made_on_the_validation_split(run: dict[str, Any], name: str, fp32_name: str) -> None:
+    art, fp32 = run["artifacts"][name], run["artifacts"][fp32_name]
     mixed = art["info"]["mixed"]
     ranked = [row["node"] for row in mixed["sensitivity"]]
     assert mixed["split"] == "validation"
     # digits' validation split is smaller than the default ranking subset, so all of it ranks and chooses: the float
     # and mixed accuracies recorded by the build are the evaluate stage's validation accuracies of the two artifacts
     assert mixed["ranking_samples"] == art["metrics"]["val_samples"] == fp32["metrics"]["val_samples"]
-    assert mixed["fp32_accuracy"] == pytest.approx(fp32["metrics"]["val_accuracy"])
-    assert mixed["accuracy"] == pytest.approx(art["metrics"]["val_accuracy"])
+    # (the OpenVINO fp32 artifact is converted from torch, the build's IR from the ONNX graph: one sample may differ)
+    one = 1 / mixed["ranking_samples"] if name == NNCF_MIXED else 1e-9
+    assert mixed["fp32_accuracy"] == pytest.approx(fp32["metrics"]["val_accuracy"], abs=one)
+    assert mixed["accuracy"] == pytest.approx(art["metrics"]["val_accuracy"], abs=one)
     assert mixed["k"] == FLOAT_NODES and mixed["max_drop"] is None
     assert mixed["excluded"] == ranked[:FLOAT_NODES]
     assert mixed["tried"] == [{"k": FLOAT_NODES, "accuracy": mixed["accuracy"]}]
@@ -106,10 +117,20 @@ def test_onnxruntime_runs_the_float_nodes_in_float(run: dict[str, Any], tmp_path
 
 
 @pytest.mark.slow
-def test_the_report_has_the_per_node_table(run: dict[str, Any]) -> None:
+def test_openvino_runs_the_float_nodes_in_float(run: dict[str, Any]) -> None:
+    art = run["artifacts"][NNCF_MIXED]
+    mixed = art["info"]["mixed"]
+    precisions = runtime_precisions(run["dir"] / art["path"], [r["node"] for r in mixed["sensitivity"]])
+    assert {n: p for n, p in precisions.items() if n in mixed["excluded"]} == dict.fromkeys(mixed["excluded"], "f32")
+    assert {p for n, p in precisions.items() if n not in mixed["excluded"]} <= {"u8", "i8"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [MIXED, NNCF_MIXED])
+def test_the_report_has_the_per_node_table(run: dict[str, Any], name: str) -> None:
     report = (run["dir"] / "report.md").read_text()
-    section = report.split(f"## Mixed precision: {MIXED}")[1].split("\n## ")[0]
-    mixed = run["artifacts"][MIXED]["info"]["mixed"]
+    section = report.split(f"## Mixed precision: {name}")[1].split("\n## ")[0]
+    mixed = run["artifacts"][name]["info"]["mixed"]
     assert f"{FLOAT_NODES} node(s) in float (a fixed count), chosen on the validation split" in section
     for row in mixed["sensitivity"][:FLOAT_NODES]:
         assert f"| `{row['node']}` | Conv | {row['sqnr_db']:.1f} | {row['added_sqnr_db']:.1f} |" in section
@@ -123,7 +144,7 @@ def test_the_report_has_the_per_node_table(run: dict[str, Any]) -> None:
     ("{engines: [ort-mixed], mixed: {ranking_samples: 0}}", "quantize.mixed.ranking_samples: Input should be greater"),
     ("{engines: [ort-mixed], mixed: {max_dorp: 0.02}}",
      "quantize.mixed.max_dorp: unknown key; did you mean 'max_drop'?"),
-    ("{engines: [ort-mix]}", "quantize.engines.0: Input should be 'ort', 'nncf' or 'ort-mixed'"),
+    ("{engines: [ort-mix]}", "quantize.engines.0: Input should be 'ort', 'nncf', 'ort-mixed' or 'nncf-mixed'"),
 ])
 def test_bad_mixed_settings_exit_2_with_one_line(device: Path, value: str, expected: str) -> None:
     result = run_cli("validate", str(QUICKSTART), "--device", str(device), "--set", f"quantize={value}", timeout=120)

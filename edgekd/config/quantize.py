@@ -27,12 +27,13 @@ class NncfQuantize(Strict):
 
 
 class MixedPrecisionConfig(Strict):
-    """Mixed-precision INT8 (engine `ort-mixed`): the nodes whose INT8 costs the most validation accuracy stay in
-    float, ranked by the accuracy regained when each alone is left in float."""
+    """Mixed-precision INT8 (engines `ort-mixed`, `nncf-mixed`): the nodes whose INT8 costs the most validation
+    accuracy stay in float, ranked by the accuracy regained when each alone is left in float in ONNX Runtime's INT8
+    model."""
 
     max_drop: float = Field(
         0.01, ge=0, lt=1,
-        description="largest top-1 drop against the fp32 ONNX model on the ranking subset (0.01 = one point); the "
+        description="largest top-1 drop against the fp32 model on the ranking subset (0.01 = one point); the "
                     "fewest float nodes meeting it are kept")
     float_nodes: int | None = Field(
         None, ge=0,
@@ -82,9 +83,10 @@ class QuantizeConfig(Strict):
     """INT8 artifacts for every runtime of the device that lists `int8`."""
 
     calibration_samples: int = Field(300, ge=1, description="train images used for calibration")
-    engines: list[Literal["ort", "nncf", "ort-mixed"]] = Field(
+    engines: list[Literal["ort", "nncf", "ort-mixed", "nncf-mixed"]] = Field(
         ["ort", "nncf"], min_length=1,
-        description="PTQ engines for ONNX Runtime targets (ort-mixed: ort with the most sensitive nodes in float)")
+        description="PTQ engines for ONNX Runtime targets (ort-mixed: ort with the most sensitive nodes in float); "
+                    "nncf-mixed: NNCF PTQ of the OpenVINO IR with the most sensitive nodes in float (OpenVINO targets)")
     ort: OrtQuantize = Field(default_factory=OrtQuantize)
     nncf: NncfQuantize = Field(default_factory=NncfQuantize)
     mixed: MixedPrecisionConfig = Field(default_factory=MixedPrecisionConfig,

@@ -61,6 +61,12 @@ class Int8Job:
         """The artifact name of ``method``'s INT8 artifact in ``fmt``."""
         return f"{self.stem}-{fmt}-int8-{method}"
 
+    def ort_options(self) -> dict[str, Any]:
+        """The ``ort_static_quantize`` options of the recipe and device (the ``ort`` engine's, and the ranking of
+        the mixed-precision engines)."""
+        return {"per_channel": self.cfg.ort.per_channel, "symmetric_activations": self.symmetric_activations,
+                "calibrate_method": self.cfg.ort.calibrate_method}
+
 
 NO_TORCHAO = "nncf.strip needs the torchao package (pip install torchao)"
 """Why a QAT artifact exported through a plain Q/DQ ONNX graph is not built."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
 
 from edgekd.quantize.jobs import NO_TORCHAO, Int8Build, Int8Job
 from edgekd.runtimes.onnxruntime.spec import NAME
@@ -14,40 +13,19 @@ from edgekd.runtimes.onnxruntime.spec import NAME
 
 def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
     """The post-training INT8 graphs the recipe's engines ask for."""
-    from edgekd.quantize import nncf_ptq, ort_static_quantize
+    from edgekd.quantize import mixed_build, nncf_ptq, ort_static_quantize
 
     cfg, builds = job.cfg, []
     if "ort" in cfg.engines:
         builds.append(Int8Build(job.name("onnx", "ort"), "onnx", NAME, lambda out: ort_static_quantize(
-            job.fp32("onnx"), out / "model.onnx", job.calibration, per_channel=cfg.ort.per_channel,
-            symmetric_activations=job.symmetric_activations, calibrate_method=cfg.ort.calibrate_method)))
+            job.fp32("onnx"), out / "model.onnx", job.calibration, **job.ort_options())))
     if "nncf" in cfg.engines:
         builds.append(Int8Build(job.name("onnx", "nncf"), "onnx", NAME, lambda out: nncf_ptq(
             job.fp32("onnx"), out / "model.onnx", job.calibration, subset_size=cfg.nncf.subset_size,
             preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
     if "ort-mixed" in cfg.engines:
-        builds.append(mixed_build(job))
+        builds.append(mixed_build(job, "onnx", NAME, "model.onnx", "ort-mixed"))
     return builds, {}
-
-
-def mixed_build(job: Int8Job) -> Int8Build:
-    """The ``ort-mixed`` artifact: ``ort``'s INT8 graph with the nodes ranked most sensitive on the validation split
-    left in float (:func:`~edgekd.quantize.mixed.ranked_mixed_precision`); its ``info.mixed`` records the choice."""
-    from edgekd.quantize import mixed_info, ranked_mixed_precision
-
-    cfg, found = job.cfg, dict[str, Any]()
-
-    def build(out: Path) -> Path:
-        val_x, val_y = job.val()
-        mixed, table = ranked_mixed_precision(
-            job.fp32("onnx"), out / "model.onnx", job.calibration, val_x, val_y, max_drop=cfg.mixed.max_drop,
-            float_nodes=cfg.mixed.float_nodes, ranking_samples=cfg.mixed.ranking_samples,
-            sqnr_samples=cfg.mixed.sqnr_samples, max_excluded=cfg.mixed.max_excluded, per_channel=cfg.ort.per_channel,
-            symmetric_activations=job.symmetric_activations, calibrate_method=cfg.ort.calibrate_method)
-        found["mixed"] = mixed_info(mixed, table, cfg.mixed.max_drop if cfg.mixed.float_nodes is None else None)
-        return mixed.path
-
-    return Int8Build(job.name("onnx", "ort-mixed"), "onnx", NAME, build, found)
 
 
 def qat_onnx(job: Int8Job, out: Path) -> Path:
