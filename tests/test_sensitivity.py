@@ -242,3 +242,23 @@ def test_nncf_mixed_precision_names_a_node_the_ir_lacks(model, data, tmp_path: P
     with pytest.raises(UserError, match="no Convolution/GroupConvolution/MatMul op stands for the ONNX node"):
         nncf_mixed_precision(model["onnx"], tmp_path / "m.xml", x, x, y, table, k=1, work_dir=tmp_path)
     assert not (tmp_path / "m.xml").exists()
+
+
+def test_mixed_precision_tries_counts_up_to_max_excluded(model, data, tmp_path: Path) -> None:
+    """With conv2 ranked first, no count up to ``max_excluded=0`` is within the drop (the all-INT8 model is the one
+    that loses it: a clear error naming the cap), and ``max_excluded=1`` tries 0 then 1 and keeps conv2 float."""
+    from edgekd.errors import UserError
+
+    nodes, conv2 = model["nodes"], model["nodes"][1]
+    ranked = [conv2, *(n for n in nodes if n != conv2)]
+    table = SensitivityTable(1.0, 0.0, 1, tuple(LayerSensitivity(n, "Conv", 0.0, 0.0, 0.0) for n in ranked))
+    train_x, (val_x, val_y) = data["train"][0], data["val"]
+    with pytest.raises(UserError, match=r"with up to 0 of the 4 ranked nodes \(max_excluded\) in float: the best, 0"):
+        ort_mixed_precision(model["onnx"], tmp_path / "none.onnx", train_x, val_x, val_y, table, max_drop=0.02,
+                            max_excluded=0, work_dir=tmp_path / "work", **OPTIONS)
+    assert not (tmp_path / "none.onnx").exists()
+    mixed = ort_mixed_precision(model["onnx"], tmp_path / "one.onnx", train_x, val_x, val_y, table, max_drop=0.02,
+                                max_excluded=1, work_dir=tmp_path / "work", **OPTIONS)
+    assert mixed.excluded == (conv2,) and [k for k, _ in mixed.tried] == [0, 1]
+    assert mixed.tried[0][1] <= 0.5 and mixed.tried[1][1] == mixed.accuracy
+    assert mixed.accuracy == pytest.approx(torch_accuracy(model["net"], val_x, val_y), abs=0.02)
