@@ -193,3 +193,72 @@ def test_edgekd_runs_the_mixed_model_with_its_float_nodes_in_float(model, data, 
         assert evaluate_accuracy(runner, val_x, val_y, batch_size=64) == torch_accuracy(model["net"], val_x, val_y)
     with open_runner("onnxruntime", unmarked) as runner:
         assert evaluate_accuracy(runner, val_x, val_y, batch_size=64) <= 0.5
+
+
+def runtime_precisions(xml: Path, nodes: Sequence[str]) -> dict[str, str]:
+    """Per ONNX node, the ``runtimePrecision`` of the Convolution / FullyConnected layer that computes it in
+    OpenVINO's CPU runtime graph (found by its ``originalLayersNames``: the node, or an op named below it)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    layers = [(info["originalLayersNames"].astype(str).split(","), info["runtimePrecision"].astype(str))
+              for info in (op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops())
+              if info["layerType"].astype(str) in ("Convolution", "FullyConnected")]
+    found = {}
+    for node in nodes:
+        (precision,) = [p for names, p in layers if any(n == node or n.startswith(node + "/") for n in names)]
+        found[node] = precision
+    return found
+
+
+def test_openvino_runs_the_excluded_conv_in_float(model, data, tmp_path: Path) -> None:
+    """NNCF's IgnoredScope, given the ranking's ONNX node names through the IR's op names: in OpenVINO's runtime
+    graph conv2 computes in f32 when it is kept float and in u8 when it is not; the other layers stay INT8."""
+    from edgekd.quantize.nncf_mixed import nncf_mixed_precision
+
+    nodes, conv2 = model["nodes"], model["nodes"][1]
+    ranked = [conv2, *(n for n in nodes if n != conv2)]
+    table = SensitivityTable(1.0, 0.0, 1, tuple(LayerSensitivity(n, "Conv", 0.0, 0.0, 0.0) for n in ranked))
+    train_x, (val_x, val_y) = data["train"][0], data["val"]
+    precisions = {}
+    for k in (0, 1):
+        mixed = nncf_mixed_precision(model["onnx"], tmp_path / f"mixed-{k}.xml", train_x, val_x, val_y, table, k=k,
+                                     work_dir=tmp_path / "work", target_device="CPU", subset_size=64)
+        assert mixed.excluded == tuple(ranked[:k]) and mixed.path.with_suffix(".bin").is_file()
+        assert mixed.fp32_accuracy == pytest.approx(torch_accuracy(model["net"], val_x, val_y), abs=1 / len(val_y))
+        precisions[k] = runtime_precisions(mixed.path, nodes)
+    assert set(precisions[0].values()) <= {"u8", "i8"}
+    assert precisions[1][conv2] == "f32"
+    assert all(precisions[1][n] in ("u8", "i8") for n in nodes if n != conv2)
+    assert mixed.accuracy >= mixed.fp32_accuracy - 0.05
+
+
+def test_nncf_mixed_precision_names_a_node_the_ir_lacks(model, data, tmp_path: Path) -> None:
+    from edgekd.errors import UserError
+    from edgekd.quantize.nncf_mixed import nncf_mixed_precision
+
+    table = SensitivityTable(1.0, 0.0, 1, (LayerSensitivity("/no/such/Conv", "Conv", 0.0, 0.0, 0.0),))
+    x, y = data["val"]
+    with pytest.raises(UserError, match="no Convolution/GroupConvolution/MatMul op stands for the ONNX node"):
+        nncf_mixed_precision(model["onnx"], tmp_path / "m.xml", x, x, y, table, k=1, work_dir=tmp_path)
+    assert not (tmp_path / "m.xml").exists()
+
+
+def test_mixed_precision_tries_counts_up_to_max_excluded(model, data, tmp_path: Path) -> None:
+    """With conv2 ranked first, no count up to ``max_excluded=0`` is within the drop (the all-INT8 model is the one
+    that loses it: a clear error naming the cap), and ``max_excluded=1`` tries 0 then 1 and keeps conv2 float."""
+    from edgekd.errors import UserError
+
+    nodes, conv2 = model["nodes"], model["nodes"][1]
+    ranked = [conv2, *(n for n in nodes if n != conv2)]
+    table = SensitivityTable(1.0, 0.0, 1, tuple(LayerSensitivity(n, "Conv", 0.0, 0.0, 0.0) for n in ranked))
+    train_x, (val_x, val_y) = data["train"][0], data["val"]
+    with pytest.raises(UserError, match=r"with up to 0 of the 4 ranked nodes \(max_excluded\) in float: the best, 0"):
+        ort_mixed_precision(model["onnx"], tmp_path / "none.onnx", train_x, val_x, val_y, table, max_drop=0.02,
+                            max_excluded=0, work_dir=tmp_path / "work", **OPTIONS)
+    assert not (tmp_path / "none.onnx").exists()
+    mixed = ort_mixed_precision(model["onnx"], tmp_path / "one.onnx", train_x, val_x, val_y, table, max_drop=0.02,
+                                max_excluded=1, work_dir=tmp_path / "work", **OPTIONS)
+    assert mixed.excluded == (conv2,) and [k for k, _ in mixed.tried] == [0, 1]
+    assert mixed.tried[0][1] <= 0.5 and mixed.tried[1][1] == mixed.accuracy
+    assert mixed.accuracy == pytest.approx(torch_accuracy(model["net"], val_x, val_y), abs=0.02)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgekd.config._base import Strict
 from edgekd.config.training import LossTerm, TrainConfig
@@ -24,6 +24,31 @@ class NncfQuantize(Strict):
     preset: Literal["performance", "mixed"] = Field("performance", description="symmetric or mixed quantizers")
     fast_bias_correction: bool = Field(True, description="fast bias correction (false: the slower exact one)")
     subset_size: int = Field(300, ge=1, description="calibration samples NNCF uses")
+
+
+class MixedPrecisionConfig(Strict):
+    """Mixed-precision INT8 (engines `ort-mixed`, `nncf-mixed`): the nodes whose INT8 costs the most validation
+    accuracy stay in float, ranked by the accuracy regained when each alone is left in float in ONNX Runtime's INT8
+    model."""
+
+    max_drop: float = Field(
+        0.01, ge=0, lt=1,
+        description="largest top-1 drop against the fp32 model on the ranking subset (0.01 = one point); the "
+                    "fewest float nodes meeting it are kept")
+    float_nodes: int | None = Field(
+        None, ge=0,
+        description="keep exactly this many of the most sensitive nodes in float (max_drop is then not used); "
+                    "null: the fewest within max_drop")
+    ranking_samples: int = Field(300, ge=1, description="validation images that rank the nodes and judge the drop")
+    sqnr_samples: int = Field(64, ge=1, description="calibration images each node's output SQNR is measured on")
+    max_excluded: int | None = Field(
+        None, ge=0, description="most nodes kept in float; null: any number, up to every quantized node")
+
+    @model_validator(mode="after")
+    def _fixed_count_within_cap(self) -> MixedPrecisionConfig:
+        if self.float_nodes is not None and self.max_excluded is not None and self.float_nodes > self.max_excluded:
+            raise ValueError(f"float_nodes {self.float_nodes} is above max_excluded {self.max_excluded}")
+        return self
 
 
 class AccuracyControl(Strict):
@@ -58,10 +83,14 @@ class QuantizeConfig(Strict):
     """INT8 artifacts for every runtime of the device that lists `int8`."""
 
     calibration_samples: int = Field(300, ge=1, description="train images used for calibration")
-    engines: list[Literal["ort", "nncf"]] = Field(["ort", "nncf"], min_length=1,
-                                                 description="PTQ engines for ONNX Runtime targets")
+    engines: list[Literal["ort", "nncf", "ort-mixed", "nncf-mixed"]] = Field(
+        ["ort", "nncf"], min_length=1,
+        description="PTQ engines for ONNX Runtime targets (ort-mixed: ort with the most sensitive nodes in float); "
+                    "nncf-mixed: NNCF PTQ of the OpenVINO IR with the most sensitive nodes in float (OpenVINO targets)")
     ort: OrtQuantize = Field(default_factory=OrtQuantize)
     nncf: NncfQuantize = Field(default_factory=NncfQuantize)
+    mixed: MixedPrecisionConfig = Field(default_factory=MixedPrecisionConfig,
+                                        description="the ort-mixed engine: how float nodes are chosen")
     accuracy_control: AccuracyControl | None = Field(None, description="also build an accuracy-controlled IR")
     qat: QatConfig | None = Field(None, description="also build QAT+KD artifacts")
     parity_samples: int = Field(512, ge=1, description="test images for top-1 agreement with torch")

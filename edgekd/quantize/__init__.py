@@ -7,7 +7,14 @@ come from the train split and are passed by the caller as a float32 NCHW array.
 
 from __future__ import annotations
 
-from edgekd.quantize.mixed import MixedPrecision, ort_mixed_precision
+from edgekd.quantize.mixed import (
+    MixedPrecision,
+    mixed_build,
+    mixed_info,
+    ort_mixed_precision,
+    ranked_mixed_precision,
+)
+from edgekd.quantize.nncf_mixed import nncf_mixed_precision
 from edgekd.quantize.nncf_quantize import nncf_ptq, nncf_ptq_with_accuracy_control, top1_validation
 from edgekd.quantize.ort import ort_static_quantize
 from edgekd.quantize.qat import nncf_qat_prepare, strip_qat_to_onnx
@@ -17,12 +24,16 @@ __all__ = [
     "LayerSensitivity",
     "MixedPrecision",
     "SensitivityTable",
+    "mixed_build",
+    "mixed_info",
+    "nncf_mixed_precision",
     "nncf_ptq",
     "nncf_ptq_with_accuracy_control",
     "nncf_qat_prepare",
     "ort_mixed_precision",
     "ort_sensitivity",
     "ort_static_quantize",
+    "ranked_mixed_precision",
     "strip_qat_to_onnx",
     "top1_validation",
 ]

@@ -20,13 +20,15 @@ from edgekd.config.quantize import QuantizeConfig
 
 
 class Int8Build(NamedTuple):
-    """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, and the builder
-    writing it inside the folder it is given (returning its main file)."""
+    """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, the builder
+    writing it inside the folder it is given (returning its main file), and ``info``: a dict the builder fills with
+    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add)."""
 
     name: str
     format: str
     runtime: str
     build: Callable[[Path], Path]
+    info: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class Int8Job:
     def name(self, fmt: str, method: str) -> str:
         """The artifact name of ``method``'s INT8 artifact in ``fmt``."""
         return f"{self.stem}-{fmt}-int8-{method}"
+
+    def ort_options(self) -> dict[str, Any]:
+        """The ``ort_static_quantize`` options of the recipe and device (the ``ort`` engine's, and the ranking of
+        the mixed-precision engines)."""
+        return {"per_channel": self.cfg.ort.per_channel, "symmetric_activations": self.symmetric_activations,
+                "calibrate_method": self.cfg.ort.calibrate_method}
 
 
 NO_TORCHAO = "nncf.strip needs the torchao package (pip install torchao)"

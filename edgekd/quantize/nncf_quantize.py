@@ -18,7 +18,7 @@ Recipe snippet::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,7 +76,7 @@ def _calibration_dataset(model_path: Path, input_name: str, fixed_batch: int | N
 
 def nncf_ptq(model_path: Path, out: Path, calibration: np.ndarray, *, subset_size: int = 300,
              preset: Preset = "performance", fast_bias_correction: bool = True,
-             target_device: TargetDevice = "ANY") -> Path:
+             target_device: TargetDevice = "ANY", ignored_names: Sequence[str] = ()) -> Path:
     """Quantize the fp32 ONNX or OpenVINO model at ``model_path`` to INT8 at ``out`` (same format).
 
     Args:
@@ -85,14 +85,17 @@ def nncf_ptq(model_path: Path, out: Path, calibration: np.ndarray, *, subset_siz
         preset: ``performance`` (symmetric quantizers) or ``mixed`` (asymmetric activations).
         fast_bias_correction: the fast bias correction (``False``: the slower, more exact one).
         target_device: the hardware config NNCF follows when placing quantizers.
+        ignored_names: nodes left in float (``nncf.IgnoredScope(names=...)``: NNCF's graph names, the ONNX node
+            names or the OpenVINO ops' friendly names).
     """
     import nncf
 
     model, input_name, fixed_batch = _open(model_path)
     dataset = _calibration_dataset(model_path, input_name, fixed_batch, calibration)
+    ignored = {"ignored_scope": nncf.IgnoredScope(names=list(ignored_names))} if ignored_names else {}
     with quiet():
         quantized = nncf.quantize(model, dataset, subset_size=subset_size, fast_bias_correction=fast_bias_correction,
-                                  **nncf_options(preset, target_device))
+                                  **nncf_options(preset, target_device), **ignored)
     return _save(quantized, model_path, out)
 
 

@@ -1,5 +1,5 @@
 """Report sections the stages supply (through :meth:`~edgekd.pipeline.stage.Stage.report_sections`): training lines,
-the TA chain, the TA selection, the ablation table, quantization and the outputs not built."""
+the TA chain, the TA selection, the ablation table, quantization, mixed precision and the outputs not built."""
 
 from __future__ import annotations
 
@@ -126,6 +126,41 @@ def quantization_section(manifest: dict[str, Any]) -> list[str]:
               "size vs fp32", "top-1 agreement"]
     return ["Each INT8 artifact against the fp32 artifact of the same format, on the test split.", "",
             markdown_table(header, rows)]
+
+
+#: rows of the per-node table beyond the float nodes (the rest stay in the manifest's ``info.mixed.sensitivity``)
+MIXED_EXTRA_ROWS = 5
+
+
+def _node_times(art: dict[str, Any]) -> dict[str, float]:
+    """ONNX node → milliseconds the artifact's runtime profile spent in the layers it maps to (none if unprofiled)."""
+    times: dict[str, float] = {}
+    for layer in art.get("metrics", {}).get("layers", []):
+        for node in layer.get("onnx_nodes", []):
+            times[node] = times.get(node, 0.0) + layer["time_ms"]
+    return times
+
+
+def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
+    """A mixed-precision INT8 artifact's choice and its per-node table (most sensitive first): output SQNR, the SQNR
+    of the error the node adds, the accuracy regained when it alone is float, its precision and its time in the
+    artifact's runtime profile."""
+    mixed = art["info"]["mixed"]
+    rule = f"the fewest within a drop of {mixed['max_drop']}" if mixed["max_drop"] is not None else "a fixed count"
+    tried = ", ".join(f"{t['k']}: {t['accuracy']:.4f}" for t in mixed["tried"])
+    times = _node_times(art)
+    shown = mixed["sensitivity"][:mixed["k"] + MIXED_EXTRA_ROWS]
+    rows = [[f"`{r['node']}`", r["op_type"], f"{r['sqnr_db']:.1f}", f"{r['added_sqnr_db']:.1f}",
+             f"{100 * r['accuracy_gain']:+.2f}", r["precision"],
+             f"{times[r['node']]:.3f}" if r["node"] in times else "—"] for r in shown]
+    more = len(mixed["sensitivity"]) - len(shown)
+    return [f"`{art['name']}`: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
+            f"({mixed['ranking_samples']} samples): accuracy {mixed['accuracy']:.4f}, fp32 "
+            f"{mixed['fp32_accuracy']:.4f}, all-INT8 {mixed['int8_accuracy']:.4f}; accuracy by nodes in float: "
+            f"{tried}.", "",
+            markdown_table(["node", "op", "SQNR (dB)", "added SQNR (dB)", "accuracy if float (points)", "precision",
+                            "time (ms)"], rows),
+            *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else [])]
 
 
 def not_built_lines(not_built: dict[str, str]) -> list[str]:

@@ -31,7 +31,7 @@ from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
 from edgekd.quantize.jobs import Int8Build, Int8Job
-from edgekd.report.sections import not_built_lines, quantization_section
+from edgekd.report.sections import mixed_precision_lines, not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtimes import has_part, runtime_part
 from edgekd.stages._build import build_artifact
@@ -131,6 +131,8 @@ class Quantize(Stage):
     def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
                         ) -> list[ReportSection]:
         sections = [ReportSection("Quantization", lines)] if (lines := quantization_section(manifest)) else []
+        sections += [ReportSection(f"Mixed precision: {art['name']}", mixed_precision_lines(art))
+                     for art in manifest["artifacts"] if "mixed" in art["info"]]
         if not_built := record["info"].get("not_built", {}):
             sections.append(ReportSection("Not built", not_built_lines(not_built)))
         return sections
@@ -144,14 +146,14 @@ class Quantize(Stage):
         builders, not_built = self._plan(ctx, cfg, source, calibration)
         probe = ctx.data().test.x[: cfg.parity_samples].numpy()
         artifacts = []
-        for name, fmt, runtime, build in builders:
-            out_dir = ctx.stage_dir / name
+        for entry in builders:
+            name, out_dir = entry.name, ctx.stage_dir / entry.name
             out_dir.mkdir(parents=True, exist_ok=True)
             info = derived_info(source, method=name.split("-int8-")[1], weights="int8")
-            record = {"name": name, "format": fmt, "precision": "int8", "runtime": runtime, "role": source.role,
-                      "input": source.input, "info": info}
+            record = {"name": name, "format": entry.format, "precision": "int8", "runtime": entry.runtime,
+                      "role": source.role, "input": source.input, "info": info}
             artifact = build_artifact(
-                ctx, record, out_dir, lambda: build(out_dir),
+                ctx, record, out_dir, lambda: _built(entry, out_dir, info),
                 lambda artifact: _agreement(ctx, source, artifact, probe), built_by="quantization",
                 checked_by="agreement check",
                 summary=lambda artifact, parity: (f"{artifact.name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement "
@@ -243,6 +245,13 @@ def allowed_drop(ctx: StageContext, cfg: QuantizeConfig, fp32_path: Path, runtim
                         f"below the device's floor {floor}; set max_drop explicitly")
     ctx.log(f"accuracy control: max drop {fp32 - floor:.4f} = fp32 validation accuracy {fp32:.4f} - floor {floor}")
     return fp32 - floor
+
+
+def _built(entry: Int8Build, out_dir: Path, info: dict[str, Any]) -> Path:
+    """``entry`` built inside ``out_dir``, with what its builder chose added to the artifact's ``info``."""
+    path = entry.build(out_dir)
+    info.update(entry.info or {})
+    return path
 
 
 def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""ONNX Runtime's INT8 engines: its own static Q/DQ quantization (``ort``), NNCF PTQ on the ONNX graph (``nncf``),
-and the plain Q/DQ graph of the QAT+KD model (``qat``, needs ``torchao`` for ``nncf.strip``)."""
+"""ONNX Runtime's INT8 engines: its own static Q/DQ quantization (``ort``), the same with the most sensitive nodes in
+float (``ort-mixed``), NNCF PTQ on the ONNX graph (``nncf``), and the plain Q/DQ graph of the QAT+KD model (``qat``,
+needs ``torchao`` for ``nncf.strip``)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from edgekd.runtimes.onnxruntime.spec import NAME
 
 def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
     """The post-training INT8 graphs the recipe's engines ask for."""
-    from edgekd.quantize import nncf_ptq, ort_static_quantize
+    from edgekd.quantize import mixed_build, nncf_ptq, ort_static_quantize
 
     cfg, builds = job.cfg, []
     if "ort" in cfg.engines:
         builds.append(Int8Build(job.name("onnx", "ort"), "onnx", NAME, lambda out: ort_static_quantize(
-            job.fp32("onnx"), out / "model.onnx", job.calibration, per_channel=cfg.ort.per_channel,
-            symmetric_activations=job.symmetric_activations, calibrate_method=cfg.ort.calibrate_method)))
+            job.fp32("onnx"), out / "model.onnx", job.calibration, **job.ort_options())))
     if "nncf" in cfg.engines:
         builds.append(Int8Build(job.name("onnx", "nncf"), "onnx", NAME, lambda out: nncf_ptq(
             job.fp32("onnx"), out / "model.onnx", job.calibration, subset_size=cfg.nncf.subset_size,
             preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
+    if "ort-mixed" in cfg.engines:
+        builds.append(mixed_build(job, "onnx", NAME, "model.onnx", "ort-mixed"))
     return builds, {}
 
 

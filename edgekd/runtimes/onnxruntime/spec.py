@@ -17,6 +17,6 @@ SPEC = register(
                                    "DmlExecutionProvider": "onnxruntime-directml",
                                    "QNNExecutionProvider": "onnxruntime-qnn"}),
     (Capability(NAME, "fp32", "onnx", "export", ("onnx",), None, "ONNX graph, fp32"),
-     Capability(NAME, "int8", "onnx", "quantize", ("ort", "nncf", "qat"), None,
+     Capability(NAME, "int8", "onnx", "quantize", ("ort", "ort-mixed", "nncf", "qat"), None,
                 "Q/DQ ONNX graph: ONNX Runtime static quantization, NNCF PTQ, QAT")),
 )

@@ -1,5 +1,6 @@
 """OpenVINO's INT8 engines: NNCF PTQ on the IR (``nncf``), NNCF accuracy-controlled PTQ (``nncf_ac``, with the
-recipe's ``accuracy_control``), and the INT8 IR of the QAT+KD model (``qat``)."""
+recipe's ``accuracy_control``), NNCF PTQ with the nodes ranked most sensitive left in float (``nncf-mixed``, an
+engine of the recipe), and the INT8 IR of the QAT+KD model (``qat``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def fp32_intermediate(net: nn.Module, mean: Any, std: Any, example: Any, target_
 
 
 def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
-    """NNCF PTQ of the fp32 IR for the profile's device, and the accuracy-controlled one where asked."""
-    from edgekd.quantize import nncf_ptq, nncf_ptq_with_accuracy_control
+    """NNCF PTQ of the fp32 IR for the profile's device, and the accuracy-controlled and mixed-precision ones where
+    asked."""
+    from edgekd.quantize import mixed_build, nncf_mixed_precision, nncf_ptq, nncf_ptq_with_accuracy_control
 
     cfg = job.cfg
     builds = [Int8Build(job.name(NAME, "nncf"), NAME, NAME, lambda out: nncf_ptq(
@@ -38,6 +40,11 @@ def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
                                                   preset=cfg.nncf.preset, target_device=job.nncf_target)
 
         builds.append(Int8Build(job.name(NAME, "nncf_ac"), NAME, NAME, controlled))
+    if "nncf-mixed" in cfg.engines:
+        builds.append(mixed_build(job, NAME, NAME, "model.xml", "nncf-mixed", engine=nncf_mixed_precision,
+                                  engine_options={"subset_size": cfg.nncf.subset_size, "preset": cfg.nncf.preset,
+                                                  "fast_bias_correction": cfg.nncf.fast_bias_correction,
+                                                  "target_device": job.nncf_target}))
     return builds, {}
 
 

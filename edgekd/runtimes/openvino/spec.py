@@ -16,6 +16,6 @@ SPEC = register(
      Capability(NAME, "bf16", "openvino", "export", ("openvino",), "bf16", "IR, fp32 weights, bf16 compute"),
      Capability(NAME, "fp16", "openvino", "export", ("openvino-fp16",), None,
                 "IR, fp16 weights (computed in fp16 where the device has it, else f32)"),
-     Capability(NAME, "int8", "openvino", "quantize", ("nncf", "nncf_ac", "qat"), None,
+     Capability(NAME, "int8", "openvino", "quantize", ("nncf", "nncf_ac", "nncf-mixed", "qat"), None,
                 "INT8 IR: NNCF PTQ, accuracy-controlled PTQ, QAT")),
 )
