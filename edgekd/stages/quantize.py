@@ -26,6 +26,7 @@ from edgekd.capabilities import FORMAT_SUFFIXES, RUNTIME_SPECS, NncfTarget, capa
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.data import DataBundle
+from edgekd.data.probe import PROBE_SPLITS, Probe
 from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -34,7 +35,7 @@ from edgekd.quantize.jobs import Int8Build, Int8Job
 from edgekd.report.sections import not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtimes import has_part, runtime_part
-from edgekd.stages._build import build_artifact
+from edgekd.stages._build import build_artifact, parity_probe
 from edgekd.stages._checks import check_losses
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
 from edgekd.stages._runtime import open_artifact, runner_options
@@ -102,7 +103,8 @@ class Quantize(Stage):
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
                 "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
                 "nncf_target": {r: nncf_target(device, r) for r in int8_runtimes(device)},
-                "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
+                "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples,
+                "parity_probe": list(PROBE_SPLITS)}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         assert recipe.quantize is not None
@@ -142,7 +144,7 @@ class Quantize(Stage):
         count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
-        probe = ctx.data().test.x[: cfg.parity_samples].numpy()
+        probe = parity_probe(ctx, cfg.parity_samples)
         artifacts = []
         for name, fmt, runtime, build in builders:
             out_dir = ctx.stage_dir / name
@@ -245,12 +247,13 @@ def allowed_drop(ctx: StageContext, cfg: QuantizeConfig, fp32_path: Path, runtim
     return fp32 - floor
 
 
-def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
-    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model ``source`` (recorded, not
-    enforced)."""
+def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, probe: Probe) -> dict[str, Any]:
+    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model ``source`` on ``probe``
+    (recorded, not enforced), with the splits the probe came from."""
     from edgekd.export.onnx import check_parity
 
     with open_artifact(ctx, source) as reference, open_artifact(ctx, artifact) as candidate:
-        parity = check_parity(reference, candidate, x, atol=float("inf"), min_top1_agreement=0.0)
+        parity = check_parity(reference, candidate, probe.x, atol=float("inf"), min_top1_agreement=0.0)
         compute = candidate.describe().get("inference_precision")
-    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute}
+    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute,
+            "samples": len(probe.x), "probe": dict(probe.splits)}
