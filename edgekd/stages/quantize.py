@@ -8,8 +8,9 @@ quantization: ``x_q = clamp(round(x / s) + z)``):
 - both: QAT+KD (``qat``): NNCF fake-quantizers on the torch student, fine-tuned with distillation from the fp32
   student (or the teacher), exported to a plain QDQ ONNX graph and to an INT8 IR.
 
-Calibration images come from the train split. Each artifact records its top-1 agreement with the torch model; an
-INT8 artifact below the device's accuracy floor is kept and marked by `select`, never selected.
+Calibration images come from the train split. Each artifact records its top-1 agreement with the torch model on the
+parity probe (validation images topped up with train images, :mod:`edgekd.data.probe`); an INT8 artifact below the
+device's accuracy floor is kept and marked by `select`, never selected.
 """
 
 from __future__ import annotations
