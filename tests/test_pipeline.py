@@ -84,6 +84,11 @@ def test_manifest_follows_design(smoke_run: Path) -> None:
     onnx = names["student-onnx-fp32"]
     assert onnx["format"] == "onnx" and onnx["runtime"] == "onnxruntime"
     assert onnx["info"]["parity"]["top1_agreement"] >= 0.999
+    # the parity probe holds no test image: digits' 144 validation images, topped up to export.parity_samples (512)
+    # with 512 - 144 = 368 train images
+    for art in m["artifacts"]:
+        if art["format"] != "torch":
+            assert art["info"]["parity"]["probe"] == {"validation": 144, "train": 368}, art["name"]
     # the ONNX artifact and the torch model it came from agree on test accuracy (parity ≥ 99.9 %)
     assert abs(onnx["metrics"]["accuracy"] - names["student"]["metrics"]["accuracy"]) <= 0.002
     checked = sha256sum_check(smoke_run, m, smoke_run.parent / "SHA256SUMS")

@@ -93,4 +93,5 @@ class QuantizeConfig(Strict):
                                         description="the ort-mixed engine: how float nodes are chosen")
     accuracy_control: AccuracyControl | None = Field(None, description="also build an accuracy-controlled IR")
     qat: QatConfig | None = Field(None, description="also build QAT+KD artifacts")
-    parity_samples: int = Field(512, ge=1, description="test images for top-1 agreement with torch")
+    parity_samples: int = Field(512, ge=1, description="images for top-1 agreement with torch: validation images (a "
+                                "seeded subset), topped up with seeded train images; never test images")

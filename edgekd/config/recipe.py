@@ -194,11 +194,12 @@ class ExportConfig(Strict):
     bf16_parity_atol: float = Field(0.25, gt=0, description="absolute part of the bf16 artifacts' logit tolerance")
     bf16_parity_rtol: float = Field(0.08, ge=0, description="relative part for bf16 (about 20 bf16 unit roundoffs)")
     bf16_min_top1_agreement: float = Field(0.98, ge=0, le=1, description="lowest top-1 agreement for bf16 artifacts")
-    parity_samples: int = Field(512, ge=1, description="test images used for the parity check")
+    parity_samples: int = Field(512, ge=1, description="images the parity check compares on: validation images "
+                                "(a seeded subset), topped up with seeded train images; never test images")
 
 
 class EvaluateConfig(Strict):
-    """Accuracy of every artifact on the test split, in its own runtime."""
+    """Accuracy of every artifact on the validation and the test split, in its own runtime."""
 
     batch_size: int = Field(256, ge=1, description="evaluation batch size")
 

@@ -194,8 +194,11 @@ def _made_by_lines(made: dict[str, Any]) -> list[str]:
     if "export" in made:
         e = made["export"]
         parity = e.get("parity") or {}
+        probe = parity.get("probe") or {}
+        on = " + ".join(f"{n} {split}" for split, n in probe.items() if n)
         lines.append(f"- export: {e['format']} {e['precision']}, settings: {_kv(e['settings'])}"
-                     + (f"; parity vs torch: top-1 agreement {parity['top1_agreement']:.4f}" if parity else ""))
+                     + (f"; parity vs torch{f' on {on} images' if on else ''}: top-1 agreement "
+                        f"{parity['top1_agreement']:.4f}" if parity else ""))
     return lines
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from edgekd._registry import Registry
 from edgekd.capabilities import capability
 from edgekd.config import Device, ExportConfig
+from edgekd.data.probe import describe_probe
 from edgekd.runtimes import runtime_part
 
 
@@ -95,6 +96,7 @@ def parity_figures(reference: Any, candidate: Any, x: np.ndarray, cfg: ExportCon
 def parity_message(parity: dict[str, Any]) -> str:
     """The one line that says why an artifact failed its parity check."""
     allowed = f"{parity['atol']} + {parity['rtol']}·|logit|" if parity.get("rtol") else f"{parity['atol']}"
-    return (f"parity check failed against torch on {parity['samples']} test images: max |Δlogit| "
+    probe = describe_probe(parity["probe"]) if "probe" in parity else f"{parity['samples']} images"
+    return (f"parity check failed against torch on {probe}: max |Δlogit| "
             f"{parity['max_abs_diff']:.3g} (allowed {allowed}), top-1 agreement "
             f"{parity['top1_agreement']:.4f} (needed {parity['min_top1_agreement']})")

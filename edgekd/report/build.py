@@ -143,7 +143,7 @@ def build_markdown(manifest: dict[str, Any], records: dict[str, dict[str, Any]],
         "",
         "Accuracy on the validation split (what every choice reads) and on the test split (reported only), each in "
         "the artifact's own runtime; latency with batch 1 on the device (milliseconds); parity against the torch "
-        "model on real test images (their pixels only, never their labels).",
+        "model on validation images, topped up with training images (never test images).",
         "",
         markdown_table(ARTIFACT_HEADER, artifact_rows(typed)),
         "",

@@ -3,7 +3,9 @@
 Each artifact is built into its own folder, recorded (:class:`~edgekd.pipeline.artifacts.Artifact`, files and
 hashes), then checked against the torch model it comes from; a failure of either step is recorded on the artifact
 (``status: failed`` with the reason) and the other artifacts go on. A check whose figures say ``passed: False`` (the
-export parity rule of :mod:`edgekd.export.build`) fails the artifact with the rule's one-line reason.
+export parity rule of :mod:`edgekd.export.build`) fails the artifact with the rule's one-line reason. The checks
+compare on the run's probe (:func:`edgekd.data.probe.probe_images`: validation images topped up with training
+images, never test images), and each records which splits it used (``info.parity.probe``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekd.config import ExportConfig
+from edgekd.data.probe import Probe, probe_images
 from edgekd.errors import ParityError
 from edgekd.export.build import parity_figures, parity_message
 from edgekd.pipeline.artifacts import Artifact
@@ -46,13 +47,20 @@ def build_artifact(ctx: StageContext, record: dict[str, Any], out: Path, build: 
     return mark_failed(artifact, failed) if failed is not None else artifact
 
 
-def parity_against(ctx: StageContext, reference: Any, artifact: Artifact, x: np.ndarray, cfg: ExportConfig
+def parity_probe(ctx: StageContext, count: int) -> Probe:
+    """The ``count`` probe images of the run's data, drawn with the recipe's seed."""
+    return probe_images(ctx.data(), count, ctx.recipe.seed)
+
+
+def parity_against(ctx: StageContext, reference: Any, artifact: Artifact, probe: Probe, cfg: ExportConfig
                    ) -> dict[str, Any]:
-    """Parity figures of ``artifact`` (opened in its own runtime) against ``reference`` (the torch model's runner),
-    with the tolerances they were judged by and the precision the artifact ran in."""
+    """Parity figures of ``artifact`` (opened in its own runtime) against ``reference`` (the torch model's runner)
+    on ``probe``, with the tolerances they were judged by, the splits the probe came from and the precision the
+    artifact ran in."""
     candidate = open_artifact(ctx, artifact)
     try:
-        parity = parity_figures(reference, candidate, x, cfg, artifact.precision)
+        parity = parity_figures(reference, candidate, probe.x, cfg, artifact.precision)
+        parity["probe"] = dict(probe.splits)
         parity["compute"] = candidate.describe().get("inference_precision", "f32")
     finally:
         candidate.close()

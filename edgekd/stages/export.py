@@ -17,6 +17,7 @@ from torch import nn
 
 from edgekd.capabilities import Capability, capability, runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
+from edgekd.data.probe import PROBE_SPLITS
 from edgekd.export.build import exporter
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -24,7 +25,7 @@ from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_st
 from edgekd.report.sections import not_built_lines
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtime.precision import WEIGHTS
-from edgekd.stages._build import build_artifact, parity_against
+from edgekd.stages._build import build_artifact, parity_against, parity_probe
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
 from edgekd.stages._runtime import open_artifact
 
@@ -62,7 +63,7 @@ class Export(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.export is not None
-        return {"export": recipe.export.model_dump(mode="json"),
+        return {"export": recipe.export.model_dump(mode="json"), "parity_probe": list(PROBE_SPLITS),
                 "plan": [(row.runtime, row.precision) for row in export_plan(device)[0]]}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
@@ -106,7 +107,7 @@ def _export_one(ctx: StageContext, row: Capability, source: Artifact, net: nn.Mo
     record = {"name": name, "format": row.format, "precision": row.precision, "runtime": row.runtime,
               "role": source.role, "input": source.input, "info": info}
     _, builder = exporter(row.runtime, row.precision, ctx.device)
-    probe = data.test.x[: cfg.parity_samples].numpy()
+    probe = parity_probe(ctx, cfg.parity_samples)
 
     def summary(artifact: Artifact, parity: dict[str, Any]) -> str:
         return (f"{name}: {artifact.bytes / 1e6:.2f} MB, max |Δlogit| {parity['max_abs_diff']:.2e}, "

@@ -38,6 +38,7 @@ from edgekd.capabilities import runtime_libraries
 from edgekd.config import Device, ExportConfig, Recipe
 from edgekd.config.prune import TABLE_RUNTIMES, PruneConfig
 from edgekd.data import DataBundle
+from edgekd.data.probe import PROBE_SPLITS
 from edgekd.errors import ConfigError, UserError
 from edgekd.export.build import exporter
 from edgekd.models import load_checkpoint, model_from_checkpoint
@@ -47,7 +48,7 @@ from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_st
 from edgekd.report.prune import prune_plot, prune_section
 from edgekd.report.sections import as_sections
 from edgekd.runtime import Normalize
-from edgekd.stages._build import build_artifact, parity_against
+from edgekd.stages._build import build_artifact, parity_against, parity_probe
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
 from edgekd.stages._models import build_net, derived_info, load_plain_net, write_torch_artifact
@@ -123,7 +124,7 @@ class Prune(Stage):
         return {"prune": cfg.model_dump(mode="json"), "latency": asdict(latency_settings(cfg, device, smoke)),
                 "importance": asdict(importance_settings(cfg, recipe.seed, smoke)),
                 "batch_size": table_batch(recipe, cfg), "export": (recipe.export or ExportConfig()).model_dump(
-                    mode="json")}
+                    mode="json"), "parity_probe": list(PROBE_SPLITS)}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         cfg = recipe.prune
@@ -286,7 +287,7 @@ def runtime_artifact(ctx: StageContext, source: Artifact, net: nn.Module, runtim
     out.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "format": fmt, "precision": precision, "runtime": runtime, "role": source.role,
               "input": source.input, "info": derived_info(source)}
-    probe = data.test.x[: cfg.parity_samples].numpy()
+    probe = parity_probe(ctx, cfg.parity_samples)
 
     def check(artifact: Artifact) -> dict[str, Any]:
         with open_artifact(ctx, source) as reference:

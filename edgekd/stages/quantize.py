@@ -8,8 +8,9 @@ quantization: ``x_q = clamp(round(x / s) + z)``):
 - both: QAT+KD (``qat``): NNCF fake-quantizers on the torch student, fine-tuned with distillation from the fp32
   student (or the teacher), exported to a plain QDQ ONNX graph and to an INT8 IR.
 
-Calibration images come from the train split. Each artifact records its top-1 agreement with the torch model; an
-INT8 artifact below the device's accuracy floor is kept and marked by `select`, never selected.
+Calibration images come from the train split. Each artifact records its top-1 agreement with the torch model on the
+parity probe (validation images topped up with train images, :mod:`edgekd.data.probe`); an INT8 artifact below the
+device's accuracy floor is kept and marked by `select`, never selected.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgekd.capabilities import FORMAT_SUFFIXES, RUNTIME_SPECS, NncfTarget, capa
 from edgekd.config import Device, Recipe
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.data import DataBundle
+from edgekd.data.probe import PROBE_SPLITS, Probe
 from edgekd.errors import ConfigError, UserError
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
@@ -34,7 +36,7 @@ from edgekd.quantize.jobs import Int8Build, Int8Job
 from edgekd.report.sections import mixed_precision_lines, not_built_lines, quantization_section
 from edgekd.runtime.hardware import unmet_requirement
 from edgekd.runtimes import has_part, runtime_part
-from edgekd.stages._build import build_artifact
+from edgekd.stages._build import build_artifact, parity_probe
 from edgekd.stages._checks import check_losses
 from edgekd.stages._models import deployed_model, derived_info, load_plain_net
 from edgekd.stages._runtime import open_artifact, runner_options
@@ -102,7 +104,8 @@ class Quantize(Stage):
         return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
                 "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
                 "nncf_target": {r: nncf_target(device, r) for r in int8_runtimes(device)},
-                "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples}
+                "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples,
+                "parity_probe": list(PROBE_SPLITS)}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         assert recipe.quantize is not None
@@ -144,7 +147,7 @@ class Quantize(Stage):
         count = SMOKE_CALIBRATION if ctx.smoke else cfg.calibration_samples
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
-        probe = ctx.data().test.x[: cfg.parity_samples].numpy()
+        probe = parity_probe(ctx, cfg.parity_samples)
         artifacts = []
         for entry in builders:
             name, out_dir = entry.name, ctx.stage_dir / entry.name
@@ -254,12 +257,13 @@ def _built(entry: Int8Build, out_dir: Path, info: dict[str, Any]) -> Path:
     return path
 
 
-def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
-    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model ``source`` (recorded, not
-    enforced)."""
+def _agreement(ctx: StageContext, source: Artifact, artifact: Artifact, probe: Probe) -> dict[str, Any]:
+    """Top-1 agreement and largest logit difference of an INT8 artifact vs the torch model ``source`` on ``probe``
+    (recorded, not enforced), with the splits the probe came from."""
     from edgekd.export.onnx import check_parity
 
     with open_artifact(ctx, source) as reference, open_artifact(ctx, artifact) as candidate:
-        parity = check_parity(reference, candidate, x, atol=float("inf"), min_top1_agreement=0.0)
+        parity = check_parity(reference, candidate, probe.x, atol=float("inf"), min_top1_agreement=0.0)
         compute = candidate.describe().get("inference_precision")
-    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute}
+    return {"top1_agreement": parity["top1_agreement"], "max_abs_diff": parity["max_abs_diff"], "compute": compute,
+            "samples": len(probe.x), "probe": dict(probe.splits)}
