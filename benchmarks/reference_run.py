@@ -94,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="run directory (an existing one is resumed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override key=value")
     parser.add_argument("--smoke", action="store_true", help="pass --smoke to edgekd run")
+    parser.add_argument("--data-dir", type=Path, help="pass --data-dir to edgekd run (data sets on disk)")
     parser.add_argument("--name", required=True, help="record name: results/<name>.json")
     parser.add_argument("--title", help="record title (default: the recipe on the device)")
     args = parser.parse_args(argv)
+    options = [*(f"--set={item}" for item in args.overrides), *(["--smoke"] if args.smoke else []),
+               *(["--data-dir", str(args.data_dir)] if args.data_dir else [])]
     command = [sys.executable, "-m", "edgekd", "run", args.recipe, "--device", args.device, "--out", str(args.out),
-               *(f"--set={item}" for item in args.overrides), *(["--smoke"] if args.smoke else [])]
+               *options]
     load_before = _load_average()
     start = time.perf_counter()
     code = subprocess.run(command).returncode
@@ -109,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = run_figures(args.out, wall, code)
     # other jobs on the machine stretch every timing: the 1-minute load average beside the wall time says how much
     figures["load_average_1min"] = {"start": load_before, "end": _load_average()}
-    shown = shlex.join(["edgekd", "run", args.recipe, "--device", args.device, "--out", str(args.out),
-                        *(f"--set={item}" for item in args.overrides), *(["--smoke"] if args.smoke else [])])
+    shown = shlex.join(["edgekd", "run", args.recipe, "--device", args.device, "--out", str(args.out), *options])
     title = args.title or f"{figures['recipe']} on {figures['device']}" + (" (smoke)" if args.smoke else "")
     path = write_record(args.name, title=title, figures=figures,
                         notes=f"edgekd command: {shown}; wall_seconds is this call's, stage_seconds each stage's "
