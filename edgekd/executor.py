@@ -81,7 +81,9 @@ class Executor:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=True,
+            # "local": without an address, a fresh Ray of this process, never the machine's last started cluster
+            # (which ray.init(address=None) would join, from /tmp/ray/ray_current_cluster)
+            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True,
                      configure_logging=False)
         return ray
 
