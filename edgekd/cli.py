@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from edgekd.errors import ArtifactsFailed, BudgetError, ConfigError, EdgekdError, UserError
-from edgekd.runtimes import RUNTIME_SPECS, has_part, runtime_part
+from edgekd.runtimes import RUNTIME_SPECS, has_part, native_tools
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distil, prune, quantize, export and measure a PyTorch classifier for one edge device.")
@@ -37,12 +37,6 @@ def _suffixes(part: str | None = None) -> str:
     found = [suffix for name, spec in RUNTIME_SPECS.items() if part is None or has_part(name, part)
              for suffix in spec.suffixes]
     return ", ".join(dict.fromkeys(found))
-
-
-def _native_tools() -> str:
-    """The runtimes' own benchmark tools that ``--compare-native`` runs, for help texts."""
-    tools = [runtime_part(name, "native") for name in RUNTIME_SPECS if has_part(name, "native")]
-    return ", ".join(tool.TOOL for tool in tools if hasattr(tool, "compare"))
 
 
 def _set_debug(value: bool) -> bool:
@@ -175,7 +169,7 @@ def bench(
     runtime: Annotated[Optional[str], typer.Option("--runtime", help="runtime (default: from the run or suffix)")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="precision (default: from the run or graph)")] = None,
     compare_native: Annotated[bool, typer.Option(
-        "--compare-native", help=f"also time it with its runtime's own benchmark tool ({_native_tools()})")] = False,
+        "--compare-native", help=f"also time it with its runtime's own benchmark tool ({', '.join(native_tools().values())})")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the figures to this JSON file")] = None,
     backend: Annotated[str, typer.Option(
         "--backend", help="how a fleet's devices are scheduled: auto (Ray when installed), ray, sequential")] = "auto",

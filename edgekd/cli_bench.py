@@ -64,16 +64,14 @@ def bench_command(out: Console, artifact: Path, device_names: Sequence[str], *, 
 
 def _native_tool(artifact: Path, runtime: str) -> Any:
     """The runtime's native benchmark tool module, or a UserError listing the runtimes that have one."""
-    from edgekd.capabilities import RUNTIME_SPECS
-    from edgekd.runtimes import has_part, runtime_part
+    from edgekd.runtimes import native_tools, runtime_part
 
-    tool = runtime_part(runtime, "native") if has_part(runtime, "native") else None
-    if tool is None or not hasattr(tool, "compare"):
-        tools = [f"{name}: {runtime_part(name, 'native').TOOL}" for name in RUNTIME_SPECS
-                 if has_part(name, "native") and hasattr(runtime_part(name, "native"), "compare")]
-        raise UserError(f"{artifact}: --compare-native runs the runtime's own benchmark tool ({', '.join(tools)}); "
+    tools = native_tools()
+    if runtime not in tools:
+        listed = ", ".join(f"{name}: {tool}" for name, tool in tools.items())
+        raise UserError(f"{artifact}: --compare-native runs the runtime's own benchmark tool ({listed}); "
                         f"this artifact runs in {runtime} (give --runtime for a format several runtimes open)")
-    return tool
+    return runtime_part(runtime, "native")
 
 
 def _print_metrics(out: Console, artifact: Path, what: dict[str, Any], device: Any, metrics: dict[str, Any]) -> None:

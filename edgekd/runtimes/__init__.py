@@ -54,5 +54,11 @@ def has_part(name: str, part: str) -> bool:
     return importlib.util.find_spec(runtime_module(name, part)) is not None
 
 
+def native_tools() -> dict[str, str]:
+    """Runtime name → its own benchmark tool, for every runtime whose ``native`` module can compare with it."""
+    found = {name: runtime_part(name, "native") for name in RUNTIME_SPECS if has_part(name, "native")}
+    return {name: tool.TOOL for name, tool in found.items() if hasattr(tool, "compare")}
+
+
 __all__ = ["BuiltBy", "CAPABILITIES", "Capability", "FORMAT_SUFFIXES", "NncfTarget", "RUNTIME_SPECS", "Requirement",
-           "RuntimeSpec", "has_part", "runtime_module", "runtime_part"]
+           "RuntimeSpec", "has_part", "native_tools", "runtime_module", "runtime_part"]
