@@ -1,10 +1,11 @@
-"""Shared fixtures: the repository paths, a quiet torch, a helper to run the CLI in a subprocess, and one to check a
-run directory's files against its manifest with the real ``sha256sum -c``."""
+"""Shared fixtures: the repository paths, a quiet torch, helpers to run or start the CLI in a subprocess, and one to
+check a run directory's files against its manifest with the real ``sha256sum -c``."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,15 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 1500, env: dict[str, 
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "edgekd.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """Start `python -m edgekd.cli ARGS` as from a terminal, to be stopped with Ctrl-C (SIGINT). A background job of a
+    non-interactive shell (a backgrounded CI) inherits SIGINT ignored and Python keeps it ignored; a terminal delivers
+    it, so the child gets the default disposition and Python installs its KeyboardInterrupt handler."""
+    return subprocess.Popen([sys.executable, "-m", "edgekd.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def sha256sum_check(run_dir: Path, manifest: dict, list_file: Path) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ import torch
 from edgekd.config import ExecutionConfig, Recipe
 from edgekd.errors import UserError
 from edgekd.executor import Executor, ray_available
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, start_cli
 
 needs_ray = pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install 'edgekd[ray]')")
 
@@ -187,9 +187,7 @@ def _task_workers() -> list[int]:
 
 
 def _start(run_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "edgekd.cli", *ABLATION, "--out", str(run_dir)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    return start_cli(*ABLATION, "--out", str(run_dir))
 
 
 def _wait_for(condition: Any, process: subprocess.Popen[str], timeout: float = 240) -> None:
@@ -198,19 +196,6 @@ def _wait_for(condition: Any, process: subprocess.Popen[str], timeout: float = 2
         assert process.poll() is None, process.communicate()
         assert time.time() - start < timeout, "timed out"
         time.sleep(0.05)
-
-
-def _interrupt(process: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
-    """Press Ctrl-C (SIGINT) until ``process`` stops, as a user presses it again when a run does not stop at once
-    (a press that lands while the driver waits inside Ray can go unanswered); its output."""
-    start = time.time()
-    while process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            assert time.time() - start < timeout, "the run did not stop after Ctrl-C"
-    return process.communicate()
 
 
 @needs_ray
@@ -232,15 +217,14 @@ def test_a_worker_killed_mid_task_is_retried_and_the_records_are_complete(sequen
 
 @needs_ray
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="open bug: in the full suite one Ctrl-C can go unanswered while the driver "
-                   "waits inside Ray, and the ablation then finishes with exit 0 (passes when run alone)")
 def test_a_restart_after_ctrl_c_recomputes_nothing_finished(sequential_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _fresh_copy(sequential_run, run_dir)
     sub_runs = run_dir / "cache" / "ablation"
     process = _start(run_dir)
     _wait_for(lambda: any(sub_runs.glob("*/result.json")), process)
-    _, err = _interrupt(process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     finished = {p.parent.name: p.stat().st_mtime_ns for p in sub_runs.glob("*/result.json")}
     assert 1 <= len(finished) < 6

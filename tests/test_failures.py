@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli, start_cli
 
 QUICKSTART = "pipelines/quickstart.yaml"
 FAST = ["--set", "teacher.train.epochs=1", "--set", "distill.train.epochs=1", "--set", "bench.runs=10",
@@ -84,11 +83,7 @@ def test_a_budget_no_artifact_meets_exits_1(tmp_path: Path) -> None:
 def test_ctrl_c_exits_130_and_records_the_interruption(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = ["run", QUICKSTART, "--device", "x86-cpu", "--out", str(run_dir), "--set", "teacher.train.epochs=30"]
-    # a job started with `&` by a non-interactive shell (a backgrounded CI) inherits SIGINT ignored; a user's
-    # terminal delivers it: give the child the default disposition so that Python installs its Ctrl-C handler
-    proc = subprocess.Popen([sys.executable, "-m", "edgekd.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = start_cli(*args)
     checkpoint = run_dir / "train-teacher" / "teacher" / "last.pt"
     deadline = time.time() + 300
     while time.time() < deadline and not checkpoint.exists():
