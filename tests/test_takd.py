@@ -199,6 +199,23 @@ def test_ablation_table_mean_and_std_match_numpy() -> None:
     assert summarize([{"variant": "kd", "seed": 0, "test_accuracy": 0.9, "chain": []}], ["kd"])[0]["std"] is None
 
 
+def test_ablation_table_reports_the_last_epoch_and_applies_the_spread_rule_by_hand() -> None:
+    best = {"no-kd": [0.80, 0.82, 0.81], "kd": [0.84, 0.85, 0.86], "dkd": [0.80, 0.83, 0.83]}
+    last = {"no-kd": [0.79, 0.80, 0.81], "kd": [0.83, 0.85, 0.84], "dkd": [0.82, 0.82, 0.81]}
+    runs = [{"variant": v, "seed": s, "test_accuracy": best[v][s], "last_test_accuracy": last[v][s], "chain": []}
+            for v in best for s in range(3)]
+    rows = {row["variant"]: row for row in summarize(runs, list(best))}
+    # no-kd: mean 0.81, std 0.01; kd: mean 0.85 (+4 points), std 0.01: a finding
+    assert rows["kd"]["gain"] == pytest.approx(0.04, abs=1e-12) and rows["kd"]["finding"] is True
+    # dkd: mean 0.82 (+1 point), std sqrt(((0.02)^2 + 2 (0.01)^2) / 2) = 0.01732 > 1 point: within the spread
+    assert rows["dkd"]["std"] == pytest.approx(0.017320508, abs=1e-9) and rows["dkd"]["finding"] is False
+    assert rows["no-kd"]["finding"] is None
+    assert rows["kd"]["last_accuracies"] == last["kd"] and rows["kd"]["last_mean"] == pytest.approx(0.84, abs=1e-12)
+    assert rows["no-kd"]["last_std"] == pytest.approx(0.01, abs=1e-12)
+    older = [{k: v for k, v in r.items() if k != "last_test_accuracy"} for r in runs]
+    assert summarize(older, ["kd"])[0]["last_mean"] is None  # records without the last epoch: not made up
+
+
 def test_grid_check_ranks_the_selected_assistant_against_the_grid_by_hand() -> None:
     accuracies = {"ta-grid:r14": [0.84, 0.86, 0.85], "ta-grid:r20": [0.87, 0.86, 0.88],
                   "ta-grid:r26": [0.85, 0.85, 0.86]}
@@ -302,6 +319,8 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     for row in ablation["table"]:
         mine = [r["test_accuracy"] for r in ablation["runs"] if r["variant"] == row["variant"]]
         assert row["mean"] == pytest.approx(np.mean(mine)) and row["std"] == pytest.approx(np.std(mine, ddof=1))
+    for r in ablation["runs"]:  # one smoke epoch: the last epoch is the best one, the same weights
+        assert (r["last_epoch"], r["last_test_accuracy"]) == (1, r["test_accuracy"])
     takd = next(r for r in ablation["runs"] if r["variant"] == "takd" and r["seed"] == 0)
     assert [s["name"] for s in takd["steps"]] == ["step-1-plain6", "student"]
     report = (run_dir / "report.md").read_text()
@@ -313,6 +332,9 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     # finished sub-runs are read back from the cache, the interrupted one continues from its step checkpoints
     kd1 = runs["kd", 1]
     (run_dir / kd1["folder"] / "result.json").unlink()
+    no_kd0 = run_dir / runs["no-kd", 0]["folder"] / "result.json"  # as written before last-epoch figures existed
+    older = json.loads(no_kd0.read_text())
+    no_kd0.write_text(json.dumps({k: v for k, v in older.items() if not k.startswith("last_")}))
     narrower = [a.replace("takd, auto-ta, ta-grid]", "takd]") for a in args]
     result = run_cli(*narrower)
     assert result.returncode == 0, result.stderr
@@ -325,7 +347,9 @@ def test_digits_chain_auto_assistant_and_ablation_end_to_end(tmp_path: Path) -> 
     again = _stage(run_dir, "ablation")["info"]
     assert [row["variant"] for row in again["table"]] == ["no-kd", "kd", "dkd", "takd"]
     fresh = [(r["variant"], r["seed"]) for r in again["runs"] if not r["reused"]]
-    assert fresh == [("kd", 1)]
+    assert fresh == [("no-kd", 0), ("kd", 1)]
+    completed = next(r for r in again["runs"] if (r["variant"], r["seed"]) == ("no-kd", 0))
+    assert completed["steps"][0]["reused"] is True and completed["last_test_accuracy"] == older["last_test_accuracy"]
     kd1_again = next(r for r in again["runs"] if (r["variant"], r["seed"]) == ("kd", 1))
     assert kd1_again["steps"][0]["reused"] is True  # its finished student step was loaded, not retrained
     assert [(r["variant"], r["test_accuracy"]) for r in again["runs"]] == [

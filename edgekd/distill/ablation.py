@@ -40,10 +40,13 @@ def dkd_term(epochs: int) -> LossTerm:
 
 
 def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per variant: test accuracies by seed, their mean and sample standard deviation (ddof = 1).
+    """One row per variant: test accuracies by seed, their mean and sample standard deviation (ddof = 1), at the best
+    epoch on validation (the weights edgekd keeps) and, where the runs record it, at the last epoch.
 
-    ``gain`` is the mean's difference to the ``no-kd`` mean (None without a no-kd variant); ``std`` is None for a
-    single seed; ``same_chain_as`` names an earlier variant that trained the very same chain (else None).
+    ``gain`` is the mean's difference to the ``no-kd`` mean (None without a no-kd variant); ``finding`` applies the
+    spread rule to it: True when ``|gain|`` exceeds the larger of the two rows' standard deviations (None without
+    no-kd, or with a single seed). ``std`` is None for a single seed; ``same_chain_as`` names an earlier variant
+    that trained the very same chain (else None).
     """
     rows = []
     for variant in variants:
@@ -51,19 +54,29 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> list[dict[
         accuracies = [r["test_accuracy"] for r in mine]
         if not accuracies:
             raise ValueError(f"no runs of variant {variant!r}")
+        last = [r["last_test_accuracy"] for r in mine] if all("last_test_accuracy" in r for r in mine) else None
         rows.append({
             "variant": variant,
             "seeds": [r["seed"] for r in mine],
             "accuracies": accuracies,
             "mean": statistics.fmean(accuracies),
-            "std": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+            "std": _std(accuracies),
+            "last_accuracies": last,
+            "last_mean": statistics.fmean(last) if last else None,
+            "last_std": _std(last) if last else None,
             "chain": mine[0]["chain"],
             "same_chain_as": mine[0].get("same_chain_as"),
         })
-    baseline = next((row["mean"] for row in rows if row["variant"] == "no-kd"), None)
+    baseline = next((row for row in rows if row["variant"] == "no-kd"), None)
     for row in rows:
-        row["gain"] = None if baseline is None else row["mean"] - baseline
+        row["gain"] = None if baseline is None else row["mean"] - baseline["mean"]
+        spread = None if baseline is None or row["std"] is None else max(row["std"], baseline["std"])
+        row["finding"] = None if spread is None or row is baseline else abs(row["gain"]) > spread
     return rows
+
+
+def _std(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def grid_check(table: list[dict[str, Any]], selected: str) -> dict[str, Any]:

@@ -52,24 +52,38 @@ def assistant_section(info: dict[str, Any]) -> list[str]:
 
 
 def ablation_section(info: dict[str, Any]) -> list[str]:
-    """Test accuracy of the student per variant: mean ± std over seeds, each seed, gain over no-KD."""
+    """Test accuracy of the student per variant: mean ± std over seeds at the best and the last epoch, each seed,
+    gain over no-KD and whether it exceeds the seeds' spread."""
     rows = []
     for row in info["table"]:
-        std = "" if row["std"] is None else f" ± {row['std']:.4f}"
-        gain = "—" if row["gain"] is None else f"{row['gain'] * 100:+.2f} pts"
         twin = row["same_chain_as"]
         chain = " → ".join(row["chain"]) + (f" (same chain as {twin})" if twin else "")
-        rows.append([row["variant"], chain, f"{row['mean']:.4f}{std}",
-                     ", ".join(f"{a:.4f}" for a in row["accuracies"]), gain])
+        rows.append([row["variant"], chain, _mean_std(row["mean"], row["std"]),
+                     ", ".join(f"{a:.4f}" for a in row["accuracies"]),
+                     "—" if row.get("last_mean") is None else _mean_std(row["last_mean"], row["last_std"]),
+                     _gain(row)])
     return [
         "## Ablation: does distillation pay?", "",
         f"Student test accuracy ({info['test_images']} images), {info['statistic']}; seeds {info['seeds']}, "
         f"{info['epochs']} epoch(s) per model on {info['train_images']} training images, same budget and initial "
-        "weights per seed for every variant.", "",
-        markdown_table(["variant", "chain", "test accuracy", "per seed", "vs no-KD"], rows),
+        "weights per seed for every variant. Best epoch: the epoch chosen on validation, whose weights are kept. "
+        "A gain over no-KD is a finding only when it exceeds the larger of the two rows' standard deviations.", "",
+        markdown_table(["variant", "chain", "test accuracy (best epoch)", "per seed", "last epoch", "vs no-KD"], rows),
         "",
         *_grid_lines(info.get("grid")),
     ]
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+
+def _gain(row: dict[str, Any]) -> str:
+    """The gain over no-KD in points, with the spread rule's verdict where there are seeds to apply it."""
+    if row["gain"] is None:
+        return "—"
+    verdict = {True: " (finding)", False: " (within spread)", None: ""}[row.get("finding")]
+    return f"{row['gain'] * 100:+.2f} pts{verdict}"
 
 
 def _grid_lines(grid: dict[str, Any] | None) -> list[str]:

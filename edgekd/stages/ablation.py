@@ -12,12 +12,14 @@ machine or a cluster, or in sequence without Ray; the same numbers either way); 
 so an interrupted stage keeps every sub-run that finished. Chains are trained by the same function as stage
 `distill`; with the same seed every variant's student starts from the same weights, so a variant whose chain equals
 an earlier variant's (the selected TA is the manual one) has the same key and numbers: they are taken over and
-marked ``same_chain_as``. Test accuracy is measured in torch on the test split (the best epoch of every model was
-chosen on validation). A smoke run trains one epoch per model and only the first two seeds.
+marked ``same_chain_as``. Test accuracy is measured in torch on the test split, of the best epoch on validation (the
+weights kept) and of the last epoch; a result without the last-epoch figures is completed from the sub-run's
+checkpoints. A smoke run trains one epoch per model and only the first two seeds.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +35,8 @@ from edgekd.config import Device, LossTerm, ModelRef, Recipe, TrainConfig
 from edgekd.data import DataBundle
 from edgekd.distill.ablation import GRID_PREFIX, VARIANTS, dkd_term, grid_check, summarize
 from edgekd.distill.assistants import ref_label
+from edgekd.distill.chain import ChainStep
+from edgekd.distill.trainer import CHECKPOINT, last_epoch_record
 from edgekd.errors import UserError
 from edgekd.executor import Executor
 from edgekd.pipeline.context import StageContext
@@ -153,7 +157,7 @@ class Ablation(Stage):
                 if twin != row or folder in found:
                     continue
                 finished = read_json(ctx.run_dir / folder / RESULT)
-                if finished is not None:
+                if finished is not None and "last_test_accuracy" in finished:
                     found[folder] = {**finished, "reused": True}
                 else:
                     found[folder] = {}
@@ -206,6 +210,16 @@ def _sub_run(ctx: StageContext, chain: str, seed: int, config: TrainConfig, teac
     return SUB_RUNS / key[:16]
 
 
+def _last_epoch(student: ChainStep, folder: Path, data: DataBundle) -> dict[str, Any]:
+    """``last_epoch``, ``last_val_accuracy`` and ``last_test_accuracy`` of a chain's student: the weights of its final
+    epoch (the trainer's checkpoint in ``folder``), which a paper reporting the final epoch would keep."""
+    checkpoint = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+    net = copy.deepcopy(student.net)
+    net.load_state_dict(checkpoint["net"])
+    return {**last_epoch_record(student.record["history"]),
+            "last_test_accuracy": split_accuracy(net.eval(), data.test, data)}
+
+
 def sub_run_task(data: DataBundle, teacher_net: nn.Module | None, run_dir: Path, folder: Path, variant: str,
                  seed: int, chain: list[tuple[str, ModelRef]], names: list[str], config: TrainConfig,
                  terms: tuple[list[LossTerm], float], teacher_ref: ModelRef | None) -> dict[str, Any]:
@@ -226,6 +240,7 @@ def sub_run_task(data: DataBundle, teacher_net: nn.Module | None, run_dir: Path,
         "variant": variant, "seed": seed,
         "test_accuracy": split_accuracy(student.net, data.test, data),
         "val_accuracy": student.record["val_accuracy"],
+        **_last_epoch(student, run_dir / folder / chain[-1][0], data),
         "steps": [{k: r[k] for k in ("name", "teacher", "parameters", "best_epoch", "val_accuracy", "reused")}
                   for r in (s.record for s in steps)],
         "chain": names, "folder": folder.as_posix(),
