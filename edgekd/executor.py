@@ -10,7 +10,8 @@ and never recomputed. :meth:`Executor.map` runs a list of them and returns their
   ``--ray-address`` or ``$RAY_ADDRESS``) a local Ray is started in-process; with one the tasks go to that cluster,
   whose nodes must see the run directory at the same path (a shared filesystem). A task whose worker process dies
   is re-run up to ``max_retries`` times (it resumes from what its folder holds); an exception raised by the task
-  itself is not retried and ends the map with that exception. On Ctrl-C the pending tasks are cancelled.
+  itself is not retried and ends the map with that exception. On Ctrl-C the pending tasks are cancelled. A local Ray
+  that fails to start under backend ``auto`` gives way to ``sequential`` (with a warning).
 
 Every sub-run runs with ``torch.set_num_threads(threads_per_task)`` on either backend, so the same seeds give the
 same numbers sequentially, on a local Ray or on a cluster.
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
+from rich.console import Console
 
 from edgekd.config import ExecutionConfig
 from edgekd.errors import UserError
@@ -68,6 +70,8 @@ class Executor:
     def map(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], *, shared: tuple[Any, ...] = (),
             on_done: Callable[[int, R], None] | None = None) -> list[R]:
         """``[fn(*shared, *args) for args in tasks]``; ``on_done(index, result)`` is called as each one finishes."""
+        if self.backend == "ray" and tasks:
+            self._connect()
         if self.backend == "sequential" or not tasks:
             results = []
             for index, args in enumerate(tasks):
@@ -78,18 +82,30 @@ class Executor:
         return self._map_ray(fn, tasks, shared, on_done)
 
     def _connect(self) -> Any:
+        """Start or join Ray. A local Ray that fails to start (e.g. its processes time out on a loaded machine) under
+        backend ``auto`` gives way to the sequential backend, which gives the same results; a cluster that cannot be
+        reached, or a failure under backend ``ray``, is a UserError."""
         import ray
 
         if not ray.is_initialized():
-            # "local": without an address, a fresh Ray of this process, never the machine's last started cluster
-            # (which ray.init(address=None) would join, from /tmp/ray/ray_current_cluster)
-            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True,
-                     configure_logging=False)
+            try:
+                # "local": without an address, a fresh Ray of this process, never the machine's last started
+                # cluster (which ray.init(address=None) would join, from /tmp/ray/ray_current_cluster)
+                ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True,
+                         configure_logging=False)
+            except Exception as exc:  # Ray raises plain Exception, ConnectionError or TimeoutError here
+                ray.shutdown()
+                if self.address is not None or self.config.backend == "ray":
+                    where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                    raise UserError(f"could not start or reach {where}: {exc}") from exc
+                Console(stderr=True).print(f"[yellow]warning[/yellow]: a local Ray did not start ({exc}); running "
+                                           "the sub-runs in sequence (same results)")
+                self.backend = "sequential"
         return ray
 
     def _map_ray(self, fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], shared: tuple[Any, ...],
                  on_done: Callable[[int, R], None] | None) -> list[R]:
-        ray = self._connect()
+        import ray
         from ray.exceptions import RayTaskError
 
         cfg = self.config

@@ -72,6 +72,25 @@ def test_ray_map_in_process_threads_order_and_errors() -> None:
         ray.shutdown()
 
 
+@needs_ray
+def test_a_local_ray_that_does_not_start_gives_way_to_sequential_unless_ray_was_asked_for(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import ray
+
+    def timed_out(**_: Any) -> None:  # what ray.init raised when its processes starved on a loaded machine
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "init", timed_out)
+    auto = Executor(ExecutionConfig(threads_per_task=1))
+    assert auto.backend == "ray"
+    assert auto.map(pow, [(2, 3), (3, 2)]) == [8, 9] and auto.backend == "sequential"
+    assert "a local Ray did not start (The current node timed out during startup.)" in capsys.readouterr().err
+    with pytest.raises(UserError, match="could not start or reach a local Ray: The current node timed out"):
+        Executor(ExecutionConfig(backend="ray")).map(pow, [(2, 3)])
+    with pytest.raises(UserError, match="could not start or reach the Ray cluster at 10.0.0.9:6379"):
+        Executor(ExecutionConfig(address="10.0.0.9:6379")).map(pow, [(2, 3)])
+
+
 def _ablation(run_dir: Path) -> dict[str, Any]:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return next(s for s in manifest["stages"] if s["name"] == "ablation")["info"]
