@@ -10,8 +10,9 @@ and never recomputed. :meth:`Executor.map` runs a list of them and returns their
   ``--ray-address`` or ``$RAY_ADDRESS``) a local Ray is started in-process; with one the tasks go to that cluster,
   whose nodes must see the run directory at the same path (a shared filesystem). A task whose worker process dies
   is re-run up to ``max_retries`` times (it resumes from what its folder holds); an exception raised by the task
-  itself is not retried and ends the map with that exception. On Ctrl-C the pending tasks are cancelled. A local Ray
-  that fails to start under backend ``auto`` gives way to ``sequential`` (with a warning).
+  itself is not retried and ends the map with that exception. On Ctrl-C (or a task's error) the driver's Ray
+  session ends, which stops the remaining tasks. A local Ray that fails to start under backend ``auto`` gives way
+  to ``sequential`` (with a warning).
 
 Every sub-run runs with ``torch.set_num_threads(threads_per_task)`` on either backend, so the same seeds give the
 same numbers sequentially, on a local Ray or on a cluster.
@@ -127,7 +128,10 @@ class Executor:
                     if on_done is not None:
                         on_done(index[ref], results[index[ref]])
         except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            # Ctrl-C or a task's own error: end this driver's Ray session, which stops its tasks (Ray kills the
+            # workers of a finished job on every node). Cancelling them one by one (ray.cancel(force=True)) races
+            # with a task finishing at that moment, and Ray then aborts the process ("Tried to complete task that
+            # was not pending").
+            ray.shutdown()
             raise
         return [results[i] for i in range(len(refs))]
