@@ -25,6 +25,7 @@ from edgekd.report.sections import as_sections
 from edgekd.runtimes import has_part
 from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import runner_options, runtime_settings
+from edgekd.stages._saved import saved_per_layer
 
 
 def smoke_bench(cfg: BenchConfig, smoke: bool) -> BenchConfig:
@@ -91,12 +92,14 @@ class Bench(Stage):
         access = ctx.device.access
         metrics: dict[str, dict[str, Any]] = {}
         failures: dict[str, dict[str, Any]] = {}
+        profiles: dict[str, list[dict[str, Any]]] = {}
         for artifact in usable(ctx.artifacts):
             if access.kind != "local" and ctx.device.runtime(artifact.runtime) is None:
                 ctx.log(f"{artifact.name}: not measured on {ctx.device.name} (the profile offers no "
                         f"{artifact.runtime} runtime)")
                 continue
-            measured, failed = attempt(lambda: _latency(ctx, artifact, cfg), ctx.log, f"{artifact.name}: bench")
+            measured, failed = attempt(lambda: _latency(ctx, artifact, cfg, profiles), ctx.log,
+                                       f"{artifact.name}: bench")
             if failed is not None:
                 failures[artifact.name] = failed
                 continue
@@ -109,6 +112,14 @@ class Bench(Stage):
             ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {precision}, "
                     f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
                     f"{stats['runs']} runs{flag}")
+        for artifact in usable(ctx.artifacts):
+            if artifact.name in metrics and artifact.name in profiles:
+                saved, _ = attempt(lambda: saved_per_layer(ctx, artifact, profiles, runs=min(cfg.runs, 50)), ctx.log,
+                                   f"{artifact.name}: latency saved per layer")
+                if saved is not None:
+                    metrics[artifact.name]["latency_saved"] = saved
+                    ctx.log(f"{artifact.name}: {saved['saved_ms']:+.4f} ms per inference in layers against "
+                            f"{saved['float_artifact']} in {saved['float_runtime']}")
         if cfg.fleet:
             _fleet(ctx, cfg, metrics)
         return StageResult(metrics=metrics, failures=failures)
@@ -138,24 +149,29 @@ def _fleet(ctx: StageContext, cfg: BenchConfig, metrics: dict[str, dict[str, Any
                 f"p90 {stats['p90']:.3f} ms over {stats['runs']} runs")
 
 
-def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
-    """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
+def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig, profiles: dict[str, list[dict[str, Any]]]
+             ) -> dict[str, Any]:
+    """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches; its full
+    per-layer profile, where taken, goes to ``profiles``."""
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
     metrics = measure(ctx.device, BenchJob(artifact.name, ctx.path(artifact), artifact.runtime,
                                            {ctx.device.name: options}, artifact.input["shape"][1:]), cfg)
     if ctx.device.access.kind == "adb":
         return metrics
     if cfg.profile_layers:
-        metrics["layers"] = _layers(ctx, artifact, options, cfg)
+        metrics["layers"] = _layers(ctx, artifact, options, cfg, profiles)
     return metrics
 
 
-def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig) -> list[dict] | str:
-    """The top layers of the artifact's per-layer profile, or why there is none."""
+def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig,
+            profiles: dict[str, list[dict[str, Any]]]) -> list[dict] | str:
+    """The top layers of the artifact's per-layer profile (all of them kept in ``profiles``), or why there is
+    none."""
     if not has_part(artifact.runtime, "profile"):
         return f"not available (no per-layer profiler for {artifact.runtime} artifacts)"
     if ctx.device.access.kind != "local":
         return "not available (per-layer profiles run on a local device in this version)"
     rows = profile_artifact(ctx.path(artifact), artifact.runtime, runner_settings(artifact.runtime, options),
                             artifact.input["shape"][1:], runs=min(cfg.runs, 50))
+    profiles[artifact.name] = rows
     return rows[: cfg.profile_layers]
