@@ -20,6 +20,7 @@ from edgekd.executor import Executor
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.int8 import int8_section, sensitivity_latency_plot
 from edgekd.report.measurement import layers_plot, measurement_section
 from edgekd.report.sections import as_sections
 from edgekd.runtimes import has_part
@@ -79,12 +80,14 @@ class Bench(Stage):
                 raise ConfigError("device", f"access.{key}", f"{path}: file not found")
 
     def report_plots(self, record: dict[str, Any], manifest: dict[str, Any], folder: Path) -> dict[str, Path]:
-        path = layers_plot(manifest, folder / "layers.png")
-        return {} if path is None else {"layers": path}
+        found = {"layers": layers_plot(manifest, folder / "layers.png"),
+                 "int8_layers": sensitivity_latency_plot(manifest, folder / "int8_layers.png")}
+        return {key: path for key, path in found.items() if path is not None}
 
     def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
                         ) -> list[ReportSection]:
-        return as_sections(measurement_section(manifest, plots), summary=True)
+        return as_sections(measurement_section(manifest, plots), summary=True) + \
+            as_sections(int8_section(manifest, plots))
 
     def run(self, ctx: StageContext) -> StageResult:
         assert ctx.recipe.bench is not None
