@@ -8,7 +8,7 @@ Each returns :class:`Int8Build` entries, built and checked by the stage, and why
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,7 +39,9 @@ class Int8Job:
     runtime of the device requires it), ``unmet`` (why this host cannot build the runtime's INT8 artifacts, or None),
     ``fp32(format)`` (the fp32 artifact of a format, made on demand), ``val()`` (validation images and labels),
     ``max_drop(fp32_path)`` (accuracy control's allowed drop), and for QAT ``qat_model()`` (trained on first use,
-    once) with the data set's ``mean``/``std`` and an ``example`` input."""
+    once) with the data set's ``mean``/``std`` and an ``example`` input; ``shared``: results computed once per
+    quantize stage and used by every runtime's job (the one dict for all of them, keyed by what each result depends
+    on, e.g. the sensitivity ranking both mixed-precision engines read)."""
 
     runtime: str
     device: str
@@ -56,6 +58,7 @@ class Int8Job:
     mean: Any
     std: Any
     example: Any
+    shared: dict[Any, Any] = field(default_factory=dict)
 
     def name(self, fmt: str, method: str) -> str:
         """The artifact name of ``method``'s INT8 artifact in ``fmt``."""

@@ -44,6 +44,9 @@ from edgekd.stages._runtime import open_artifact, runner_options
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
 
+MIXED_ENGINES = frozenset({"ort-mixed", "nncf-mixed"})
+"""The engines that read ``quantize.mixed``."""
+
 
 def int8_runtimes(device: Device) -> list[str]:
     """Runtimes of the device that ask for INT8 artifacts."""
@@ -101,7 +104,10 @@ class Quantize(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.quantize is not None
-        return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
+        settings = recipe.quantize.model_dump(mode="json")
+        if not MIXED_ENGINES & set(recipe.quantize.engines):  # read by the mixed-precision engines only
+            del settings["mixed"]
+        return {"quantize": settings, "runtimes": int8_runtimes(device),
                 "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
                 "nncf_target": {r: nncf_target(device, r) for r in int8_runtimes(device)},
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples,
@@ -174,6 +180,7 @@ class Quantize(Stage):
         data = ctx.data()
         reasons = unmet(ctx.device)
         trained: dict[str, nn.Module] = {}
+        shared: dict[Any, Any] = {}  # one for every runtime's job: results computed once per stage
 
         def qat_model() -> nn.Module:
             assert cfg.qat is not None
@@ -192,7 +199,8 @@ class Quantize(Stage):
                            fp32=lambda fmt: self._fp32(ctx, source, fmt, runtime),
                            val=lambda: (data.val.x.numpy(), data.val.y.numpy()),
                            max_drop=lambda path: allowed_drop(ctx, cfg, path, runtime),
-                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.val.x[:1])
+                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.val.x[:1],
+                           shared=shared)
 
         jobs = [job_of(runtime) for runtime in int8_runtimes(ctx.device) if has_part(runtime, "quantize")]
         plan: list[Int8Build] = []
