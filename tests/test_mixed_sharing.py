@@ -1,5 +1,6 @@
-"""The quantize stage's mixed-precision engines share one sensitivity ranking (measured once per stage, counted),
-and ``quantize.mixed`` enters the stage's cache key only when a mixed-precision engine is asked."""
+"""The quantize stage's mixed-precision engines share one sensitivity ranking (measured once per stage, counted);
+``quantize.mixed`` enters the stage's cache key only when a mixed-precision engine is asked; an ``ort-mixed`` that
+keeps no node in float is not kept beside ``ort``, the same graph."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from edgekd.config import load_device
 from edgekd.config.loader import load_recipe
 from edgekd.config.quantize import QuantizeConfig
 from edgekd.export import export_onnx
-from edgekd.quantize.jobs import Int8Job
+from edgekd.pipeline.artifacts import Artifact
+from edgekd.quantize.jobs import Int8Build, Int8Job
 from edgekd.quantize.mixed import mixed_build
-from edgekd.stages.quantize import Quantize
+from edgekd.stages.quantize import Quantize, fold_twin
 from tests.conftest import ROOT
 from tests.test_sensitivity import cnn
 
@@ -77,3 +79,26 @@ def test_mixed_settings_enter_the_cache_key_only_with_a_mixed_engine(engines: st
             for drop in (0.01, 0.05)]
     assert (keys[0] != keys[1]) is differs
     assert ("mixed" in keys[0]["quantize"]) is differs
+
+
+def artifact(name: str, **info: Any) -> Artifact:
+    return Artifact(name=name, path=f"quantize/{name}/model.onnx", format="onnx", precision="int8",
+                    runtime="onnxruntime", role="student", input={}, info=info)
+
+
+@pytest.mark.parametrize(("k", "folded"), [(0, True), (1, False)])
+def test_ort_mixed_with_no_float_node_folds_into_ort(k: int, folded: bool) -> None:
+    ort = artifact("student-onnx-int8-ort", method="ort")
+    mixed = {"k": k, "excluded": ["/c/Conv"][:k], "sensitivity": [{"node": "/c/Conv"}]}
+    candidate = artifact("student-onnx-int8-ort-mixed", method="ort-mixed", mixed=mixed)
+    entry = Int8Build(candidate.name, "onnx", "onnxruntime", lambda out: out, None, twin=ort.name)
+    why = fold_twin(entry, candidate, [ort])
+    assert (why is not None) is folded
+    if folded:
+        assert why == ("kept no node in float (k = 0): the same graph as student-onnx-int8-ort, not built twice; "
+                       "its ranking is student-onnx-int8-ort's info.mixed")
+        assert ort.info["mixed"] == {**mixed, "engine": "ort-mixed"}
+    else:
+        assert "mixed" not in ort.info
+    assert fold_twin(entry._replace(twin=None), candidate, [ort]) is None
+    assert fold_twin(entry, candidate, []) is None

@@ -21,14 +21,17 @@ from edgekd.config.quantize import QuantizeConfig
 
 class Int8Build(NamedTuple):
     """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, the builder
-    writing it inside the folder it is given (returning its main file), and ``info``: a dict the builder fills with
-    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add)."""
+    writing it inside the folder it is given (returning its main file), ``info``: a dict the builder fills with
+    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add), and ``twin``: the
+    name of an artifact built before it that is the same graph when the builder keeps no node in float
+    (``info.mixed.k == 0``), so the stage keeps that one only."""
 
     name: str
     format: str
     runtime: str
     build: Callable[[Path], Path]
     info: dict[str, Any] | None = None
+    twin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -204,12 +204,12 @@ def mixed_info(mixed: MixedPrecision, table: SensitivityTable, max_drop: float |
 
 def mixed_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: str,
                 engine: Callable[..., MixedPrecision] | None = None,
-                engine_options: dict[str, Any] | None = None) -> Int8Build:
+                engine_options: dict[str, Any] | None = None, twin: str | None = None) -> Int8Build:
     """The INT8 build of a mixed-precision engine (:func:`ranked_mixed_precision` with the recipe's
     ``quantize.mixed`` settings, ranked and chosen on the job's validation split), writing ``main_file`` inside its
     folder; the build's ``info.mixed`` records the choice (:func:`mixed_info`). The ranking is measured once per
     quantize stage (kept in ``job.shared`` under the model, samples and options it depends on) and read by every
-    mixed-precision engine."""
+    mixed-precision engine. ``twin``: the artifact that is the same graph when no node stays in float."""
     cfg, found = job.cfg.mixed, dict[str, Any]()
 
     def build(out: Path) -> Path:
@@ -226,4 +226,4 @@ def mixed_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: st
         found["mixed"] = mixed_info(mixed, table, cfg.max_drop if cfg.float_nodes is None else None)
         return mixed.path
 
-    return Int8Build(job.name(fmt, method), fmt, runtime, build, found)
+    return Int8Build(job.name(fmt, method), fmt, runtime, build, found, twin)

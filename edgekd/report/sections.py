@@ -162,7 +162,9 @@ def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
              f"{times[r['node']]:.3f}" if r["node"] in times else "—",
              f"{saved[r['node']]:+.3f}" if r["node"] in saved else "—"] for r in shown]
     more = len(mixed["sensitivity"]) - len(shown)
-    return [f"`{art['name']}`: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
+    twin = (f" (ranked by `{mixed['engine']}`, which kept no node in float: this artifact is its graph)"
+            if "engine" in mixed else "")
+    return [f"`{art['name']}`{twin}: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
             f"({mixed['ranking_samples']} samples): accuracy {mixed['accuracy']:.4f}, fp32 "
             f"{mixed['fp32_accuracy']:.4f}, all-INT8 {mixed['int8_accuracy']:.4f}; accuracy by nodes in float: "
             f"{tried}.", "",

@@ -15,6 +15,7 @@ device's accuracy floor is kept and marked by `select`, never selected.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ class Quantize(Stage):
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
         probe = parity_probe(ctx, cfg.parity_samples)
-        artifacts = []
+        artifacts: list[Artifact] = []
         for entry in builders:
             name, out_dir = entry.name, ctx.stage_dir / entry.name
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +168,11 @@ class Quantize(Stage):
                 checked_by="agreement check",
                 summary=lambda artifact, parity: (f"{artifact.name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement "
                                                   f"with torch {parity['top1_agreement']:.4f}"))
+            if (why := fold_twin(entry, artifact, artifacts)) is not None:
+                not_built[name] = why
+                ctx.log(f"{name}: {why}")
+                shutil.rmtree(out_dir, ignore_errors=True)
+                continue
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
                                                       "built": [a.name for a in artifacts if a.status == "ok"],
@@ -256,6 +262,19 @@ def allowed_drop(ctx: StageContext, cfg: QuantizeConfig, fp32_path: Path, runtim
                         f"below the device's floor {floor}; set max_drop explicitly")
     ctx.log(f"accuracy control: max drop {fp32 - floor:.4f} = fp32 validation accuracy {fp32:.4f} - floor {floor}")
     return fp32 - floor
+
+
+def fold_twin(entry: Int8Build, artifact: Artifact, built: list[Artifact]) -> str | None:
+    """Why ``artifact`` is dropped as the same graph as its ``entry.twin`` (built earlier, in ``built``): it kept
+    no node in float (``info.mixed.k == 0``); its choice moves to the twin's ``info.mixed`` (with ``engine`` naming
+    the method that chose), so the ranking is kept. None: keep it."""
+    twin = next((a for a in built if a.name == entry.twin and a.status == "ok"), None)
+    mixed = artifact.info.get("mixed")
+    if twin is None or artifact.status != "ok" or not mixed or mixed["k"] != 0:
+        return None
+    twin.info["mixed"] = {**mixed, "engine": artifact.info["method"]}
+    return (f"kept no node in float (k = 0): the same graph as {twin.name}, not built twice; its ranking is "
+            f"{twin.name}'s info.mixed")
 
 
 def _built(entry: Int8Build, out_dir: Path, info: dict[str, Any]) -> Path:
