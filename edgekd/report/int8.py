@@ -9,6 +9,7 @@ from typing import Any
 
 from edgekd.bench.saving import slower_parts
 from edgekd.report.plots import _figure, _save
+from edgekd.runtimes._profile import module_path
 
 SLOWER_PARTS = 5
 """Most parts named in an "INT8 is slower" sentence."""
@@ -102,7 +103,7 @@ def sensitivity_latency_plot(manifest: dict[str, Any], path: Path) -> Path | Non
         ax.scatter([saved[r["node"]] for r in chosen], [100 * r["accuracy_gain"] for r in chosen],
                    label=f"kept in {precision}", **style)
     for r in sorted(rows, key=lambda r: (-abs(r["accuracy_gain"]), -abs(saved[r["node"]])))[:6]:
-        ax.annotate(r["node"].rsplit("/", 2)[-2] if r["node"].count("/") > 1 else r["node"],
+        ax.annotate(module_path(r["node"]) or r["node"],
                     (saved[r["node"]], 100 * r["accuracy_gain"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
