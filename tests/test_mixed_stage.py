@@ -151,3 +151,21 @@ def test_bad_mixed_settings_exit_2_with_one_line(device: Path, value: str, expec
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "reference"), [(MIXED, "student-onnx-fp32"), (NNCF_MIXED, "student-onnx-fp32")])
+def test_every_ranked_node_has_its_latency_saved(run: dict[str, Any], name: str, reference: str) -> None:
+    """The bench stage joins the profiles at the ranked nodes: each quantized node of the ranking is one compute
+    entry timed in both the fp32 and the INT8 profile (the OpenVINO IR converted from ONNX against the fp32 ONNX
+    model opened in OpenVINO, the IR exported from PyTorch naming its layers otherwise)."""
+    art = run["artifacts"][name]
+    saved = art["metrics"]["latency_saved"]
+    assert (saved["float_artifact"], saved["float_runtime"]) == (reference, art["runtime"])
+    entries = {n: e for e in saved["nodes"] if e["role"] == "compute" for n in e["names"]}
+    for row in art["info"]["mixed"]["sensitivity"]:
+        entry = entries[row["node"]]
+        assert entry["float_op"] and entry["int8_op"], entry
+        assert entry["saved_ms"] == pytest.approx(entry["float_ms"] - entry["int8_ms"])
+    report = (run["dir"] / "report.md").read_text()
+    assert "| latency saved (ms) |" in report.split(f"## Mixed precision: {name}")[1].split("\n## ")[0]
