@@ -1,6 +1,7 @@
 """The mixed-precision INT8 engines inside a run: a digits ``--smoke`` run of the quickstart recipe on a device with
 ONNX Runtime and OpenVINO builds, evaluates and times the ``ort-mixed`` and ``nncf-mixed`` artifacts like any other,
-chosen on the validation split, with their float nodes computed in float by each runtime."""
+chosen on the validation split, with their float nodes computed in float by each runtime, and their latency saved
+per ranked node; an ``ort-mixed`` that keeps no node in float is not built beside ``ort``."""
 
 from __future__ import annotations
 
@@ -169,3 +170,19 @@ def test_every_ranked_node_has_its_latency_saved(run: dict[str, Any], name: str,
         assert entry["saved_ms"] == pytest.approx(entry["float_ms"] - entry["int8_ms"])
     report = (run["dir"] / "report.md").read_text()
     assert "| latency saved (ms) |" in report.split(f"## Mixed precision: {name}")[1].split("\n## ")[0]
+
+
+@pytest.mark.slow
+def test_ort_mixed_with_no_float_node_is_not_built_beside_ort(device: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_cli("run", str(QUICKSTART), "--device", str(device), "--out", str(run_dir), "--smoke", "--set",
+                     "quantize={engines: [ort, ort-mixed], mixed: {float_nodes: 0}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    names = [a["name"] for a in manifest["artifacts"]]
+    assert MIXED not in names and not (run_dir / "quantize" / MIXED).exists()
+    [stage] = [s for s in manifest["stages"] if s["name"] == "quantize"]
+    assert stage["info"]["not_built"][MIXED].startswith("kept no node in float (k = 0): the same graph as "
+                                                        "student-onnx-int8-ort")
+    [ort] = [a for a in manifest["artifacts"] if a["name"] == "student-onnx-int8-ort"]
+    assert (ort["info"]["mixed"]["k"], ort["info"]["mixed"]["engine"]) == (0, "ort-mixed")
