@@ -1,6 +1,7 @@
 """The mixed-precision INT8 engines inside a run: a digits ``--smoke`` run of the quickstart recipe on a device with
 ONNX Runtime and OpenVINO builds, evaluates and times the ``ort-mixed`` and ``nncf-mixed`` artifacts like any other,
-chosen on the validation split, with their float nodes computed in float by each runtime."""
+chosen on the validation split, with their float nodes computed in float by each runtime, and their latency saved
+per ranked node; an ``ort-mixed`` that keeps no node in float is not built beside ``ort``."""
 
 from __future__ import annotations
 
@@ -151,3 +152,37 @@ def test_bad_mixed_settings_exit_2_with_one_line(device: Path, value: str, expec
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "reference"), [(MIXED, "student-onnx-fp32"), (NNCF_MIXED, "student-onnx-fp32")])
+def test_every_ranked_node_has_its_latency_saved(run: dict[str, Any], name: str, reference: str) -> None:
+    """The bench stage joins the profiles at the ranked nodes: each quantized node of the ranking is one compute
+    entry timed in both the fp32 and the INT8 profile (the OpenVINO IR converted from ONNX against the fp32 ONNX
+    model opened in OpenVINO, the IR exported from PyTorch naming its layers otherwise)."""
+    art = run["artifacts"][name]
+    saved = art["metrics"]["latency_saved"]
+    assert (saved["float_artifact"], saved["float_runtime"]) == (reference, art["runtime"])
+    entries = {n: e for e in saved["nodes"] if e["role"] == "compute" for n in e["names"]}
+    for row in art["info"]["mixed"]["sensitivity"]:
+        entry = entries[row["node"]]
+        assert entry["float_op"] and entry["int8_op"], entry
+        assert entry["saved_ms"] == pytest.approx(entry["float_ms"] - entry["int8_ms"])
+    report = (run["dir"] / "report.md").read_text()
+    assert "| latency saved (ms) |" in report.split(f"## Mixed precision: {name}")[1].split("\n## ")[0]
+
+
+@pytest.mark.slow
+def test_ort_mixed_with_no_float_node_is_not_built_beside_ort(device: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_cli("run", str(QUICKSTART), "--device", str(device), "--out", str(run_dir), "--smoke", "--set",
+                     "quantize={engines: [ort, ort-mixed], mixed: {float_nodes: 0}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    names = [a["name"] for a in manifest["artifacts"]]
+    assert MIXED not in names and not (run_dir / "quantize" / MIXED).exists()
+    [stage] = [s for s in manifest["stages"] if s["name"] == "quantize"]
+    assert stage["info"]["not_built"][MIXED].startswith("kept no node in float (k = 0): the same graph as "
+                                                        "student-onnx-int8-ort")
+    [ort] = [a for a in manifest["artifacts"] if a["name"] == "student-onnx-int8-ort"]
+    assert (ort["info"]["mixed"]["k"], ort["info"]["mixed"]["engine"]) == (0, "ort-mixed")

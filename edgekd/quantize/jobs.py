@@ -8,7 +8,7 @@ Each returns :class:`Int8Build` entries, built and checked by the stage, and why
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,14 +21,17 @@ from edgekd.config.quantize import QuantizeConfig
 
 class Int8Build(NamedTuple):
     """One INT8 artifact to build: its name (``<source>-<format>-int8-<method>``), format, runtime, the builder
-    writing it inside the folder it is given (returning its main file), and ``info``: a dict the builder fills with
-    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add)."""
+    writing it inside the folder it is given (returning its main file), ``info``: a dict the builder fills with
+    what it chose (the stage adds it to the artifact's ``info`` once built; None: nothing to add), and ``twin``: the
+    name of an artifact built before it that is the same graph when the builder keeps no node in float
+    (``info.mixed.k == 0``), so the stage keeps that one only."""
 
     name: str
     format: str
     runtime: str
     build: Callable[[Path], Path]
     info: dict[str, Any] | None = None
+    twin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class Int8Job:
     runtime of the device requires it), ``unmet`` (why this host cannot build the runtime's INT8 artifacts, or None),
     ``fp32(format)`` (the fp32 artifact of a format, made on demand), ``val()`` (validation images and labels),
     ``max_drop(fp32_path)`` (accuracy control's allowed drop), and for QAT ``qat_model()`` (trained on first use,
-    once) with the data set's ``mean``/``std`` and an ``example`` input."""
+    once) with the data set's ``mean``/``std`` and an ``example`` input; ``shared``: results computed once per
+    quantize stage and used by every runtime's job (the one dict for all of them, keyed by what each result depends
+    on, e.g. the sensitivity ranking both mixed-precision engines read)."""
 
     runtime: str
     device: str
@@ -56,6 +61,7 @@ class Int8Job:
     mean: Any
     std: Any
     example: Any
+    shared: dict[Any, Any] = field(default_factory=dict)
 
     def name(self, fmt: str, method: str) -> str:
         """The artifact name of ``method``'s INT8 artifact in ``fmt``."""

@@ -158,7 +158,8 @@ def ranked_mixed_precision(fp32_onnx: Path, out: Path, calibration: np.ndarray, 
                            ranking_samples: int = RANKING_SAMPLES, sqnr_samples: int = SQNR_SAMPLES,
                            max_excluded: int | None = None, ranking_options: dict[str, Any] | None = None,
                            engine: Callable[..., MixedPrecision] | None = None,
-                           engine_options: dict[str, Any] | None = None) -> tuple[MixedPrecision, SensitivityTable]:
+                           engine_options: dict[str, Any] | None = None, table: SensitivityTable | None = None
+                           ) -> tuple[MixedPrecision, SensitivityTable]:
     """Rank the nodes (:func:`~edgekd.quantize.sensitivity.ort_sensitivity`) and write the mixed-precision model
     (``engine``: :func:`ort_mixed_precision` by default), both on the first ``ranking_samples`` validation samples:
     the ranking, the float model's accuracy and every candidate's are measured on that same subset.
@@ -172,12 +173,14 @@ def ranked_mixed_precision(fp32_onnx: Path, out: Path, calibration: np.ndarray, 
         ranking_options: :func:`~edgekd.quantize.ort.ort_static_quantize` options of the ranked INT8 model.
         engine: writes the model with the float nodes it is given (same arguments as :func:`ort_mixed_precision`).
         engine_options: ``engine``'s quantizer options (default: ``ranking_options``).
+        table: the ranking, when already measured on the same model, samples and options (not measured again).
     """
     ranking_options = ranking_options or {}
     rank_x, rank_y = val_x[:ranking_samples], np.asarray(val_y)[:ranking_samples]
     with tempfile.TemporaryDirectory(prefix="edgekd-mixed-") as work:
-        table = ort_sensitivity(fp32_onnx, calibration, rank_x, rank_y, work_dir=Path(work) / "ranking",
-                                sqnr_samples=sqnr_samples, ranking_samples=ranking_samples, **ranking_options)
+        if table is None:
+            table = ort_sensitivity(fp32_onnx, calibration, rank_x, rank_y, work_dir=Path(work) / "ranking",
+                                    sqnr_samples=sqnr_samples, ranking_samples=ranking_samples, **ranking_options)
         mixed = (engine or ort_mixed_precision)(
             fp32_onnx, out, calibration, rank_x, rank_y, table, work_dir=Path(work) / "candidates", k=float_nodes,
             max_drop=max_drop if float_nodes is None else None, max_excluded=max_excluded,
@@ -201,20 +204,26 @@ def mixed_info(mixed: MixedPrecision, table: SensitivityTable, max_drop: float |
 
 def mixed_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: str,
                 engine: Callable[..., MixedPrecision] | None = None,
-                engine_options: dict[str, Any] | None = None) -> Int8Build:
+                engine_options: dict[str, Any] | None = None, twin: str | None = None) -> Int8Build:
     """The INT8 build of a mixed-precision engine (:func:`ranked_mixed_precision` with the recipe's
     ``quantize.mixed`` settings, ranked and chosen on the job's validation split), writing ``main_file`` inside its
-    folder; the build's ``info.mixed`` records the choice (:func:`mixed_info`)."""
+    folder; the build's ``info.mixed`` records the choice (:func:`mixed_info`). The ranking is measured once per
+    quantize stage (kept in ``job.shared`` under the model, samples and options it depends on) and read by every
+    mixed-precision engine. ``twin``: the artifact that is the same graph when no node stays in float."""
     cfg, found = job.cfg.mixed, dict[str, Any]()
 
     def build(out: Path) -> Path:
         val_x, val_y = job.val()
+        fp32 = job.fp32("onnx")
+        options = job.ort_options()
+        key = ("sensitivity", str(fp32), cfg.ranking_samples, cfg.sqnr_samples, tuple(sorted(options.items())))
         mixed, table = ranked_mixed_precision(
-            job.fp32("onnx"), out / main_file, job.calibration, val_x, val_y, max_drop=cfg.max_drop,
+            fp32, out / main_file, job.calibration, val_x, val_y, max_drop=cfg.max_drop,
             float_nodes=cfg.float_nodes, ranking_samples=cfg.ranking_samples, sqnr_samples=cfg.sqnr_samples,
-            max_excluded=cfg.max_excluded, ranking_options=job.ort_options(), engine=engine,
-            engine_options=engine_options)
+            max_excluded=cfg.max_excluded, ranking_options=options, engine=engine,
+            engine_options=engine_options, table=job.shared.get(key))
+        job.shared[key] = table
         found["mixed"] = mixed_info(mixed, table, cfg.max_drop if cfg.float_nodes is None else None)
         return mixed.path
 
-    return Int8Build(job.name(fmt, method), fmt, runtime, build, found)
+    return Int8Build(job.name(fmt, method), fmt, runtime, build, found, twin)

@@ -163,22 +163,27 @@ def _node_times(art: dict[str, Any]) -> dict[str, float]:
 def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
     """A mixed-precision INT8 artifact's choice and its per-node table (most sensitive first): output SQNR, the SQNR
     of the error the node adds, the accuracy regained when it alone is float, its precision and its time in the
-    artifact's runtime profile."""
+    artifact's runtime profile, and the latency its INT8 saves against the fp32 model (``metrics.latency_saved``)."""
+    from edgekd.report.int8 import saved_by_node
+
     mixed = art["info"]["mixed"]
     rule = f"the fewest within a drop of {mixed['max_drop']}" if mixed["max_drop"] is not None else "a fixed count"
     tried = ", ".join(f"{t['k']}: {t['accuracy']:.4f}" for t in mixed["tried"])
-    times = _node_times(art)
+    times, saved = _node_times(art), saved_by_node(art)
     shown = mixed["sensitivity"][:mixed["k"] + MIXED_EXTRA_ROWS]
     rows = [[f"`{r['node']}`", r["op_type"], f"{r['sqnr_db']:.1f}", f"{r['added_sqnr_db']:.1f}",
              f"{100 * r['accuracy_gain']:+.2f}", r["precision"],
-             f"{times[r['node']]:.3f}" if r["node"] in times else "—"] for r in shown]
+             f"{times[r['node']]:.3f}" if r["node"] in times else "—",
+             f"{saved[r['node']]:+.3f}" if r["node"] in saved else "—"] for r in shown]
     more = len(mixed["sensitivity"]) - len(shown)
-    return [f"`{art['name']}`: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
+    twin = (f" (ranked by `{mixed['engine']}`, which kept no node in float: this artifact is its graph)"
+            if "engine" in mixed else "")
+    return [f"`{art['name']}`{twin}: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
             f"({mixed['ranking_samples']} samples): accuracy {mixed['accuracy']:.4f}, fp32 "
             f"{mixed['fp32_accuracy']:.4f}, all-INT8 {mixed['int8_accuracy']:.4f}; accuracy by nodes in float: "
             f"{tried}.", "",
             markdown_table(["node", "op", "SQNR (dB)", "added SQNR (dB)", "accuracy if float (points)", "precision",
-                            "time (ms)"], rows),
+                            "time (ms)", "latency saved (ms)"], rows),
             *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else [])]
 
 

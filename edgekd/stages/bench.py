@@ -20,11 +20,13 @@ from edgekd.executor import Executor
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import EVERY_EARLIER_STAGE, ReportSection, Stage, StageResult, register_stage
+from edgekd.report.int8 import int8_section, sensitivity_latency_plot
 from edgekd.report.measurement import layers_plot, measurement_section
 from edgekd.report.sections import as_sections
 from edgekd.runtimes import has_part
 from edgekd.stages._failures import attempt, usable
 from edgekd.stages._runtime import runner_options, runtime_settings
+from edgekd.stages._saved import saved_per_layer
 
 
 def smoke_bench(cfg: BenchConfig, smoke: bool) -> BenchConfig:
@@ -78,12 +80,14 @@ class Bench(Stage):
                 raise ConfigError("device", f"access.{key}", f"{path}: file not found")
 
     def report_plots(self, record: dict[str, Any], manifest: dict[str, Any], folder: Path) -> dict[str, Path]:
-        path = layers_plot(manifest, folder / "layers.png")
-        return {} if path is None else {"layers": path}
+        found = {"layers": layers_plot(manifest, folder / "layers.png"),
+                 "int8_layers": sensitivity_latency_plot(manifest, folder / "int8_layers.png")}
+        return {key: path for key, path in found.items() if path is not None}
 
     def report_sections(self, record: dict[str, Any], manifest: dict[str, Any], plots: dict[str, Path]
                         ) -> list[ReportSection]:
-        return as_sections(measurement_section(manifest, plots), summary=True)
+        return as_sections(measurement_section(manifest, plots), summary=True) + \
+            as_sections(int8_section(manifest, plots))
 
     def run(self, ctx: StageContext) -> StageResult:
         assert ctx.recipe.bench is not None
@@ -91,12 +95,14 @@ class Bench(Stage):
         access = ctx.device.access
         metrics: dict[str, dict[str, Any]] = {}
         failures: dict[str, dict[str, Any]] = {}
+        profiles: dict[str, list[dict[str, Any]]] = {}
         for artifact in usable(ctx.artifacts):
             if access.kind != "local" and ctx.device.runtime(artifact.runtime) is None:
                 ctx.log(f"{artifact.name}: not measured on {ctx.device.name} (the profile offers no "
                         f"{artifact.runtime} runtime)")
                 continue
-            measured, failed = attempt(lambda: _latency(ctx, artifact, cfg), ctx.log, f"{artifact.name}: bench")
+            measured, failed = attempt(lambda: _latency(ctx, artifact, cfg, profiles), ctx.log,
+                                       f"{artifact.name}: bench")
             if failed is not None:
                 failures[artifact.name] = failed
                 continue
@@ -109,6 +115,14 @@ class Bench(Stage):
             ctx.log(f"{artifact.name} ({artifact.runtime}, computed in {precision}, "
                     f"{measured['target']}): p50 {stats['p50']:.3f} ms, p90 {stats['p90']:.3f} ms over "
                     f"{stats['runs']} runs{flag}")
+        for artifact in usable(ctx.artifacts):
+            if artifact.name in metrics and artifact.name in profiles:
+                saved, _ = attempt(lambda: saved_per_layer(ctx, artifact, profiles, runs=min(cfg.runs, 50)), ctx.log,
+                                   f"{artifact.name}: latency saved per layer")
+                if saved is not None:
+                    metrics[artifact.name]["latency_saved"] = saved
+                    ctx.log(f"{artifact.name}: {saved['saved_ms']:+.4f} ms per inference in layers against "
+                            f"{saved['float_artifact']} in {saved['float_runtime']}")
         if cfg.fleet:
             _fleet(ctx, cfg, metrics)
         return StageResult(metrics=metrics, failures=failures)
@@ -138,24 +152,29 @@ def _fleet(ctx: StageContext, cfg: BenchConfig, metrics: dict[str, dict[str, Any
                 f"p90 {stats['p90']:.3f} ms over {stats['runs']} runs")
 
 
-def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig) -> dict[str, Any]:
-    """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches."""
+def _latency(ctx: StageContext, artifact: Artifact, cfg: BenchConfig, profiles: dict[str, list[dict[str, Any]]]
+             ) -> dict[str, Any]:
+    """The device runner's statistics of ``artifact`` in its own runtime, on the device the profile reaches; its full
+    per-layer profile, where taken, goes to ``profiles``."""
     options = runner_options(ctx.device, artifact.runtime, artifact.precision)
     metrics = measure(ctx.device, BenchJob(artifact.name, ctx.path(artifact), artifact.runtime,
                                            {ctx.device.name: options}, artifact.input["shape"][1:]), cfg)
     if ctx.device.access.kind == "adb":
         return metrics
     if cfg.profile_layers:
-        metrics["layers"] = _layers(ctx, artifact, options, cfg)
+        metrics["layers"] = _layers(ctx, artifact, options, cfg, profiles)
     return metrics
 
 
-def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig) -> list[dict] | str:
-    """The top layers of the artifact's per-layer profile, or why there is none."""
+def _layers(ctx: StageContext, artifact: Artifact, options: dict[str, Any], cfg: BenchConfig,
+            profiles: dict[str, list[dict[str, Any]]]) -> list[dict] | str:
+    """The top layers of the artifact's per-layer profile (all of them kept in ``profiles``), or why there is
+    none."""
     if not has_part(artifact.runtime, "profile"):
         return f"not available (no per-layer profiler for {artifact.runtime} artifacts)"
     if ctx.device.access.kind != "local":
         return "not available (per-layer profiles run on a local device in this version)"
     rows = profile_artifact(ctx.path(artifact), artifact.runtime, runner_settings(artifact.runtime, options),
                             artifact.input["shape"][1:], runs=min(cfg.runs, 50))
+    profiles[artifact.name] = rows
     return rows[: cfg.profile_layers]

@@ -15,6 +15,7 @@ device's accuracy floor is kept and marked by `select`, never selected.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ from edgekd.stages._runtime import open_artifact, runner_options
 
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
+
+MIXED_ENGINES = frozenset({"ort-mixed", "nncf-mixed"})
+"""The engines that read ``quantize.mixed``."""
 
 
 def int8_runtimes(device: Device) -> list[str]:
@@ -101,7 +105,10 @@ class Quantize(Stage):
 
     def config(self, recipe: Recipe, device: Device, smoke: bool) -> dict[str, Any]:
         assert recipe.quantize is not None
-        return {"quantize": recipe.quantize.model_dump(mode="json"), "runtimes": int8_runtimes(device),
+        settings = recipe.quantize.model_dump(mode="json")
+        if not MIXED_ENGINES & set(recipe.quantize.engines):  # read by the mixed-precision engines only
+            del settings["mixed"]
+        return {"quantize": settings, "runtimes": int8_runtimes(device),
                 "ort_activations": "qint8-symmetric" if symmetric_activations(device) else "quint8",
                 "nncf_target": {r: nncf_target(device, r) for r in int8_runtimes(device)},
                 "calibration": SMOKE_CALIBRATION if smoke else recipe.quantize.calibration_samples,
@@ -148,7 +155,7 @@ class Quantize(Stage):
         calibration = calibration_images(ctx, count)
         builders, not_built = self._plan(ctx, cfg, source, calibration)
         probe = parity_probe(ctx, cfg.parity_samples)
-        artifacts = []
+        artifacts: list[Artifact] = []
         for entry in builders:
             name, out_dir = entry.name, ctx.stage_dir / entry.name
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +168,11 @@ class Quantize(Stage):
                 checked_by="agreement check",
                 summary=lambda artifact, parity: (f"{artifact.name}: {artifact.bytes / 1e6:.3f} MB, top-1 agreement "
                                                   f"with torch {parity['top1_agreement']:.4f}"))
+            if (why := fold_twin(entry, artifact, artifacts)) is not None:
+                not_built[name] = why
+                ctx.log(f"{name}: {why}")
+                shutil.rmtree(out_dir, ignore_errors=True)
+                continue
             artifacts.append(artifact)
         return StageResult(artifacts=artifacts, info={"calibration_samples": len(calibration),
                                                       "built": [a.name for a in artifacts if a.status == "ok"],
@@ -174,6 +186,7 @@ class Quantize(Stage):
         data = ctx.data()
         reasons = unmet(ctx.device)
         trained: dict[str, nn.Module] = {}
+        shared: dict[Any, Any] = {}  # one for every runtime's job: results computed once per stage
 
         def qat_model() -> nn.Module:
             assert cfg.qat is not None
@@ -192,7 +205,8 @@ class Quantize(Stage):
                            fp32=lambda fmt: self._fp32(ctx, source, fmt, runtime),
                            val=lambda: (data.val.x.numpy(), data.val.y.numpy()),
                            max_drop=lambda path: allowed_drop(ctx, cfg, path, runtime),
-                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.val.x[:1])
+                           qat_model=qat_model, mean=data.mean, std=data.std, example=data.val.x[:1],
+                           shared=shared)
 
         jobs = [job_of(runtime) for runtime in int8_runtimes(ctx.device) if has_part(runtime, "quantize")]
         plan: list[Int8Build] = []
@@ -248,6 +262,19 @@ def allowed_drop(ctx: StageContext, cfg: QuantizeConfig, fp32_path: Path, runtim
                         f"below the device's floor {floor}; set max_drop explicitly")
     ctx.log(f"accuracy control: max drop {fp32 - floor:.4f} = fp32 validation accuracy {fp32:.4f} - floor {floor}")
     return fp32 - floor
+
+
+def fold_twin(entry: Int8Build, artifact: Artifact, built: list[Artifact]) -> str | None:
+    """Why ``artifact`` is dropped as the same graph as its ``entry.twin`` (built earlier, in ``built``): it kept
+    no node in float (``info.mixed.k == 0``); its choice moves to the twin's ``info.mixed`` (with ``engine`` naming
+    the method that chose), so the ranking is kept. None: keep it."""
+    twin = next((a for a in built if a.name == entry.twin and a.status == "ok"), None)
+    mixed = artifact.info.get("mixed")
+    if twin is None or artifact.status != "ok" or not mixed or mixed["k"] != 0:
+        return None
+    twin.info["mixed"] = {**mixed, "engine": artifact.info["method"]}
+    return (f"kept no node in float (k = 0): the same graph as {twin.name}, not built twice; its ranking is "
+            f"{twin.name}'s info.mixed")
 
 
 def _built(entry: Int8Build, out_dir: Path, info: dict[str, Any]) -> Path:

@@ -24,7 +24,9 @@ def plan(job: Int8Job) -> tuple[list[Int8Build], dict[str, str]]:
             job.fp32("onnx"), out / "model.onnx", job.calibration, subset_size=cfg.nncf.subset_size,
             preset=cfg.nncf.preset, fast_bias_correction=cfg.nncf.fast_bias_correction)))
     if "ort-mixed" in cfg.engines:
-        builds.append(mixed_build(job, "onnx", NAME, "model.onnx", "ort-mixed"))
+        # with no node in float it is the graph of ``ort``: built once
+        builds.append(mixed_build(job, "onnx", NAME, "model.onnx", "ort-mixed",
+                                  twin=job.name("onnx", "ort") if "ort" in cfg.engines else None))
     return builds, {}
 
 

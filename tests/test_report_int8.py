@@ -1,0 +1,102 @@
+"""The report's INT8-against-fp32 part: "INT8 is slower than fp32 here, because ..." for a model made slower in INT8
+on purpose (one tiny convolution, where the added quantize/dequantize nodes cost more than INT8 saves), the
+latency-saved column of the mixed-precision table, and the sensitivity vs latency-saved chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekd.bench.measure import runner_settings
+from edgekd.bench.profile import profile_artifact
+from edgekd.bench.saving import latency_saved
+from edgekd.export import export_onnx
+from edgekd.quantize.ort import ort_static_quantize
+from edgekd.report.int8 import sensitivity_latency_plot, slower_lines
+from edgekd.report.sections import mixed_precision_lines
+
+SHAPE = (1, 4, 4)
+
+
+def artifact(name: str, precision: str, p50: float, **metrics: Any) -> dict[str, Any]:
+    return {"name": name, "precision": precision, "runtime": "onnxruntime", "info": {"source": "student"},
+            "metrics": {"latency_ms": {"p50": p50}, **metrics}}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 1×1 convolution of one channel into two on a 4×4 image: almost no arithmetic for INT8 to save."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten()).eval()
+    fp32 = export_onnx(net, [0.5], [0.25], torch.rand(2, *SHAPE), root / "fp32.onnx")
+    calibration = np.random.default_rng(0).random((16, *SHAPE), dtype=np.float32)
+    int8 = ort_static_quantize(fp32, root / "int8.onnx", calibration, symmetric_activations=False)
+    settings = runner_settings("onnxruntime", {"threads": 1})
+    fp32_rows = profile_artifact(fp32, "onnxruntime", settings, SHAPE, runs=50)
+    int8_rows = profile_artifact(int8, "onnxruntime", settings, SHAPE, runs=50)
+    return {"fp32_rows": fp32_rows, "int8_rows": int8_rows,
+            "record": {"float_artifact": "student-onnx-fp32", "float_runtime": "onnxruntime",
+                       **latency_saved(fp32_rows, int8_rows)}}
+
+
+def test_int8_made_slower_on_purpose_is_explained_by_its_quantize_nodes(tiny: dict[str, Any]) -> None:
+    qdq_ms = sum(r["time_ms"] for r in tiny["int8_rows"] if r["op_type"] in ("QuantizeLinear", "DequantizeLinear"))
+    fp32_ms = sum(r["time_ms"] for r in tiny["fp32_rows"])
+    int8_ms = sum(r["time_ms"] for r in tiny["int8_rows"])
+    assert qdq_ms > 0 and int8_ms > fp32_ms  # the premise, from the profiles themselves
+    manifest = {"artifacts": [artifact("student-onnx-fp32", "fp32", fp32_ms),
+                              artifact("student-onnx-int8-ort", "int8", int8_ms, latency_saved=tiny["record"])]}
+    [line] = slower_lines(manifest)
+    assert line.startswith(f"- `student-onnx-int8-ort`: INT8 is slower than fp32 here (p50 {int8_ms:.4f} ms vs "
+                           f"{fp32_ms:.4f} ms for `student-onnx-fp32` in onnxruntime), because of ")
+    assert f"the added quantize/dequantize nodes ({qdq_ms:.4f} ms, fp32 0.0000 ms)" in line
+    for entry in tiny["record"]["nodes"]:  # every layer slower in INT8 is named, none faster
+        assert (f"`{entry['node']}`" in line) == (entry["saved_ms"] < 0), entry
+
+
+def test_no_sentence_when_int8_is_faster_or_has_no_fp32_sibling(tiny: dict[str, Any]) -> None:
+    faster = {"artifacts": [artifact("student-onnx-fp32", "fp32", 2.0),
+                            artifact("student-onnx-int8-ort", "int8", 1.0, latency_saved=tiny["record"])]}
+    assert slower_lines(faster) == []
+    alone = {"artifacts": [artifact("student-onnx-int8-ort", "int8", 1.0)]}
+    assert slower_lines(alone) == []
+    unprofiled = {"artifacts": [artifact("student-onnx-fp32", "fp32", 1.0),
+                                artifact("student-onnx-int8-ort", "int8", 2.0)]}
+    assert slower_lines(unprofiled) == ["- `student-onnx-int8-ort`: INT8 is slower than fp32 here (p50 2.0000 ms vs "
+                                        "1.0000 ms for `student-onnx-fp32` in onnxruntime); no per-layer profiles "
+                                        "were taken to say why."]
+
+
+def mixed_artifact() -> dict[str, Any]:
+    sensitivity = [{"node": "/a/Conv", "op_type": "Conv", "sqnr_db": 20.0, "added_sqnr_db": 21.0,
+                    "accuracy_gain": 0.02, "precision": "fp32"},
+                   {"node": "/b/Conv", "op_type": "Conv", "sqnr_db": 30.0, "added_sqnr_db": 31.0,
+                    "accuracy_gain": 0.0, "precision": "int8"}]
+    saved = {"nodes": [{"node": "/a/Conv", "names": ["/a/Conv", "/a/Relu"], "role": "compute", "saved_ms": -0.25},
+                       {"node": "/b/Conv", "names": ["/b/Conv"], "role": "compute", "saved_ms": 0.5}]}
+    art = artifact("student-onnx-int8-ort-mixed", "int8", 1.0, latency_saved=saved)
+    art["info"]["mixed"] = {"split": "validation", "ranking_samples": 10, "max_drop": 0.01, "k": 1,
+                            "excluded": ["/a/Conv"], "fp32_accuracy": 0.9, "int8_accuracy": 0.8, "accuracy": 0.9,
+                            "tried": [{"k": 0, "accuracy": 0.8}, {"k": 1, "accuracy": 0.9}],
+                            "sensitivity": sensitivity}
+    return art
+
+
+def test_the_mixed_table_has_the_latency_saved_column() -> None:
+    table = "\n".join(mixed_precision_lines(mixed_artifact()))
+    assert "| latency saved (ms) |" in table
+    assert "| `/a/Conv` | Conv | 20.0 | 21.0 | +2.00 | fp32 | — | -0.250 |" in table
+    assert "| `/b/Conv` | Conv | 30.0 | 31.0 | +0.00 | int8 | — | +0.500 |" in table
+
+
+def test_the_chart_is_drawn_for_the_mixed_artifact(tmp_path: Path) -> None:
+    manifest = {"artifacts": [mixed_artifact()], "selected": "student-onnx-fp32"}
+    path = sensitivity_latency_plot(manifest, tmp_path / "int8_layers.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sensitivity_latency_plot({"artifacts": [artifact("x", "int8", 1.0)]}, tmp_path / "none.png") is None
