@@ -133,8 +133,9 @@ def test_error_cause_names_drift_overhead_noise_or_interaction() -> None:
     assert "runner overhead dominates" in error_cause(0.30, 0.40, m, tables, 3)  # 0.25 of 0.40 ms
     assert "3 changes of this plan interact" in error_cause(5.0, 4.0, m, tables, 3)
     noisy = _tables()
-    noisy.model = dataclasses.replace(noisy.model, reference_spread=0.2)  # 1.5 ms of 7.5 ms
-    assert "within the timing noise" in error_cause(5.0, 4.0, m, noisy, 3)
+    noisy.model = dataclasses.replace(noisy.model, reference_spread=0.05)  # 0.375 ms of 7.5 ms per change
+    assert "within the timing noise of its 9 changes" in error_cause(5.0, 4.0, m, noisy, 9)  # 1 ms ≤ 3 × 0.375
+    assert "4 changes of this plan interact" in error_cause(5.0, 4.0, m, noisy, 4)  # 1 ms > 2 × 0.375
 
 
 def test_merged_artifact_round_trips_through_its_factory_spec_and_exports(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ it is above :data:`ERROR_FLAG` and one can be named (:func:`error_cause`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,9 +227,11 @@ def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, ta
     if tables.overhead_ms > 0.5 * measured_ms:
         return (f"runner overhead dominates: an empty network takes {tables.overhead_ms:.4f} ms of the "
                 f"{measured_ms:.4f} ms")
-    if abs(predicted_ms - measured_ms) <= tables.model.reference_spread * tables.unpruned_ms:
-        return (f"within the timing noise: the unpruned network's own timings spread "
-                f"{100 * tables.model.reference_spread:.0f} %")
+    noise_ms = math.sqrt(max(1, changes)) * tables.model.reference_spread * tables.unpruned_ms
+    if abs(predicted_ms - measured_ms) <= noise_ms:
+        return (f"within the timing noise of its {changes} changes: the unpruned network's own timings spread "
+                f"{100 * tables.model.reference_spread:.0f} %, √{changes} × that is {noise_ms:.4f} ms (the DP "
+                "favours changes timed too fast, so the noise leans towards predictions below the measurement)")
     return (f"the {changes} changes of this plan interact: each was timed alone in the unpruned network, "
             "and their sum misses what they do together")
 
