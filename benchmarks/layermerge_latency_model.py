@@ -4,8 +4,9 @@ For each student, ``edgekd run pipelines/fmnist-layermerge.yaml --device DEVICE`
 quantize, evaluate, bench and report switched off with ``--set <stage>=null``); the prune stage times every table
 entry in context (:mod:`edgekd.prune.context`), plans every method at every budget, then times each plan's merged
 network between two timings of the unpruned one. This script reads the prune stage's record (``prune/stage.json``)
-and writes, per student and plan, the predicted latency (``M + Σ Δ``), the measured one, their relative error and the
-cause the stage names where it is above 10 %. Students:
+and writes, per student and plan, the predicted latency (``M + Σ Δ``), the measured one, their relative error, the
+cause the stage names where it is above 10 %, and the error with the prediction scaled by ``R_p / M`` (``R_p`` the
+unpruned network timed beside the plan: the error had the machine kept one speed). Students:
 
 - ``resnet14``: the recipe as it is (ResNet-14 on Fashion-MNIST, budgets 0.9 / 0.7 / 0.5, both baselines);
 - ``mobilenetv2``: the MobileNetV2 variant of the recipe's header, ``--set 'student.model={name: mobilenetv2_x0_5,
@@ -63,6 +64,7 @@ def plan_figures(info: dict[str, Any]) -> dict[str, Any]:
     """Per plan: predicted, measured, relative error and cause; with the unpruned reference and a summary."""
     plans = [{"method": r["method"], "budget": r["budget"], "predicted_ms": r["predicted_ms"],
               "measured_ms": r["measured_ms"], "relative_error": r["relative_error"], "cause": r["error_cause"],
+              "reference_ms": r["reference_ms"], "drift_corrected_error": r.get("drift_corrected_error"),
               "kept_convs": len(r["kept_convs"]), "merged_depth": r["merged_depth"]} for r in info["results"]]
     errors = [abs(p["relative_error"]) for p in plans]
     return {"runtime": info["runtime"], "precision": info["precision"], "statistic": info["statistic"],
@@ -93,8 +95,10 @@ def show(figures: dict[str, Any]) -> None:
           f"{len(figures['reference_timings_ms'])}, spread {100 * figures['reference_spread']:.1f} %), "
           f"{figures['within_tolerance']}/{figures['plans_total']} plans within {100 * TOLERANCE:.0f} %")
     for p in figures["plans"]:
+        corrected = "—" if p["drift_corrected_error"] is None else f"{100 * p['drift_corrected_error']:+6.1f} %"
         print(f"  {p['method']:>11} {p['budget']:>6}  predicted {p['predicted_ms']:.4f}  measured "
-              f"{p['measured_ms']:.4f}  {100 * p['relative_error']:+6.1f} %  {p['cause'] or ''}")
+              f"{p['measured_ms']:.4f}  {100 * p['relative_error']:+6.1f} % (drift-corrected {corrected})  "
+              f"{p['cause'] or ''}")
 
 
 def main() -> None:

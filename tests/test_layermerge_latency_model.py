@@ -35,6 +35,7 @@ def test_plan_figures_count_the_plans_within_ten_percent() -> None:
     def result(method: str, predicted: float, measured: float, cause: str | None) -> dict:
         return {"method": method, "budget": "0.5", "predicted_ms": predicted, "measured_ms": measured,
                 "relative_error": (predicted - measured) / measured, "error_cause": cause, "kept_convs": [1, 2],
+                "reference_ms": 1.0, "drift_corrected_error": (predicted - measured) / measured,
                 "merged_depth": 1}
 
     info = {"runtime": "onnxruntime", "precision": "fp32", "statistic": "p50", "batch_size": 1, "depth": 13,

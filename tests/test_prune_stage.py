@@ -215,6 +215,8 @@ def _check_layermerge_run(run_dir: Path) -> dict:
         assert r["measured_ms"] > 0 and r["relative_error"] == pytest.approx(
             (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"])
         assert (r["error_cause"] is None) == (abs(r["relative_error"]) <= 0.1)
+        at_reference = r["predicted_ms"] * r["reference_ms"] / info["unpruned_measured_ms"]
+        assert r["drift_corrected_error"] == pytest.approx((at_reference - r["measured_ms"]) / r["measured_ms"])
     refs = info["reference_timings_ms"]  # the unpruned student, re-timed during the table build; M is their median
     assert len(refs) >= 2 and info["unpruned_measured_ms"] == pytest.approx(statistics.median(refs))
     selected = manifest["selected"]

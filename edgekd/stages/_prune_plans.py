@@ -237,7 +237,9 @@ def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, ta
 
 
 def plan_errors(ctx: StageContext, tables: Tables, results: list[Result]) -> dict[str, dict[str, Any]]:
-    """``{plan json: {"measured_ms", "reference_ms", "relative_error", "cause"}}`` for every distinct plan."""
+    """``{plan json: {"measured_ms", "reference_ms", "relative_error", "drift_corrected_error", "cause"}}`` for
+    every distinct plan; ``drift_corrected_error`` scales the prediction by ``R_p / M``, ``R_p`` the unpruned
+    network timed beside the plan (the error had the machine run at the same speed for both)."""
     plans = {str(r.plan.to_json()): r.plan for r in results}
     names = {key: f"plan-{n}" for n, key in enumerate(plans)}
     timed = time_plans(ctx, tables, {names[k]: p for k, p in plans.items()})
@@ -246,7 +248,9 @@ def plan_errors(ctx: StageContext, tables: Tables, results: list[Result]) -> dic
         t = timed[names[key]]
         predicted = tables.predicted_ms(plan)
         changes = sum(1 for k in tables.change_keys(plan) if tables.model.deltas[k] != 0.0)
+        at_reference = predicted * t["reference_ms"] / tables.unpruned_ms  # as if the machine ran at R_p, not M
         out[key] = {**t, "relative_error": (predicted - t["measured_ms"]) / t["measured_ms"],
+                    "drift_corrected_error": (at_reference - t["measured_ms"]) / t["measured_ms"],
                     "cause": error_cause(predicted, t["measured_ms"], t["reference_ms"], tables, changes)}
     return out
 

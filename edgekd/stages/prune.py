@@ -218,7 +218,8 @@ class Prune(Stage):
             error = errors[key]
             record = {**result.describe(tables.chain), **epochs, "merge_max_abs_diff": diff,
                       "measured_ms": error["measured_ms"], "reference_ms": error["reference_ms"],
-                      "relative_error": error["relative_error"], "error_cause": error["cause"],
+                      "relative_error": error["relative_error"],
+                      "drift_corrected_error": error["drift_corrected_error"], "error_cause": error["cause"],
                       "artifact": name, "measured_artifact": f"{name}-{fmt}-{precision}"}
             artifact = write_torch_artifact(ctx, merged, merged_spec, name=name, role="student" if deployed
                                             else "pruned", info={"prune": record, "unpruned": "student-unpruned"})
