@@ -3,7 +3,9 @@ round trip, the report section, and whole LayerMerge recipes through the command
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,12 @@ from edgekd.prune import (
     build_merged,
     build_pruned,
     candidate_options,
+    drop_changes,
 )
+from edgekd.prune.context import REFERENCE, ContextModel
 from edgekd.report.prune import prune_section
 from edgekd.runtime import load_torch_artifact, open_runner, save_torch_artifact
-from edgekd.stages._prune_plans import Tables, plan_all
+from edgekd.stages._prune_plans import Tables, error_cause, plan_all
 from edgekd.stages.prune import MERGED_FACTORY, Prune
 from tests.conftest import ROOT, needs_fmnist, run_cli
 
@@ -80,43 +84,58 @@ def test_check_refuses_a_device_without_a_table_runtime() -> None:
         Prune().check(_recipe(finetune={"losses": [{"name": "fitnets"}]}), only_ort, _data)
 
 
-def _tables(fraction_room: float = 0.0) -> Tables:
-    """resnet8 with every entry measured at 1.0 ms, a 0.25 ms per-call overhead and a 0.5 ms unmodelled part."""
+def _tables() -> Tables:
+    """resnet8 where, in context, every kept conv (merged or not) costs 1 ms, a removed layer nothing, and the rest of
+    the network 0.5 ms: the unpruned network takes ``depth + 0.5`` ms and a change saves ``end − st − 1`` ms (kept)
+    or 1 ms (removed); a 0.25 ms per-call overhead."""
     chain = analyse(create("resnet8", num_classes=10, in_channels=1).eval(), torch.rand(1, 1, 8, 8))
     options = candidate_options(chain)
-    raw = {o.key: 1.0 for o in options}
+    unpruned = chain.depth + 0.5
+    changes = {o.key: o.segment for o in options} | dict(drop_changes(chain))
+    log = [[REFERENCE, unpruned]] + [[k, unpruned - (s.end - s.st - 1 if s.kept else 1)] for k, s in changes.items()]
+    log.append([REFERENCE, unpruned])
+    singles = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
+    model = ContextModel.from_log(log, chain.depth, {k: s.end - s.st for k, s in changes.items()}, singles)
     importance = {o.key: 1.0 - 0.01 * (o.segment.end - o.segment.st) for o in options}
     importance.update({f"drop-{layer.index}": 0.9 for layer in chain.layers})
-    return Tables(chain, options, LatencySettings(device="t"), 1, raw, 0.25, chain.depth * 0.75 + 0.5, importance,
+    return Tables(chain, options, LatencySettings(device="t"), 1, model, 0.25, [unpruned, unpruned], importance,
                   0.9, ImportanceSettings())
 
 
-def test_plans_respect_the_budget_with_the_overhead_and_fixed_part_accounted() -> None:
+def test_plans_respect_the_budget_and_are_predicted_from_their_changes() -> None:
     tables = _tables()
     depth = tables.chain.depth
-    assert tables.unpruned_table_ms == pytest.approx(0.75 * depth) and tables.fixed_ms == pytest.approx(0.5)
+    assert tables.unpruned_ms == depth + 0.5 and tables.model.share_ms == pytest.approx(1 + 0.5 / depth)
+    assert tables.fixed_ms == pytest.approx(0.0) and tables.unpruned_table_ms == pytest.approx(depth + 0.5)
     cfg = _recipe(budgets=[0.8, 0.6], budgets_ms=[0.6]).prune
     results, infeasible = plan_all(cfg, tables)
-    assert "layermerge-0.6ms" in infeasible  # 0.6 ms leaves 0.1 ms for the table: no plan
-    assert {(r.method, r.budget) for r in results} >= {("layermerge", "0.8"), ("layermerge", "0.6")}
+    assert "layermerge-0.6ms" in infeasible  # every plan keeps at least one conv: 1.5 ms
+    assert {(r.method, r.budget) for r in results} >= {("layermerge", "0.8"), ("layermerge", "0.6"),
+                                                       ("prune-only", "0.6")}
     for r in results:
         budget = {"0.8": 0.8, "0.6": 0.6}[r.budget] * tables.unpruned_ms
         convs = [s for s in r.plan.segments if s.kept]
-        assert r.budget_ms == pytest.approx(budget) and r.table_budget_ms == pytest.approx(budget - 0.5)
-        assert r.table_ms == pytest.approx(0.75 * len(convs))  # each kept segment is one 0.75 ms entry
-        assert r.predicted_ms == pytest.approx(r.table_ms + 0.5) and r.predicted_ms <= budget + 1e-9
+        assert r.budget_ms == pytest.approx(budget) and r.table_budget_ms == pytest.approx(budget)
+        assert r.predicted_ms == pytest.approx(0.5 + len(convs))  # by construction of the timings
+        assert r.predicted_ms == pytest.approx(r.table_ms + tables.fixed_ms) and r.predicted_ms <= budget + 1e-9
         if r.method == "prune-only":  # layer pruning keeps every activation
             assert len(r.plan.segments) == depth
     described = results[0].describe(tables.chain)
-    slow_table = _tables()  # entries timed on a slower machine than the whole network: they sum to twice it
-    slow_table.unpruned_ms = 0.5 * slow_table.unpruned_table_ms
-    assert slow_table.fixed_ms == 0 and slow_table.scale == pytest.approx(0.5)
-    for r in plan_all(_recipe(budgets=[0.8], baselines=[]).prune, slow_table)[0]:  # 0.8 of the table's own sum
-        assert r.budget_ms == pytest.approx(0.8 * slow_table.unpruned_ms)
-        assert r.table_budget_ms == pytest.approx(0.8 * 0.75 * depth) and r.table_ms <= r.table_budget_ms
-        assert r.predicted_ms == pytest.approx(0.5 * r.table_ms) and r.predicted_ms <= r.budget_ms
     assert described["merged_depth"] == len([s for s in results[0].plan.segments if s.kept])
     assert all(k[2] in (1, 3, 5, 7) for k in described["kernels"])
+
+
+def test_error_cause_names_drift_overhead_noise_or_interaction() -> None:
+    tables = _tables()  # M = depth + 0.5 = 7.5 ms for resnet8's 7 layers; references spread 0
+    m = tables.unpruned_ms
+    assert error_cause(5.2, 5.0, m, tables, 3) is None  # +4 %
+    assert "machine's speed moved" in error_cause(5.0, 4.0, 1.2 * m, tables, 3)
+    assert "runner overhead dominates" in error_cause(0.30, 0.40, m, tables, 3)  # 0.25 of 0.40 ms
+    assert "3 changes of this plan interact" in error_cause(5.0, 4.0, m, tables, 3)
+    noisy = _tables()
+    noisy.model = dataclasses.replace(noisy.model, reference_spread=0.05)  # 0.375 ms of 7.5 ms per change
+    assert "within the timing noise of its 9 changes" in error_cause(5.0, 4.0, m, noisy, 9)  # 1 ms ≤ 3 × 0.375
+    assert "4 changes of this plan interact" in error_cause(5.0, 4.0, m, noisy, 4)  # 1 ms > 2 × 0.375
 
 
 def test_merged_artifact_round_trips_through_its_factory_spec_and_exports(tmp_path: Path) -> None:
@@ -140,14 +159,18 @@ def test_merged_artifact_round_trips_through_its_factory_spec_and_exports(tmp_pa
 
 
 def _info(predicted: float, measured_name: str = "student-onnx-fp32") -> dict:
+    measured = 1.0
+    error = (predicted - measured) / measured
+    cause = "the 2 changes of this plan interact" if abs(error) > 0.1 else None
     result = {"method": "layermerge", "budget": "0.5", "predicted_ms": predicted, "kept_convs": [1, 2],
-              "merged_depth": 1, "val_accuracy": 0.8, "artifact": "student", "measured_artifact": measured_name}
+              "merged_depth": 1, "val_accuracy": 0.8, "artifact": "student", "measured_artifact": measured_name,
+              "measured_ms": measured, "relative_error": error, "error_cause": cause}
     return {"statistic": "p50", "unpruned_measured_artifact": "student-unpruned-onnx-fp32", "unpruned_measured_ms": 2.0,
             "depth": 3, "base_val_accuracy": 0.9, "results": [result, {**result, "method": "prune-only",
                                                                       "artifact": "b", "measured_artifact": "b-onnx"}],
             "entries": 9, "runtime": "onnxruntime", "precision": "fp32", "batch_size": 1, "overhead_ms": 0.01,
-            "unpruned_table_ms": 1.5, "fixed_ms": 0.5, "table_scale": 1.0, "importance_mode": "proxy",
-            "importance_steps": 4,
+            "reference_timings_ms": [2.0, 1.9, 2.1], "reference_spread": 0.1, "context_block": 8,
+            "unpruned_table_ms": 1.5, "fixed_ms": 0.5, "importance_mode": "proxy", "importance_steps": 4,
             "deployed": "0.5", "infeasible": {"merge-only-0.5": "too tight"}}
 
 
@@ -155,16 +178,19 @@ def _art(name: str, acc: float, p50: float) -> dict:
     return {"name": name, "metrics": {"accuracy": acc, "latency_ms": {"p50": p50}}}
 
 
-def test_report_section_flags_predictions_more_than_20_percent_off() -> None:
+def test_report_section_shows_the_relative_error_and_flags_it_above_10_percent_with_its_cause() -> None:
     manifest = {"recipe": "r", "device": "d", "artifacts": [
-        _art("student-unpruned-onnx-fp32", 0.91, 2.0), _art("student-onnx-fp32", 0.85, 1.0), _art("b-onnx", 0.86, 1.0)]}
-    close = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.1)}}, {}))
-    assert "| 0.5 | LayerMerge | `student` | 2 / 1 | 0.8000 | 0.8500 | 1.1000 | 1.0000 | +10 % |" in close
+        _art("student-unpruned-onnx-fp32", 0.91, 2.0), _art("student-onnx-fp32", 0.85, 0.9), _art("b-onnx", 0.86, 1.0)]}
+    close = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.08)}}, {}))
+    assert "| error | cause | bench ms |" in close
+    assert "| 0.5 | LayerMerge | `student` | 2 / 1 | 0.8000 | 0.8500 | 1.0800 | 1.0000 | +8.0 % |  | 0.9000 |" in close
+    assert "median of 3 timings during the table build, spread 10.0 %" in close
+    assert "| — | unpruned | `student-unpruned` | 3 / 3 | 0.9000 | 0.9100 | 2.0000 | — | — |  | 2.0000 |" in close
     assert "**proxy**" in close and "`merge-only-0.5`: too tight" in close
     assert ("LayerMerge 0.8500 vs prune-only 0.8600, merge-only no plan — at least as accurate as every baseline: "
             "**no**") in close
     far = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.3)}}, {}))
-    assert "| 1.3000 | 1.0000 | +30 % **⚠ > 20 %** |" in far
+    assert "| 1.3000 | 1.0000 | +30.0 % **⚠ > 10 %** | the 2 changes of this plan interact | 0.9000 |" in far
     assert prune_section(manifest, {}, {}) == []
 
 
@@ -185,7 +211,14 @@ def _check_layermerge_run(run_dir: Path) -> dict:
         assert art["status"] == "ok", art
         assert 0.0 <= art["metrics"]["accuracy"] <= 1.0 and art["metrics"]["latency_ms"]["p50"] > 0, name
     for r in info["results"]:
-        assert r["merge_max_abs_diff"] < 1e-3 and r["predicted_ms"] >= 0  # smoke: 3 timed calls per entry
+        assert r["merge_max_abs_diff"] < 1e-3  # smoke: 3 timed calls per entry, the latencies are noise
+        assert r["measured_ms"] > 0 and r["relative_error"] == pytest.approx(
+            (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"])
+        assert (r["error_cause"] is None) == (abs(r["relative_error"]) <= 0.1)
+        at_reference = r["predicted_ms"] * r["reference_ms"] / info["unpruned_measured_ms"]
+        assert r["drift_corrected_error"] == pytest.approx((at_reference - r["measured_ms"]) / r["measured_ms"])
+    refs = info["reference_timings_ms"]  # the unpruned student, re-timed during the table build; M is their median
+    assert len(refs) >= 2 and info["unpruned_measured_ms"] == pytest.approx(statistics.median(refs))
     selected = manifest["selected"]
     assert selected is None or artifacts[selected]["role"] not in ("pruned", "unpruned")
     report = (run_dir / "report.md").read_text()

@@ -32,7 +32,8 @@ else:
 
 
 class PruneLatency(Strict):
-    """How each latency-table entry (one merged conv + activation at its real input shape) is timed."""
+    """How each latency-table entry (the unpruned network with that one change applied, timed in context, and the
+    unpruned network re-timed around it) is timed."""
 
     batch_size: int | None = Field(None, ge=1, description="batch of a timed call; default: bench.batch_size, or 1")
     warmup: int = Field(10, ge=0, description="untimed calls per entry")

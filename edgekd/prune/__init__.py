@@ -3,7 +3,7 @@ and Merging", ICML 2024), usable as a library without the pipeline runner.
 
     chain = analyse(net, example)                                  # torch.fx: conv chain, skips, barriers
     options = candidate_options(chain)                             # every (segment, kernel option)
-    latency = build_latency_table(chain, options, LatencySettings(device="x86-cpu"), cache_dir)
+    latency = build_latency_table(chain, options, LatencySettings(device="x86-cpu"), cache_dir)  # the paper's
     importance = measure_importance(chain, [(o.key, o.segment) for o in options], data,
                                     ImportanceSettings(steps=50), ImportanceStore(dir, settings))
     entries = [Entry(o, latency[o.key], importance[o.key]) for o in options]
@@ -13,13 +13,16 @@ and Merging", ICML 2024), usable as a library without the pipeline runner.
 
 Modules: :mod:`~edgekd.prune.graph` (analysis), :mod:`~edgekd.prune.segments` (candidates, options, plans),
 :mod:`~edgekd.prune.merge` (exact merge math), :mod:`~edgekd.prune.apply` (pruned and merged networks),
-:mod:`~edgekd.prune.latency` (measured lookup table), :mod:`~edgekd.prune.importance` (importance table),
+:mod:`~edgekd.prune.latency` (the paper's lookup table of isolated entries),
+:mod:`~edgekd.prune.context` (entries timed in context, what the prune stage uses),
+:mod:`~edgekd.prune.importance` (importance table),
 :mod:`~edgekd.prune.dp` (the DP and the merge-only / prune-only baselines).
 """
 
 from __future__ import annotations
 
 from edgekd.prune.apply import build_merged, build_pruned
+from edgekd.prune.context import ContextLog, ContextModel, network_timer, time_in_context
 from edgekd.prune.dp import (
     Entry,
     KnapsackItem,
@@ -42,9 +45,10 @@ from edgekd.prune.latency import LatencySettings, LatencyTable, build_latency_ta
 from edgekd.prune.segments import Option, Plan, Segment, candidate_options, drop_changes, segment_options
 
 __all__ = [
-    "Chain", "Entry", "ImportanceSettings", "ImportanceStore", "KnapsackItem", "LatencySettings", "LatencyTable",
+    "Chain", "ContextLog", "ContextModel", "Entry", "ImportanceSettings", "ImportanceStore", "KnapsackItem",
+    "LatencySettings", "LatencyTable",
     "Layer", "Option", "Plan", "Segment", "Skip", "Solution", "analyse", "build_latency_table", "build_merged",
     "build_pruned", "calibration", "candidate_options", "drop_changes", "importance_value", "load_importance",
-    "measure_importance", "measure_module", "segment_options", "solve", "solve_knapsack", "solve_merge_only",
-    "table_budget",
+    "measure_importance", "measure_module", "network_timer", "segment_options", "solve", "solve_knapsack",
+    "solve_merge_only", "table_budget", "time_in_context",
 ]

@@ -2,11 +2,11 @@
 and layer-pruning-only baselines at the same latency budgets.
 
 1. The student is analysed with torch.fx (:func:`edgekd.prune.analyse`) and every candidate (segment, kernel option)
-   becomes a table entry, timed as ``merged conv + activation`` on the device's own runtime and precision
-   (``prune.runtime``; :mod:`edgekd.prune.latency`, cached in ``cache/latency``). The runner's per-call overhead,
-   the latency of an empty network, is subtracted from every entry (the whole network pays it once), and the part of
-   the network the table does not model (normalisation, head, adds, that one call) is ``measured − Σ table`` of the
-   unpruned student, so a plan's predicted latency is ``Σ its entries + that fixed part``.
+   becomes a table entry, timed in context on the device's own runtime and precision (``prune.runtime``;
+   :mod:`edgekd.prune.context`, cached in ``cache/latency``): the unpruned network with only that change applied,
+   minus the unpruned network re-timed around it, so a plan's predicted latency is ``M + Σ Δ`` over its changes
+   (``M`` the median of the unpruned network's timings during the build). Every distinct plan's merged network is then
+   timed the same way, and its predicted and measured latency and their relative error are recorded.
 2. Importance of every entry (and of every layer's removal, for the knapsack baseline): validation accuracy after
    applying only that change and a brief fine-tune (or the cheaper ``proxy``), ``exp(Δacc)``.
 3. Per budget (a fraction of the unpruned student's measured latency, or milliseconds): the LayerMerge DP, the
@@ -45,6 +45,7 @@ from edgekd.models import load_checkpoint, model_from_checkpoint
 from edgekd.pipeline.artifacts import Artifact
 from edgekd.pipeline.context import StageContext
 from edgekd.pipeline.stage import ReportSection, Stage, StageResult, register_stage
+from edgekd.prune.context import MODEL as LATENCY_MODEL
 from edgekd.report.prune import prune_plot, prune_section
 from edgekd.report.sections import as_sections
 from edgekd.runtime import Normalize
@@ -52,7 +53,7 @@ from edgekd.stages._build import build_artifact, parity_against, parity_probe
 from edgekd.stages._chain import TEACHER_CACHE
 from edgekd.stages._checks import as_config_error, check_losses
 from edgekd.stages._models import build_net, derived_info, load_plain_net, write_torch_artifact
-from edgekd.stages._prune_plans import Result, plan_all
+from edgekd.stages._prune_plans import Result, plan_all, plan_errors
 from edgekd.stages._runtime import open_artifact, runner_options
 from edgekd.stages._training import smoke_config
 
@@ -123,8 +124,8 @@ class Prune(Stage):
         assert cfg is not None
         return {"prune": cfg.model_dump(mode="json"), "latency": asdict(latency_settings(cfg, device, smoke)),
                 "importance": asdict(importance_settings(cfg, recipe.seed, smoke)),
-                "batch_size": table_batch(recipe, cfg), "export": (recipe.export or ExportConfig()).model_dump(
-                    mode="json"), "parity_probe": list(PROBE_SPLITS)}
+                "latency_model": LATENCY_MODEL, "batch_size": table_batch(recipe, cfg),
+                "export": (recipe.export or ExportConfig()).model_dump(mode="json"), "parity_probe": list(PROBE_SPLITS)}
 
     def plan(self, recipe: Recipe, device: Device) -> list[str]:
         cfg = recipe.prune
@@ -135,7 +136,8 @@ class Prune(Stage):
         return [(f"LayerMerge on {recipe.student.model.name} at budgets {', '.join(cfg.labels())} (fractions of "
                  f"its measured latency, or ms); baselines {', '.join(cfg.baselines) or 'none'}"),
                 (f"latency table on {runtime}/{cfg.precision}, batch {table_batch(recipe, cfg)}, "
-                 f"{cfg.latency.runs} runs per entry ({cfg.latency.statistic}); importance {cfg.importance.mode}, "
+                 f"{cfg.latency.runs} runs per entry ({cfg.latency.statistic}, timed in context); "
+                 f"importance {cfg.importance.mode}, "
                  f"{cfg.importance.steps} steps per entry"),
                 f"fine-tune {ft.train.epochs} epochs, loss {ft.ce_weight}×CE + {losses} from the unpruned student",
                 f"LayerMerge at {cfg.deploy_label()} replaces `student`; the unpruned one stays as `student-unpruned`"]
@@ -187,6 +189,9 @@ class Prune(Stage):
         tables = measure_tables(ctx, cfg, net)
         seconds["latency_and_importance"] = round(time.perf_counter() - start, 3)
         results, infeasible = plan_all(cfg, tables, smoke=ctx.smoke)
+        start = time.perf_counter()
+        errors = plan_errors(ctx, tables, results)
+        seconds["plan_latency"] = round(time.perf_counter() - start, 3)
         deploy = cfg.deploy_label()
         if not any(r.method == "layermerge" and r.budget == deploy for r in results):
             raise UserError(f"prune.deploy {deploy}: " + infeasible.get(f"layermerge-{deploy}", "no LayerMerge plan"))
@@ -210,7 +215,11 @@ class Prune(Stage):
             merged, diff = merge(tables.chain, result, pruned, data)
             merged_spec = {"name": MERGED_FACTORY, "kwargs": {"base": spec, "plan": result.plan.to_json(),
                                                               "input_shape": list(data.test.x.shape[1:])}}
+            error = errors[key]
             record = {**result.describe(tables.chain), **epochs, "merge_max_abs_diff": diff,
+                      "measured_ms": error["measured_ms"], "reference_ms": error["reference_ms"],
+                      "relative_error": error["relative_error"],
+                      "drift_corrected_error": error["drift_corrected_error"], "error_cause": error["cause"],
                       "artifact": name, "measured_artifact": f"{name}-{fmt}-{precision}"}
             artifact = write_torch_artifact(ctx, merged, merged_spec, name=name, role="student" if deployed
                                             else "pruned", info={"prune": record, "unpruned": "student-unpruned"})
@@ -218,7 +227,8 @@ class Prune(Stage):
             artifacts.append(artifact)
             if not deployed:  # the deployed one is exported (and checked) by the export stage
                 artifacts.append(runtime_artifact(ctx, artifact, merged, runtime, precision, export_cfg))
-            ctx.log(f"{name}: {result.method} at {result.budget}, predicted {record['predicted_ms']:.4f} ms, "
+            ctx.log(f"{name}: {result.method} at {result.budget}, predicted {record['predicted_ms']:.4f} ms, measured "
+                    f"{record['measured_ms']:.4f} ms ({100 * record['relative_error']:+.1f} %), "
                     f"{len(record['kept_convs'])}/{tables.chain.depth} convs kept in {record['merged_depth']} "
                     f"merged layers, val accuracy {val_accuracy:.4f}, merge |Δlogit| {diff:.1e}")
             records.append(record)
