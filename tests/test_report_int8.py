@@ -100,3 +100,18 @@ def test_the_chart_is_drawn_for_the_mixed_artifact(tmp_path: Path) -> None:
     path = sensitivity_latency_plot(manifest, tmp_path / "int8_layers.png")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sensitivity_latency_plot({"artifacts": [artifact("x", "int8", 1.0)]}, tmp_path / "none.png") is None
+
+
+def test_the_all_int8_accuracy_is_the_engines_own_and_names_the_rankings_where_they_differ() -> None:
+    from edgekd.quantize.mixed import MixedPrecision, mixed_info
+    from edgekd.quantize.sensitivity import SensitivityTable
+
+    # an NNCF search (k = 0 scored on its own IR) ranked by ONNX Runtime's INT8, as nncf-mixed is
+    table = SensitivityTable(fp32_accuracy=0.93, int8_accuracy=0.93, ranking_samples=300, rows=())
+    info = mixed_info(MixedPrecision(Path("m.xml"), ("/a/Conv",), 0.9267, 0.93, ((0, 0.92), (1, 0.9267))), table, 0.01)
+    assert (info["int8_accuracy"], info["ranking_int8_accuracy"]) == (0.92, 0.93)
+    art = mixed_artifact()
+    art["info"]["mixed"].update(int8_accuracy=0.8, ranking_int8_accuracy=0.85)
+    assert "fp32 0.9000, all-INT8 0.8000 (the ranking's ONNX Runtime INT8: 0.8500);" in mixed_precision_lines(art)[0]
+    art["info"]["mixed"]["ranking_int8_accuracy"] = 0.8
+    assert "fp32 0.9000, all-INT8 0.8000; accuracy by nodes" in mixed_precision_lines(art)[0]

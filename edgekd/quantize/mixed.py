@@ -191,11 +191,13 @@ def ranked_mixed_precision(fp32_onnx: Path, out: Path, calibration: np.ndarray, 
 def mixed_info(mixed: MixedPrecision, table: SensitivityTable, max_drop: float | None) -> dict[str, Any]:
     """The JSON record of a mixed-precision model (an artifact's ``info.mixed``): the split and subset that chose,
     the float nodes, every ``k`` tried with its accuracy, and per node its SQNR, the SQNR of the error it adds, the
-    accuracy regained when it alone is float, and the precision it was given."""
+    accuracy regained when it alone is float, and the precision it was given. ``int8_accuracy`` is this engine's
+    all-INT8 model (None when ``k = 0`` was not tried); ``ranking_int8_accuracy`` the ranking's ONNX Runtime INT8."""
     float_nodes = set(mixed.excluded)
     return {"split": "validation", "ranking_samples": table.ranking_samples, "max_drop": max_drop,
             "k": len(mixed.excluded), "excluded": list(mixed.excluded), "fp32_accuracy": mixed.fp32_accuracy,
-            "int8_accuracy": table.int8_accuracy, "accuracy": mixed.accuracy,
+            "int8_accuracy": dict(mixed.tried).get(0), "ranking_int8_accuracy": table.int8_accuracy,
+            "accuracy": mixed.accuracy,
             "tried": [{"k": k, "accuracy": accuracy} for k, accuracy in mixed.tried],
             "sensitivity": [{"node": r.node, "op_type": r.op_type, "sqnr_db": r.sqnr_db,
                              "added_sqnr_db": r.added_sqnr_db, "accuracy_gain": r.accuracy_gain,

@@ -180,11 +180,20 @@ def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
             if "engine" in mixed else "")
     return [f"`{art['name']}`{twin}: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
             f"({mixed['ranking_samples']} samples): accuracy {mixed['accuracy']:.4f}, fp32 "
-            f"{mixed['fp32_accuracy']:.4f}, all-INT8 {mixed['int8_accuracy']:.4f}; accuracy by nodes in float: "
+            f"{mixed['fp32_accuracy']:.4f}, {_all_int8(mixed)}; accuracy by nodes in float: "
             f"{tried}.", "",
             markdown_table(["node", "op", "SQNR (dB)", "added SQNR (dB)", "accuracy if float (points)", "precision",
                             "time (ms)", "latency saved (ms)"], rows),
             *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else [])]
+
+
+def _all_int8(mixed: dict[str, Any]) -> str:
+    """The all-INT8 accuracy of a mixed-precision search: its engine's own, and the ranking's where they differ."""
+    own, ranking = mixed.get("int8_accuracy"), mixed.get("ranking_int8_accuracy")
+    if own is None:
+        return f"all-INT8 (ONNX Runtime, the ranking's) {ranking:.4f}" if ranking is not None else "all-INT8 not tried"
+    return f"all-INT8 {own:.4f}" + (f" (the ranking's ONNX Runtime INT8: {ranking:.4f})"
+                                    if ranking is not None and ranking != own else "")
 
 
 def not_built_lines(not_built: dict[str, str]) -> list[str]:
