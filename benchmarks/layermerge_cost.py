@@ -52,7 +52,7 @@ HEADER = ("network", "layers", "entries", "changes", "timed", "timings", "latenc
 
 
 def importance_seconds(chain: Chain, sample: list[tuple[str, Segment]], data: DataBundle, steps: int, cache: Path,
-                       console: Console) -> dict[str, float | None]:
+                       console: Console | None) -> dict[str, float | None]:
     """Seconds per entry of each importance mode over ``sample`` (its first entry, with the base accuracy and the
     warm-up, is left out of the mean; None for a sample of fewer than two)."""
     per_entry: dict[str, float | None] = {"proxy": None, "finetune": None}
@@ -67,7 +67,7 @@ def importance_seconds(chain: Chain, sample: list[tuple[str, Segment]], data: Da
 
 
 def measure(depth: int, data: DataBundle, latency: LatencySettings, args: argparse.Namespace,
-            console: Console) -> dict[str, Any]:
+            console: Console | None) -> dict[str, Any]:
     """The figures of one ResNet (module docstring)."""
     torch.manual_seed(0)
     net = create(f"resnet{depth}", num_classes=10, in_channels=1).eval()
