@@ -16,7 +16,7 @@ builds it (:mod:`edgekd.prune.context`, the stage's block of changes between ref
   changes (per-entry mean × changes; entries are independent, so ``torchrun`` ranks or the executor divide this);
 - *DP*: seconds to solve at 70 % of the unpruned network's latency (resolution ``--resolution`` ms).
 
-Example (about 15 minutes on 2 loaded cores)::
+Example::
 
     python benchmarks/layermerge_cost.py --runs 20 --sample 6 --steps 20 --threads 1 --record layermerge-cost
 """
