@@ -1,11 +1,11 @@
 """In-context LayerMerge latency: every entry timed as the change it makes to the whole network.
 
 Kim et al. (ICML 2024, section 4) time each entry ``T(st, end, c)`` as a network of its own, the merged conv and its
-activation (:mod:`edgekd.prune.latency`), and add the entries up. A one-conv network pays costs a whole network
-amortises (the call, the runtime's thread start-up, copies to and from the caller) and misses those its neighbours
-add (layout changes, cache reuse), so the sum of a plan's entries drifts away from the plan's latency. Here, departing
-from the paper, each change ``s`` (an option's segment, or a layer's removal for the prune-only baseline) is timed
-where it runs, inside the network::
+activation, and add the entries up. A one-conv network pays costs a whole network amortises (the call, the
+runtime's thread start-up, copies to and from the caller) and misses those its neighbours add (layout changes, cache
+reuse), so the sum of a plan's entries drifts away from the plan's latency. Here, departing from the paper, each
+change ``s`` (an option's segment, or a layer's removal for the prune-only baseline) is timed where it runs, inside
+the network (each network timed by :func:`edgekd.prune.latency.measure_module`)::
 
     Δ(s) = L(N_s) − R_s
 
