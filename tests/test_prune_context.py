@@ -46,6 +46,16 @@ def test_reference_between_every_change_cancels_a_linear_drift_exactly(tmp_path:
     assert log.log[7][1] - log.log[0][1] == pytest.approx(TRUE_MS["d"] - TRUE_MS[None] + 0.7)
 
 
+def test_a_network_with_nothing_to_change_still_gets_its_reference_timing(tmp_path: Path) -> None:
+    calls: list[str | None] = []
+    log = ContextLog(tmp_path, {"net": "n"})
+    time_in_context(log, [], _drifting_timer(calls))
+    assert calls == [None]  # M is the unpruned network's latency, needed by every plan (here: the unpruned one)
+    assert ContextModel.from_log(log.log, 2, {}).reference_ms == pytest.approx(TRUE_MS[None])
+    time_in_context(log, [], _drifting_timer(calls))
+    assert calls == [None]  # found in the log: not timed again
+
+
 def test_blocks_of_two_leave_half_a_step_of_drift_by_hand(tmp_path: Path) -> None:
     calls: list[str | None] = []
     log = ContextLog(tmp_path, {"net": "n"})

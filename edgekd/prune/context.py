@@ -101,12 +101,14 @@ class ContextLog:
 def time_in_context(log: ContextLog, changes: Sequence[str], time_one: Callable[[str | None], float], *,
                     block: int = 8, console: Console | None = None) -> None:
     """Time every change of ``changes`` not yet in ``log``, with a reference timing before the first, after every
-    ``block`` changes and after the last. ``time_one(None)`` times the unpruned network, ``time_one(key)`` the network
-    with only that change (ms)."""
+    ``block`` changes and after the last (once, when there is nothing to time and no reference yet).
+    ``time_one(None)`` times the unpruned network, ``time_one(key)`` the network with only that change (ms)."""
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     todo = [key for key in dict.fromkeys(changes) if key not in log.timed()]
     if not todo:
+        if not reference_timings(log.log):  # nothing to change (e.g. no mergeable layer): M is still needed
+            log.add(REFERENCE, time_one(None))
         return
     console = console or Console(stderr=True)
     with Progress(TextColumn("[bold]latency in context[/bold]"), BarColumn(), MofNCompleteColumn(),
