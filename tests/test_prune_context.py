@@ -10,17 +10,22 @@ import pytest
 import torch
 
 from edgekd.models import create
-from edgekd.prune import Entry, LatencySettings, Option, Plan, Segment, analyse, candidate_options, solve
-from edgekd.prune import context as context_mod
-from edgekd.prune.context import (
-    REFERENCE,
+from edgekd.prune import (
     ContextLog,
     ContextModel,
-    log_deltas,
-    network_key,
+    Entry,
+    LatencySettings,
+    Option,
+    Plan,
+    Segment,
+    analyse,
+    candidate_options,
     network_timer,
+    solve,
     time_in_context,
 )
+from edgekd.prune import context as context_mod
+from edgekd.prune.context import REFERENCE, log_deltas, network_key
 
 TRUE_MS = {None: 10.0, "a": 7.0, "b": 9.0, "c": 10.5, "d": 6.0}  # the unpruned network (None) and four changes
 DRIFT_MS = 0.1  # the machine slows down by this much per timing taken
