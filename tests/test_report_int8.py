@@ -115,3 +115,21 @@ def test_the_all_int8_accuracy_is_the_engines_own_and_names_the_rankings_where_t
     assert "fp32 0.9000, all-INT8 0.8000 (the ranking's ONNX Runtime INT8: 0.8500);" in mixed_precision_lines(art)[0]
     art["info"]["mixed"]["ranking_int8_accuracy"] = 0.8
     assert "fp32 0.9000, all-INT8 0.8000; accuracy by nodes" in mixed_precision_lines(art)[0]
+
+
+def test_an_int8_artifact_compiled_with_a_float_precision_is_labelled_int8_plus_that_float() -> None:
+    from edgekd.report.tables import computed_in
+
+    # a runtime compiled with inference precision f32 that lists its layers: 11 in u8, 1 in f32
+    compute = {"compute": {"inference_precision": "f32", "layer_precisions": {"f32": 1, "u8": 11}}}
+    assert computed_in("int8", compute, {}) == "int8+f32 (11 of 12 layers int8)"
+    assert computed_in("int8", {"compute": {"inference_precision": "bf16"}}, {}) == "int8+bf16"
+    # a runtime that reports the graph's own types already says so; float artifacts keep their label as is
+    assert computed_in("int8", {"compute": {"inference_precision": "int8+f32"}}, {}) == "int8+f32"
+    fp16 = {"compute": {"inference_precision": "f32", "layer_precisions": {"f16": 10}}}
+    assert computed_in("fp16", fp16, {}) == "f32"
+    assert computed_in("int8", {}, {"parity": {"compute": "f32"}}) == "int8+f32"
+    assert computed_in("int8", {}, {}) == "—"
+    mixed = mixed_artifact()
+    mixed["metrics"]["compute"] = {"inference_precision": "f32", "layer_precisions": {"f32": 2, "i8": 1, "u8": 9}}
+    assert mixed_precision_lines(mixed)[0].endswith("; computed in int8+f32 (10 of 12 layers int8).")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.pipeline.stage import ReportSection
-from edgekd.report.tables import markdown_table
+from edgekd.report.tables import computed_in, markdown_table
 
 
 def _acc(value: float | None) -> str:
@@ -178,10 +178,11 @@ def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
     more = len(mixed["sensitivity"]) - len(shown)
     twin = (f" (ranked by `{mixed['engine']}`, which kept no node in float: this artifact is its graph)"
             if "engine" in mixed else "")
+    compute = computed_in(art["precision"], art.get("metrics") or {}, art.get("info") or {})
     return [f"`{art['name']}`{twin}: {mixed['k']} node(s) in float ({rule}), chosen on the {mixed['split']} split "
             f"({mixed['ranking_samples']} samples): accuracy {mixed['accuracy']:.4f}, fp32 "
             f"{mixed['fp32_accuracy']:.4f}, {_all_int8(mixed)}; accuracy by nodes in float: "
-            f"{tried}.", "",
+            f"{tried}; computed in {compute}.", "",
             markdown_table(["node", "op", "SQNR (dB)", "added SQNR (dB)", "accuracy if float (points)", "precision",
                             "time (ms)", "latency saved (ms)"], rows),
             *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else [])]

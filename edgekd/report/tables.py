@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgekd.pipeline.artifacts import Artifact
@@ -59,6 +60,30 @@ SUMMARY_HEADER = ["role", "artifact", "runtime", "parameters", "MACs", "size MB"
                   "p50 ms", "p90 ms"]
 
 
+#: inference precisions that name a float type: what a runtime computes the non-quantized layers of a graph in
+FLOAT_COMPUTE = frozenset({"f32", "fp32", "bf16", "f16", "fp16"})
+#: layer precisions (``metrics.compute.layer_precisions``) of layers that compute in 8-bit integers
+INT8_LAYERS = frozenset({"u8", "i8"})
+
+
+def computed_in(precision: str, metrics: Mapping[str, Any], info: Mapping[str, Any]) -> str:
+    """What an artifact of ``precision`` with these ``metrics`` and ``info`` computed in, as its runtime reported it
+    (``metrics.compute.inference_precision``, else the parity check's), or —.
+
+    A runtime compiled with a float inference precision still runs an INT8 artifact's quantized layers in INT8; the
+    precision it reports is the one of the other layers. For an INT8 artifact that label is therefore given as
+    ``int8+<float>`` (the form a runtime that reports the graph's own types uses), with the count of layers that ran
+    in 8-bit integers where the runtime lists its layers' precisions: ``int8+f32 (11 of 12 layers int8)``.
+    """
+    compute = metrics.get("compute") or {}
+    label = compute.get("inference_precision") or (info.get("parity") or {}).get("compute") or "—"
+    if precision != "int8" or label not in FLOAT_COMPUTE:
+        return label
+    layers = compute.get("layer_precisions") or {}
+    int8 = sum(n for precision, n in layers.items() if precision in INT8_LAYERS)
+    return f"int8+{label}" + (f" ({int8} of {sum(layers.values())} layers int8)" if layers else "")
+
+
 def artifact_rows(manifest: Manifest) -> list[list[str]]:
     """Every artifact with parity, latency percentiles and budget verdict."""
     rows = []
@@ -72,11 +97,10 @@ def artifact_rows(manifest: Manifest) -> list[list[str]]:
         verdict_text = "—" if verdict is None else ("yes" if verdict else f"no: {failures}")
         if art.status == "failed":
             verdict_text = "**failed** (see Failed artifacts)"
-        compute = metrics.get("compute", {}).get("inference_precision") or parity.get("compute") or "—"
         rows.append([
-            art.name, art.format, art.precision, compute, art.runtime, fmt_size(art),
-            fmt_accuracy(art, "val_accuracy"), fmt_accuracy(art), agreement, diff, fmt_latency(art, "p50"),
-            fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
+            art.name, art.format, art.precision, computed_in(art.precision, art.metrics, art.info), art.runtime,
+            fmt_size(art), fmt_accuracy(art, "val_accuracy"), fmt_accuracy(art), agreement, diff,
+            fmt_latency(art, "p50"), fmt_latency(art, "p90"), fmt_latency(art, "p99"), verdict_text,
         ])
     return rows
 
