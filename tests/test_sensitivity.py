@@ -262,3 +262,25 @@ def test_mixed_precision_tries_counts_up_to_max_excluded(model, data, tmp_path: 
     assert mixed.excluded == (conv2,) and [k for k, _ in mixed.tried] == [0, 1]
     assert mixed.tried[0][1] <= 0.5 and mixed.tried[1][1] == mixed.accuracy
     assert mixed.accuracy == pytest.approx(torch_accuracy(model["net"], val_x, val_y), abs=0.02)
+
+
+def test_the_default_ranking_subset_judges_a_one_point_drop_to_a_quarter_point() -> None:
+    """The drop is paired: on each image fp32 and INT8 are both right, both wrong, or one flips. Drawn ranking
+    subsets of a population where 3 % of images flip (three in four of them to wrong) give drops whose spread is at
+    most sqrt(f / n): a quarter of a 1-point max_drop at the default size, as large as the drop at 300 images."""
+    from edgekd.config.quantize import MixedPrecisionConfig
+    from edgekd.quantize.sensitivity import RANKING_SAMPLES
+
+    assert MixedPrecisionConfig().ranking_samples == RANKING_SAMPLES
+    flipped, to_wrong, max_drop = 0.03, 0.75, MixedPrecisionConfig().max_drop
+    rng = np.random.default_rng(0)
+
+    def spread(n: int) -> float:
+        # per image: +1 fp32 right and INT8 wrong, -1 the other way round, 0 otherwise; the drop is their mean
+        d = rng.choice([1, -1, 0], size=(2000, n), p=[flipped * to_wrong, flipped * (1 - to_wrong), 1 - flipped])
+        return float(d.mean(axis=1).std())
+
+    bound = (flipped / RANKING_SAMPLES) ** 0.5
+    assert bound <= max_drop / 4
+    assert 0.9 * bound <= spread(RANKING_SAMPLES) <= 1.05 * bound
+    assert spread(300) >= 0.75 * max_drop

@@ -19,7 +19,7 @@ The recipe's ``ort-mixed`` and ``nncf-mixed`` engines (:func:`mixed_build`) rank
 
     quantize:
       engines: [ort, ort-mixed, nncf-mixed]
-      mixed: {max_drop: 0.01, ranking_samples: 300, max_excluded: 8}   # or float_nodes: 2 (a fixed count)
+      mixed: {max_drop: 0.01, ranking_samples: 5000, max_excluded: 8}   # or float_nodes: 2 (a fixed count)
 """
 
 from __future__ import annotations
