@@ -15,11 +15,11 @@ Use::
 
 The recipe's ``ort-mixed`` and ``nncf-mixed`` engines (:func:`mixed_build`) rank and choose on the validation split
 (:func:`ranked_mixed_precision`), ``nncf-mixed`` with NNCF's exclusion mechanism
-(:func:`~edgekd.quantize.nncf_mixed.nncf_mixed_precision`); ``aiq-mixed`` (LiteRT) keeps ``ort-mixed``'s choice in
-float with its runtime's own mechanism (:func:`chosen_build`)::
+(:func:`~edgekd.quantize.nncf_mixed.nncf_mixed_precision`); ``aiq-mixed`` (LiteRT) and ``trt-mixed`` (TensorRT) keep
+``ort-mixed``'s choice in float with their runtime's own mechanism (:func:`chosen_build`)::
 
     quantize:
-      engines: [ort, ort-mixed, nncf-mixed, aiq-mixed]
+      engines: [ort, ort-mixed, nncf-mixed, aiq-mixed, trt-mixed]
       mixed: {max_drop: 0.01, ranking_samples: 300, max_excluded: 8}   # or float_nodes: 2 (a fixed count)
 """
 
