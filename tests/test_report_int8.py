@@ -115,3 +115,17 @@ def test_the_all_int8_accuracy_is_the_engines_own_and_names_the_rankings_where_t
     assert "fp32 0.9000, all-INT8 0.8000 (the ranking's ONNX Runtime INT8: 0.8500);" in mixed_precision_lines(art)[0]
     art["info"]["mixed"]["ranking_int8_accuracy"] = 0.8
     assert "fp32 0.9000, all-INT8 0.8000; accuracy by nodes" in mixed_precision_lines(art)[0]
+
+
+def test_a_chosen_by_artifact_names_whose_choice_it_keeps_and_the_nodes_it_could_not() -> None:
+    art = mixed_artifact()
+    art["name"] = "student-litert-int8-aiq-mixed"
+    art["info"]["mixed"].update(
+        excluded=["/a/Conv"], k=1, tried=[{"k": 1, "accuracy": 0.88}], unmapped={"/c/Conv": "no op holds it"},
+        chosen_by={"engine": "ort-mixed", "excluded": ["/a/Conv", "/c/Conv"],
+                   "tried": [{"k": 0, "accuracy": 0.8}, {"k": 1, "accuracy": 0.85}, {"k": 2, "accuracy": 0.9}]})
+    lines = mixed_precision_lines(art)
+    assert lines[-3:] == ["", "The float nodes are `ort-mixed`'s choice (2 node(s); its accuracy by nodes in float: "
+                              "0: 0.8000, 1: 0.8500, 2: 0.9000), kept in INT8 here:", "- `/c/Conv`: no op holds it"]
+    assert "accuracy by nodes in float: 1: 0.8800." in lines[0]
+    assert not any("choice" in line for line in mixed_precision_lines(mixed_artifact()))
