@@ -158,9 +158,12 @@ def test_the_excluded_conv_reads_float32_in_litert_and_the_others_int8(chain: di
 
     with open_runner("litert", path) as runner:
         assert runner(calibration[:2]).shape == (2, 4)
+        assert runner.describe()["inference_precision"] == "int8+f32"
     plain, _, _ = aiq_mixed(chain["tflite"], chain["onnx"], tmp_path / "plain.tflite", [], calibration,
                             work_dir=tmp_path / "work")
     assert {(r["input"], r["weights"]) for r in op_types(plain)} == {("int8", "int8")}
+    with open_runner("litert", plain) as runner:
+        assert runner.describe()["inference_precision"] == "int8"
 
 
 def job(chain: dict[str, Any], shared: dict[Any, Any], float_nodes: int) -> Int8Job:
