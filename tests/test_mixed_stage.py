@@ -145,7 +145,8 @@ def test_the_report_has_the_per_node_table(run: dict[str, Any], name: str) -> No
     ("{engines: [ort-mixed], mixed: {ranking_samples: 0}}", "quantize.mixed.ranking_samples: Input should be greater"),
     ("{engines: [ort-mixed], mixed: {max_dorp: 0.02}}",
      "quantize.mixed.max_dorp: unknown key; did you mean 'max_drop'?"),
-    ("{engines: [ort-mix]}", "quantize.engines.0: Input should be 'ort', 'nncf', 'ort-mixed' or 'nncf-mixed'"),
+    ("{engines: [ort-mix]}",
+     "quantize.engines.0: Input should be 'ort', 'nncf', 'ort-mixed', 'nncf-mixed', 'aiq-mixed' or 'trt-mixed'"),
 ])
 def test_bad_mixed_settings_exit_2_with_one_line(device: Path, value: str, expected: str) -> None:
     result = run_cli("validate", str(QUICKSTART), "--device", str(device), "--set", f"quantize={value}", timeout=120)

@@ -133,3 +133,17 @@ def test_an_int8_artifact_compiled_with_a_float_precision_is_labelled_int8_plus_
     mixed = mixed_artifact()
     mixed["metrics"]["compute"] = {"inference_precision": "f32", "layer_precisions": {"f32": 2, "i8": 1, "u8": 9}}
     assert mixed_precision_lines(mixed)[0].endswith("; computed in int8+f32 (10 of 12 layers int8).")
+
+
+def test_a_chosen_by_artifact_names_whose_choice_it_keeps_and_the_nodes_it_could_not() -> None:
+    art = mixed_artifact()
+    art["name"] = "student-litert-int8-aiq-mixed"
+    art["info"]["mixed"].update(
+        excluded=["/a/Conv"], k=1, tried=[{"k": 1, "accuracy": 0.88}], unmapped={"/c/Conv": "no op holds it"},
+        chosen_by={"engine": "ort-mixed", "excluded": ["/a/Conv", "/c/Conv"],
+                   "tried": [{"k": 0, "accuracy": 0.8}, {"k": 1, "accuracy": 0.85}, {"k": 2, "accuracy": 0.9}]})
+    lines = mixed_precision_lines(art)
+    assert lines[-3:] == ["", "The float nodes are `ort-mixed`'s choice (2 node(s); its accuracy by nodes in float: "
+                              "0: 0.8000, 1: 0.8500, 2: 0.9000), kept in INT8 here:", "- `/c/Conv`: no op holds it"]
+    assert "accuracy by nodes in float: 1: 0.8800;" in lines[0]
+    assert not any("choice" in line for line in mixed_precision_lines(mixed_artifact()))

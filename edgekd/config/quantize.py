@@ -27,9 +27,9 @@ class NncfQuantize(Strict):
 
 
 class MixedPrecisionConfig(Strict):
-    """Mixed-precision INT8 (engines `ort-mixed`, `nncf-mixed`): the nodes whose INT8 costs the most validation
-    accuracy stay in float, ranked by the accuracy regained when each alone is left in float in ONNX Runtime's INT8
-    model."""
+    """Mixed-precision INT8 (engines `ort-mixed`, `nncf-mixed`, `aiq-mixed`, `trt-mixed`): the nodes whose INT8
+    costs the most validation accuracy stay in float, ranked by the accuracy regained when each alone is left in
+    float in ONNX Runtime's INT8 model (`aiq-mixed` and `trt-mixed` keep the nodes `ort-mixed` chooses)."""
 
     max_drop: float = Field(
         0.01, ge=0, lt=1,
@@ -88,14 +88,16 @@ class QuantizeConfig(Strict):
     """INT8 artifacts for every runtime of the device that lists `int8`."""
 
     calibration_samples: int = Field(300, ge=1, description="train images used for calibration")
-    engines: list[Literal["ort", "nncf", "ort-mixed", "nncf-mixed"]] = Field(
+    engines: list[Literal["ort", "nncf", "ort-mixed", "nncf-mixed", "aiq-mixed", "trt-mixed"]] = Field(
         ["ort", "nncf"], min_length=1,
         description="PTQ engines for ONNX Runtime targets (ort-mixed: ort with the most sensitive nodes in float); "
-                    "nncf-mixed: NNCF PTQ of the OpenVINO IR with the most sensitive nodes in float (OpenVINO targets)")
+                    "nncf-mixed: NNCF PTQ of the OpenVINO IR with the most sensitive nodes in float (OpenVINO "
+                    "targets); aiq-mixed, trt-mixed: LiteRT's full-integer model and TensorRT's INT8 engine with "
+                    "ort-mixed's float nodes in float")
     ort: OrtQuantize = Field(default_factory=OrtQuantize)
     nncf: NncfQuantize = Field(default_factory=NncfQuantize)
     mixed: MixedPrecisionConfig = Field(default_factory=MixedPrecisionConfig,
-                                        description="the ort-mixed engine: how float nodes are chosen")
+                                        description="the mixed-precision engines: how float nodes are chosen")
     accuracy_control: AccuracyControl | None = Field(None, description="also build an accuracy-controlled IR")
     qat: QatConfig | None = Field(None, description="also build QAT+KD artifacts")
     parity_samples: int = Field(512, ge=1, description="images for top-1 agreement with torch: validation images (a "

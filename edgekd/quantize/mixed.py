@@ -15,10 +15,11 @@ Use::
 
 The recipe's ``ort-mixed`` and ``nncf-mixed`` engines (:func:`mixed_build`) rank and choose on the validation split
 (:func:`ranked_mixed_precision`), ``nncf-mixed`` with NNCF's exclusion mechanism
-(:func:`~edgekd.quantize.nncf_mixed.nncf_mixed_precision`)::
+(:func:`~edgekd.quantize.nncf_mixed.nncf_mixed_precision`); ``aiq-mixed`` (LiteRT) and ``trt-mixed`` (TensorRT) keep
+``ort-mixed``'s choice in float with their runtime's own mechanism (:func:`chosen_build`)::
 
     quantize:
-      engines: [ort, ort-mixed, nncf-mixed]
+      engines: [ort, ort-mixed, nncf-mixed, aiq-mixed, trt-mixed]
       mixed: {max_drop: 0.01, ranking_samples: 5000, max_excluded: 8}   # or float_nodes: 2 (a fixed count)
 """
 
@@ -28,7 +29,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,13 @@ def mixed_info(mixed: MixedPrecision, table: SensitivityTable, max_drop: float |
                              "precision": "fp32" if r.node in float_nodes else "int8"} for r in table.rows]}
 
 
+def ranking_key(job: Int8Job, fp32: Path, options: dict[str, Any]) -> tuple[Any, ...]:
+    """The ``job.shared`` key of the ranking of ``fp32`` under ONNX Runtime ``options`` (the model, samples and
+    options it depends on); ``("choice", *key)`` keys ``ort-mixed``'s choice of float nodes on that ranking."""
+    cfg = job.cfg.mixed
+    return ("sensitivity", str(fp32), cfg.ranking_samples, cfg.sqnr_samples, tuple(sorted(options.items())))
+
+
 def mixed_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: str,
                 engine: Callable[..., MixedPrecision] | None = None,
                 engine_options: dict[str, Any] | None = None, twin: str | None = None) -> Int8Build:
@@ -211,21 +219,81 @@ def mixed_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: st
     ``quantize.mixed`` settings, ranked and chosen on the job's validation split), writing ``main_file`` inside its
     folder; the build's ``info.mixed`` records the choice (:func:`mixed_info`). The ranking is measured once per
     quantize stage (kept in ``job.shared`` under the model, samples and options it depends on) and read by every
-    mixed-precision engine. ``twin``: the artifact that is the same graph when no node stays in float."""
+    mixed-precision engine. ``ort-mixed`` (``engine`` None) also keeps its choice there for the engines that reuse
+    it (:func:`chosen_build`), and takes it from there when one of them made it first.
+    ``twin``: the artifact that is the same graph when no node stays in float."""
     cfg, found = job.cfg.mixed, dict[str, Any]()
 
     def build(out: Path) -> Path:
         val_x, val_y = job.val()
         fp32 = job.fp32("onnx")
         options = job.ort_options()
-        key = ("sensitivity", str(fp32), cfg.ranking_samples, cfg.sqnr_samples, tuple(sorted(options.items())))
+        key = ranking_key(job, fp32, options)
+        chosen = job.shared.get(("choice", *key)) if engine is None else None
+        count = cfg.float_nodes if chosen is None else len(chosen.excluded)
         mixed, table = ranked_mixed_precision(
             fp32, out / main_file, job.calibration, val_x, val_y, max_drop=cfg.max_drop,
-            float_nodes=cfg.float_nodes, ranking_samples=cfg.ranking_samples, sqnr_samples=cfg.sqnr_samples,
+            float_nodes=count, ranking_samples=cfg.ranking_samples, sqnr_samples=cfg.sqnr_samples,
             max_excluded=cfg.max_excluded, ranking_options=options, engine=engine,
             engine_options=engine_options, table=job.shared.get(key))
         job.shared[key] = table
+        if engine is None:
+            mixed = mixed if chosen is None else replace(mixed, tried=chosen.tried)
+            job.shared[("choice", *key)] = mixed
         found["mixed"] = mixed_info(mixed, table, cfg.max_drop if cfg.float_nodes is None else None)
+        return mixed.path
+
+    return Int8Build(job.name(fmt, method), fmt, runtime, build, found, twin)
+
+
+def ort_choice(job: Int8Job) -> tuple[MixedPrecision, SensitivityTable]:
+    """``ort-mixed``'s choice of float nodes (:func:`ranked_mixed_precision` with the recipe's ``quantize.mixed``
+    settings and ONNX Runtime's exclusion mechanism) and the ranking it was made on, each computed once per quantize
+    stage and kept in ``job.shared``. The returned model's file is not kept: only its float nodes, accuracies and
+    the counts tried are read."""
+    cfg = job.cfg.mixed
+    fp32, options = job.fp32("onnx"), job.ort_options()
+    key = ranking_key(job, fp32, options)
+    if ("choice", *key) not in job.shared:
+        val_x, val_y = job.val()
+        with tempfile.TemporaryDirectory(prefix="edgekd-choice-") as work:
+            mixed, table = ranked_mixed_precision(
+                fp32, Path(work) / "model.onnx", job.calibration, val_x, val_y, max_drop=cfg.max_drop,
+                float_nodes=cfg.float_nodes, ranking_samples=cfg.ranking_samples, sqnr_samples=cfg.sqnr_samples,
+                max_excluded=cfg.max_excluded, ranking_options=options, table=job.shared.get(key))
+        job.shared[key] = table
+        job.shared[("choice", *key)] = mixed
+    chosen: MixedPrecision = job.shared[("choice", *key)]
+    return chosen, job.shared[key]
+
+
+ChosenEngine = Callable[[Path, Path, tuple[str, ...], np.ndarray, np.ndarray, Path],
+                        tuple[MixedPrecision, dict[str, Any]]]
+"""An engine that keeps given nodes in float with its own exclusion mechanism: called with the fp32 ONNX model the
+ranking was measured on, the file to write, the ONNX node names to keep in float (most sensitive first), the
+ranking subset's samples and labels, and a scratch folder; returns the model written (its ``excluded``: the nodes
+it did keep in float, its and the float model's accuracy on those samples) and what else ``info.mixed`` records
+(e.g. the nodes it could not keep in float, and why)."""
+
+
+def chosen_build(job: Int8Job, fmt: str, runtime: str, main_file: str, method: str, engine: ChosenEngine,
+                 twin: str | None = None) -> Int8Build:
+    """The INT8 build of an engine that keeps ``ort-mixed``'s float nodes (:func:`ort_choice`: the same ranking and
+    the same count ``k``, not searched again) in float with its own exclusion mechanism, writing ``main_file``
+    inside its folder. Its ``info.mixed`` is :func:`mixed_info` of what the engine built, with ``chosen_by``: the
+    engine that chose, its float nodes and every count it tried; ``k`` counts the nodes the engine did keep in
+    float, so a choice none of whose nodes it can keep float is ``twin``'s graph."""
+    cfg, found = job.cfg.mixed, dict[str, Any]()
+
+    def build(out: Path) -> Path:
+        choice, table = ort_choice(job)
+        val_x, val_y = job.val()
+        rank_x, rank_y = val_x[:cfg.ranking_samples], np.asarray(val_y)[:cfg.ranking_samples]
+        with tempfile.TemporaryDirectory(prefix="edgekd-chosen-") as work:
+            mixed, extra = engine(job.fp32("onnx"), out / main_file, choice.excluded, rank_x, rank_y, Path(work))
+        found["mixed"] = {**mixed_info(mixed, table, cfg.max_drop if cfg.float_nodes is None else None),
+                          "chosen_by": {"engine": "ort-mixed", "excluded": list(choice.excluded),
+                                        "tried": [{"k": k, "accuracy": a} for k, a in choice.tried]}, **extra}
         return mixed.path
 
     return Int8Build(job.name(fmt, method), fmt, runtime, build, found, twin)

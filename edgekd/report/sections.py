@@ -185,7 +185,21 @@ def mixed_precision_lines(art: dict[str, Any]) -> list[str]:
             f"{tried}; computed in {compute}.", "",
             markdown_table(["node", "op", "SQNR (dB)", "added SQNR (dB)", "accuracy if float (points)", "precision",
                             "time (ms)", "latency saved (ms)"], rows),
-            *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else [])]
+            *([""] + [f"{more} more INT8 nodes in the manifest (`info.mixed.sensitivity`)."] if more > 0 else []),
+            *_chosen_by_lines(mixed)]
+
+
+def _chosen_by_lines(mixed: dict[str, Any]) -> list[str]:
+    """For an engine that keeps another engine's choice in float (``info.mixed.chosen_by``): whose choice it is,
+    with that engine's accuracy by nodes in float, and each chosen node it could not keep in float, with why."""
+    chosen = mixed.get("chosen_by")
+    if not chosen:
+        return []
+    tried = ", ".join(f"{t['k']}: {t['accuracy']:.4f}" for t in chosen["tried"])
+    unmapped = mixed.get("unmapped") or {}
+    return ["", f"The float nodes are `{chosen['engine']}`'s choice ({len(chosen['excluded'])} node(s); its accuracy "
+                f"by nodes in float: {tried})" + (", kept in INT8 here:" if unmapped else "."),
+            *(f"- `{node}`: {why}" for node, why in unmapped.items())]
 
 
 def _all_int8(mixed: dict[str, Any]) -> str:

@@ -45,7 +45,7 @@ from edgekd.stages._runtime import open_artifact, runner_options
 #: smoke runs calibrate on this many images
 SMOKE_CALIBRATION = 32
 
-MIXED_ENGINES = frozenset({"ort-mixed", "nncf-mixed"})
+MIXED_ENGINES = frozenset({"ort-mixed", "nncf-mixed", "aiq-mixed", "trt-mixed"})
 """The engines that read ``quantize.mixed``."""
 
 

@@ -72,7 +72,8 @@ def convert_fp32(model: nn.Module, example: torch.Tensor) -> bytes:
     return bytes(converted.model_content())
 
 
-def quantize_model(fp32: bytes, precision: Precision, calibration: np.ndarray | None = None) -> bytes:
+def quantize_model(fp32: bytes, precision: Precision, calibration: np.ndarray | None = None, *,
+                   float_scopes: Sequence[str] = ()) -> bytes:
     """``fp32`` (a float ``.tflite`` flatbuffer) rewritten by ``ai_edge_quantizer`` in ``precision``.
 
     Args:
@@ -80,6 +81,9 @@ def quantize_model(fp32: bytes, precision: Precision, calibration: np.ndarray | 
         precision: one of :data:`PRECISIONS` (``fp32`` returns ``fp32`` unchanged).
         calibration: for ``int8``, representative inputs (float32, NCHW, the model's input shape past the batch),
             fed in batches of the model's input batch size; a last partial batch is left out.
+        float_scopes: for ``int8``, scope regexes of ops left unquantized (``AlgorithmName.NO_QUANTIZE``, each
+            entry added after the recipe's, so it wins): they compute in float32 between a DEQUANTIZE and a
+            QUANTIZE.
     """
     if precision == "fp32":
         return fp32
@@ -99,6 +103,9 @@ def quantize_model(fp32: bytes, precision: Precision, calibration: np.ndarray | 
     if calibration is None or len(calibration) == 0:
         raise UserError("LiteRT int8 (full-integer) needs a non-empty calibration set")
     q = quantizer.Quantizer(bytearray(fp32), recipe.static_wi8_ai8())
+    for scope in float_scopes:
+        q.update_quantization_recipe(regex=scope, operation_name=TFLOperationName.ALL_SUPPORTED,
+                                     algorithm_key=AlgorithmName.NO_QUANTIZE)
     signature, input_name, batch = _signature_input(fp32)
     samples = np.asarray(calibration, dtype=np.float32)
     batches = [{input_name: np.ascontiguousarray(samples[i:i + batch])}

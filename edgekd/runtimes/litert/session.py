@@ -60,10 +60,11 @@ def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 
 def model_precision(details: list[dict[str, Any]], input_dtype: Any) -> str:
     """What the model computes in, from its tensors' types: ``int8`` where the input itself is integer
-    (full-integer), ``int8+f32`` where int8 weights meet float activations (dynamic range), ``f32`` otherwise
-    (float16 weights included: XNNPACK and the built-in kernels dequantize them to float32 once, at preparation)."""
+    (full-integer) and no tensor is float32, ``int8+f32`` where int8 meets float32 (a full-integer model with ops
+    kept float, or int8 weights with float activations: dynamic range), ``f32`` otherwise (float16 weights
+    included: XNNPACK and the built-in kernels dequantize them to float32 once, at preparation)."""
     if np.dtype(input_dtype).kind in "iu":
-        return "int8"
+        return "int8+f32" if any(np.dtype(d["dtype"]) == np.float32 for d in details) else "int8"
     if any(np.dtype(d["dtype"]) == np.int8 for d in details):
         return "int8+f32"
     return "f32"

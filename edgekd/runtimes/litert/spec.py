@@ -15,6 +15,7 @@ SPEC = register(
                 ".tflite from litert-torch, fp32, XNNPACK on the CPU"),
      Capability(NAME, "fp16", "litert", "export", ("litert",), "install",
                 ".tflite, fp16 weights (ai-edge-quantizer float casting), dequantized to fp32 at load"),
-     Capability(NAME, "int8", "litert", "quantize", ("aiq",), "install",
-                "full-integer .tflite: ai-edge-quantizer static_wi8_ai8, calibrated on the calibration images")),
+     Capability(NAME, "int8", "litert", "quantize", ("aiq", "aiq-mixed"), "install",
+                "full-integer .tflite: ai-edge-quantizer static_wi8_ai8, calibrated on the calibration images; "
+                "aiq-mixed keeps ort-mixed's float nodes float")),
 )

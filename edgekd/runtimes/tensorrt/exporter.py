@@ -19,6 +19,13 @@ Precision policy (the precision asked for is the precision of the engine, or the
   ``ort_static_quantize(..., symmetric_activations=True, quantize_bias=False)``. TensorRT 10 sets
   ``BuilderFlag.INT8``; TensorRT 11 takes the types from the graph. Implicit (calibrator) INT8 is deprecated in 10
   and gone in 11, so it is not offered.
+- ``int8`` with ``float_layers`` (mixed precision): the named ONNX nodes have no Q/DQ pair in the graph
+  (``nodes_to_exclude``), so under explicit quantization they compute in float; on TensorRT 10 their layers are also
+  pinned to fp32 through the layer API (``layer.precision = trt.float32``, ``layer.set_output_type(i,
+  trt.float32)``) with ``BuilderFlag.OBEY_PRECISION_CONSTRAINTS``, so the builder may not pick a reduced-precision
+  kernel for them. TensorRT 11 removed that flag and those hints: a strongly typed network takes every layer's type
+  from the graph, where those nodes are float32. Either way the built engine's inspector must show each such layer
+  reading fp32 (:func:`edgekd.runtimes.tensorrt.engine_precision.float_layer_problem`).
 
 Every engine is built with ``ProfilingVerbosity.DETAILED``, so the engine inspector reports each layer's data types
 (:func:`edgekd.runtimes.tensorrt.session.layer_precisions`), and those are checked before the engine is written: an
@@ -36,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +55,7 @@ from edgekd.capabilities import device_index
 from edgekd.errors import UserError
 from edgekd.export.build import register_exporter
 from edgekd.runtime import first_line
-from edgekd.runtimes.tensorrt.engine_precision import engine_precision_problem
+from edgekd.runtimes.tensorrt.engine_precision import engine_precision_problem, float_layer_problem
 from edgekd.runtimes.tensorrt.runner import tensorrt_problem
 from edgekd.runtimes.tensorrt.session import layer_precisions
 
@@ -147,7 +154,7 @@ def _error_logger(trt: Any) -> Any:
 
 def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "fp32",
                  timing_cache: Path | None = None, workspace_mb: int = 1024, opt_batch: int = 1,
-                 max_batch: int = 64, device: str = "cuda:0") -> Path:
+                 max_batch: int = 64, device: str = "cuda:0", float_layers: Sequence[str] = ()) -> Path:
     """Build a TensorRT engine from ``onnx_path`` and write it atomically to ``engine_path``.
 
     Args:
@@ -158,15 +165,18 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
         workspace_mb: the builder's workspace memory pool limit in MiB.
         opt_batch, max_batch: the optimisation profile of a dynamic batch dimension (min is 1).
         device: the CUDA device the engine is built for (``cuda`` or ``cuda:N``), as the device profile names it.
+        float_layers: for ``int8``, ONNX node names (left without Q/DQ in the graph) whose layers stay fp32.
 
     Raises:
         UserError: the graph cannot give an engine of ``precision``, TensorRT >= 10 or the CUDA device is missing,
             TensorRT cannot parse or build the graph, or the built engine does not compute in ``precision``
-            (:func:`edgekd.runtimes.tensorrt.engine_precision.engine_precision_problem`; nothing is written
-            then).
+            (:func:`edgekd.runtimes.tensorrt.engine_precision.engine_precision_problem`), or a float layer does
+            not compute in fp32 (nothing is written then).
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise UserError(f"TensorRT precision must be fp32, fp16 or int8, got {precision!r}")
+    if float_layers and precision != "int8":
+        raise UserError(f"{onnx_path}: float_layers are for int8 engines (a {precision} engine is all float)")
     if workspace_mb < 1 or not 1 <= opt_batch <= max_batch:
         raise ValueError(f"need workspace_mb >= 1 and 1 <= opt_batch <= max_batch, got {workspace_mb}, "
                          f"{opt_batch}, {max_batch}")
@@ -177,11 +187,31 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: Precision = "
 
     with cuda_device(device):  # the builder times its kernels on the current CUDA device
         return _build(trt, Path(onnx_path), Path(engine_path), precision, facts, timing_cache, workspace_mb,
-                      opt_batch, max_batch)
+                      opt_batch, max_batch, tuple(float_layers))
+
+
+def _keep_float(trt: Any, network: Any, config: Any, nodes: tuple[str, ...], onnx_path: Path,
+                strongly_typed: bool) -> None:
+    """Pin the layers TensorRT's ONNX parser named after ``nodes`` to fp32 (see the module docstring); a node
+    with no such layer is a UserError."""
+    layers = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
+    missing = [node for node in nodes if node not in layers]
+    if missing:
+        raise UserError(f"{onnx_path}: TensorRT's network has no layer named after the float node(s) "
+                        f"{', '.join(missing)}")
+    if strongly_typed:  # TensorRT 11: the graph's types rule, and those nodes are float32 in it
+        return
+    for node in nodes:
+        layer = layers[node]
+        layer.precision = trt.float32
+        for index in range(layer.num_outputs):
+            layer.set_output_type(index, trt.float32)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
 
 
 def _build(trt: Any, onnx_path: Path, engine_path: Path, precision: Precision, facts: dict[str, Any],
-           timing_cache: Path | None, workspace_mb: int, opt_batch: int, max_batch: int) -> Path:
+           timing_cache: Path | None, workspace_mb: int, opt_batch: int, max_batch: int,
+           float_layers: tuple[str, ...] = ()) -> Path:
     strongly_typed = int(trt.__version__.split(".")[0]) >= 11
     logger = _error_logger(trt)
     builder = trt.Builder(logger)  # raises (it never returns None) when no CUDA device can be used
@@ -201,6 +231,8 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, precision: Precision, f
         if not parser.parse_from_file(str(source)):
             errors = "; ".join(str(parser.get_error(i)).replace("\n", " ") for i in range(parser.num_errors))
             raise UserError(f"{onnx_path}: TensorRT cannot parse this model ({errors or 'no error message'})")
+    if float_layers:
+        _keep_float(trt, network, config, float_layers, onnx_path, strongly_typed)
     _add_batch_profile(builder, network, config, opt_batch, max_batch)
     cache = _attach_timing_cache(trt, config, timing_cache, logger) if timing_cache is not None else None
     serialized = builder.build_serialized_network(network, config)
@@ -208,7 +240,10 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, precision: Precision, f
         raise UserError(f"{onnx_path}: TensorRT {trt.__version__} failed to build a {precision} engine "
                         f"({_last_error(logger, 'no error message')})")
     engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    if (problem := engine_precision_problem(layer_precisions(engine), precision)) is not None:
+    layers = layer_precisions(engine)
+    if (problem := engine_precision_problem(layers, precision)) is not None:
+        raise UserError(f"{onnx_path}: {problem}")
+    if float_layers and (problem := float_layer_problem(layers, float_layers)) is not None:
         raise UserError(f"{onnx_path}: {problem}")
     atomic_write_bytes(engine_path, bytes(memoryview(serialized)))
     if cache is not None and timing_cache is not None:

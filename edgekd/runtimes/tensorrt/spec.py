@@ -15,6 +15,7 @@ SPEC = register(
                 quantize_targets={"cuda": "ANY"}),
     (Capability(NAME, "fp32", "tensorrt", "export", ("tensorrt",), "install", "engine, fp32"),
      Capability(NAME, "fp16", "tensorrt", "export", ("tensorrt",), "install", "engine, fp16"),
-     Capability(NAME, "int8", "tensorrt", "quantize", ("ort", "qat"), "install",
-                "engine from a symmetric Q/DQ ONNX graph (ONNX Runtime calibration or QAT)")),
+     Capability(NAME, "int8", "tensorrt", "quantize", ("ort", "trt-mixed", "qat"), "install",
+                "engine from a symmetric Q/DQ ONNX graph (ONNX Runtime calibration or QAT); trt-mixed keeps "
+                "ort-mixed's float nodes without Q/DQ, their layers pinned to fp32")),
 )
