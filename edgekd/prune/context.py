@@ -5,17 +5,20 @@ activation, and add the entries up. A one-conv network pays costs a whole networ
 runtime's thread start-up, copies to and from the caller) and misses those its neighbours add (layout changes, cache
 reuse), so the sum of a plan's entries drifts away from the plan's latency. Here, departing from the paper, each
 change ``s`` (an option's segment, or a layer's removal for the prune-only baseline) is timed where it runs, inside
-the network (each network timed by :func:`edgekd.prune.latency.measure_module`)::
+the network (each network timed by :func:`edgekd.prune.latency.measure_module`), as a share of the network timed
+beside it::
 
-    Δ(s) = L(N_s) − R_s
+    ρ(s) = L(N_s) / R_s − 1,        Δ(s) = M · ρ(s)
 
 ``N`` is the unpruned network in its merged form (BN folded, normalisation inside: what is deployed), ``N_s`` is
-``N`` with only ``s`` applied (:meth:`~edgekd.prune.segments.Plan.single`), and ``R_s`` is the latency of ``N``
-re-timed right before and right after the block of changes ``s`` belongs to (the mean of the two): ``N`` is timed
-between every ``block`` changes, so the drift of a busy machine reaches both terms alike. A plan ``P`` is predicted
-as::
+``N`` with only ``s`` applied (:meth:`~edgekd.prune.segments.Plan.single`), ``R_s`` the mean of the two timings of
+``N`` right before and right after the block of changes ``s`` belongs to (``N`` is re-timed between every ``block``
+changes), and ``M`` the median of all timings of ``N``. A shared machine changes speed over minutes, and a change of
+speed scales the whole network: the ratio cancels it where the absolute difference ``L(N_s) − R_s`` would carry it.
+A block whose two references disagree by more than ``tolerance`` (the speed moved inside it) is timed again, up to
+``retries`` times; a change keeps the timing whose references agree best. A plan ``P`` is predicted as::
 
-    L̂(P) = M + Σ_{s ∈ P} Δ(s),        M = median of all timings of N
+    L̂(P) = M · (1 + Σ_{s ∈ P} ρ(s)) = M + Σ_{s ∈ P} Δ(s)
 
 which is exact for the unpruned plan (every Δ is 0) and, up to timing noise, for any single change; for a plan of
 several changes it leaves out how they interact (a first-order model). The DP adds non-negative costs, so an entry
@@ -25,17 +28,20 @@ costs::
 
 Every plan covers layers ``1 … L`` exactly once, so ``Σ_{s ∈ P} T(s) = L · w + Σ Δ(s)``: the share ``w`` moves
 every plan's sum by the same ``L · w``, changes no choice and keeps every cost non-negative; a whole-network budget
-``B`` leaves ``B − (M − L · w)`` to the table. Cost: one timing of ``N_s`` per change, one of ``N`` per block.
+``B`` leaves ``B − (M − L · w)`` to the table. Cost: one timing of ``N_s`` per change, one of ``N`` per block, and
+the blocks timed again.
 
 The timings are a log, ``[[name, ms], ...]`` in the order they were taken (``name`` is a change's key, or
 :data:`REFERENCE`), kept in one JSON file per (network, settings, :data:`MODEL`), rewritten atomically after each
-timing: a run killed at any point resumes with a fresh reference timing, then the changes not yet in the log.
+timing: a run killed at any point resumes with a fresh reference timing (which closes the block it left open), then
+the changes not yet settled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,24 +58,70 @@ from edgekd.prune.latency import LatencySettings, measure_module
 from edgekd.prune.segments import Plan
 
 #: what the timings of a log mean; part of the cache key (a change of semantics must change it)
-MODEL = "in-context-v1"
+MODEL = "in-context-v2"
 #: the name of a timing of the unpruned network in a log
 REFERENCE = "reference"
 
 
-def log_deltas(log: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """``{change: Δ}`` from a timing log: each change's latency minus the mean of the reference timings nearest
-    before and after it (only one of them where the other is missing; a change with neither is left out)."""
+@dataclass(frozen=True)
+class Timing:
+    """One timing of a changed network and the timings of the unpruned one just before and after it (ms)."""
+
+    ms: float
+    before: float | None
+    after: float | None
+
+    @property
+    def reference_ms(self) -> float:
+        """``R_s``: the mean of the references present (NaN where neither is)."""
+        around = [r for r in (self.before, self.after) if r is not None]
+        return sum(around) / len(around) if around else math.nan
+
+    def disagreement(self, expected_ms: float | None = None) -> float:
+        """``|after − before| / min(before, after)``, or where ``expected_ms`` is given, the larger of that and
+        ``|R_s − expected_ms| / expected_ms``; infinite until both references exist."""
+        if self.before is None or self.after is None:
+            return math.inf
+        apart = abs(self.after - self.before) / min(self.before, self.after)
+        return apart if expected_ms is None else max(apart, abs(self.reference_ms - expected_ms) / expected_ms)
+
+    @property
+    def ratio(self) -> float:
+        """``ρ = L(N_s) / R_s − 1``."""
+        return self.ms / self.reference_ms - 1.0
+
+
+def log_timings(log: Sequence[Sequence[Any]]) -> dict[str, list[Timing]]:
+    """Every timing of every change in ``log``, in order, each with the reference timings nearest before and after
+    it."""
     refs = [i for i, (name, _) in enumerate(log) if name == REFERENCE]
-    deltas = {}
+    out: dict[str, list[Timing]] = {}
     for i, (name, ms) in enumerate(log):
         if name == REFERENCE:
             continue
-        around = [float(log[j][1]) for j in (max((r for r in refs if r < i), default=None),
-                                             min((r for r in refs if r > i), default=None)) if j is not None]
-        if around:
-            deltas[str(name)] = float(ms) - sum(around) / len(around)
-    return deltas
+        before = max((r for r in refs if r < i), default=None)
+        after = min((r for r in refs if r > i), default=None)
+        out.setdefault(str(name), []).append(Timing(float(ms), None if before is None else float(log[before][1]),
+                                                    None if after is None else float(log[after][1])))
+    return out
+
+
+def best_timings(log: Sequence[Sequence[Any]], expected_ms: float | None = None) -> dict[str, Timing]:
+    """Each change's timing whose two references agree best (:meth:`Timing.disagreement`; the latest of equals); a
+    change with no reference timing at all is left out."""
+    return {name: min(reversed(timings), key=lambda t: t.disagreement(expected_ms))
+            for name, timings in log_timings(log).items()
+            if any(t.before is not None or t.after is not None for t in timings)}
+
+
+def unsettled(log: Sequence[Sequence[Any]], changes: Sequence[str], tolerance: float, retries: int,
+              expected_ms: float | None = None) -> list[str]:
+    """The changes of ``changes`` (in order, once each) still to be timed: never timed, or timed at most
+    ``retries`` times with no timing whose references agree within ``tolerance`` (with each other, and with
+    ``expected_ms`` where given: :meth:`Timing.disagreement`)."""
+    timings = log_timings(log)
+    return [key for key in dict.fromkeys(changes) if key not in timings
+            or (len(timings[key]) <= retries and all(t.disagreement(expected_ms) > tolerance for t in timings[key]))]
 
 
 def reference_timings(log: Sequence[Sequence[Any]]) -> list[float]:
@@ -90,22 +142,25 @@ class ContextLog:
             if stored.get("key") == self.key:
                 self.log = [list(item) for item in stored.get("log", [])]
 
-    def timed(self) -> set[str]:
-        return {str(name) for name, _ in self.log if name != REFERENCE}
-
     def add(self, name: str, ms: float) -> None:
         self.log.append([name, float(ms)])
         atomic_write_json(self.path, {"key": self.key, "log": self.log})
 
 
 def time_in_context(log: ContextLog, changes: Sequence[str], time_one: Callable[[str | None], float], *,
-                    block: int = 8, console: Console | None = None) -> None:
-    """Time every change of ``changes`` not yet in ``log``, with a reference timing before the first, after every
-    ``block`` changes and after the last (once, when there is nothing to time and no reference yet).
-    ``time_one(None)`` times the unpruned network, ``time_one(key)`` the network with only that change (ms)."""
+                    block: int = 8, tolerance: float = 0.1, retries: int = 2, expected_ms: float | None = None,
+                    console: Console | None = None) -> None:
+    """Time every change of ``changes`` not yet settled in ``log`` (:func:`unsettled`), in blocks of ``block``
+    changes with a reference timing before the first block and after every block (once, when there is nothing to
+    time and no reference yet); a block whose references disagree by more than ``tolerance`` (with each other, or
+    with ``expected_ms``: the machine ran at another speed than the one it is compared with) is timed again, up to
+    ``retries`` times. ``time_one(None)`` times the unpruned network, ``time_one(key)`` the network with only that
+    change (ms)."""
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    todo = [key for key in dict.fromkeys(changes) if key not in log.timed()]
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
     if not todo:
         if not reference_timings(log.log):  # nothing to change (e.g. no mergeable layer): M is still needed
             log.add(REFERENCE, time_one(None))
@@ -114,19 +169,24 @@ def time_in_context(log: ContextLog, changes: Sequence[str], time_one: Callable[
     with Progress(TextColumn("[bold]latency in context[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
                   transient=False) as progress:
+        log.add(REFERENCE, time_one(None))  # opens this session and closes a block a killed one left open
+        todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
         task = progress.add_task("context", total=len(todo), info=f"{len(changes) - len(todo)} cached")
-        log.add(REFERENCE, time_one(None))
-        for n, key in enumerate(todo, start=1):
-            ms = time_one(key)
-            log.add(key, ms)
-            progress.update(task, advance=1, info=f"{key}: {ms:.4f} ms")
-            if n % block == 0 or n == len(todo):
-                log.add(REFERENCE, time_one(None))
+        done = 0
+        while todo:
+            for key in todo[:block]:
+                ms = time_one(key)
+                log.add(key, ms)
+                done += 1
+                progress.update(task, completed=done, info=f"{key}: {ms:.4f} ms")
+            log.add(REFERENCE, time_one(None))
+            todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
+            progress.update(task, total=done + len(todo))
 
 
 @dataclass(frozen=True)
 class ContextModel:
-    """The in-context latency model of one network (module docstring): ``M``, every change's ``Δ`` and span
+    """The in-context latency model of one network (module docstring): ``M``, every change's ``Δ = M · ρ`` and span
     ``end − st`` (changes that leave the network as it is have ``Δ = 0``), and the per-layer share ``w``."""
 
     depth: int
@@ -144,9 +204,9 @@ class ContextModel:
         refs = reference_timings(log)
         if not refs:
             raise ValueError("the timing log holds no timing of the unpruned network")
-        timed = log_deltas(log)
-        deltas = {key: 0.0 if key in unchanged else timed[key] for key in spans}
         reference = statistics.median(refs)
+        timed = best_timings(log)
+        deltas = {key: 0.0 if key in unchanged else reference * timed[key].ratio for key in spans}
         need = max((-deltas[k] / spans[k] for k in spans), default=0.0)
         spread = (max(refs) - min(refs)) / reference if reference > 0 else 0.0
         return cls(depth, reference, deltas, dict(spans), max(reference / depth, need), spread)

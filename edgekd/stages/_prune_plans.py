@@ -2,13 +2,15 @@
 
 Latency accounting (one place, so the DP, the budgets and the report agree) follows the in-context model of
 :mod:`edgekd.prune.context`: every change a plan can make (an option's segment; a layer's removal for the prune-only
-baseline) is timed inside the unpruned network, as ``Δ(s) = L(N_s) − R_s`` with the reference ``N`` re-timed
-between blocks of changes; a plan's predicted latency is ``M + Σ Δ`` (``M`` the median of the reference timings), and
+baseline) is timed inside the unpruned network, as ``Δ(s) = M · (L(N_s) / R_s − 1)`` with the reference ``N``
+re-timed between blocks of changes (a block timed again when the machine's speed moved inside it); a plan's predicted
+latency is ``M + Σ Δ`` (``M`` the median of the reference timings; never below the runner's per-call overhead), and
 the DP adds the non-negative costs ``T(s) = Δ(s) + (end − st) · w``, so a whole-network budget ``B`` (ms, or a
 fraction of ``M``) leaves ``B − (M − L · w)`` to the table. The prune-only knapsack keeps layer ``j`` at the cost
 ``−Δ(drop j)`` (clamped at 0 where noise makes a removal look slower).
 
-After planning, every distinct plan's merged network is timed the same way (each between two reference timings), so
+After planning, every distinct plan's merged network is timed the same way (each between two reference timings,
+again where those stray from ``M``), so
 the stage records, per plan, the predicted and the measured latency and their relative error, with the reason where
 it is above :data:`ERROR_FLAG` and one can be named (:func:`error_cause`).
 """
@@ -51,7 +53,7 @@ from edgekd.prune.context import (
     REFERENCE,
     ContextLog,
     ContextModel,
-    log_deltas,
+    best_timings,
     network_key,
     network_timer,
     time_in_context,
@@ -117,8 +119,9 @@ class Tables:
         return [keys[s] for s in plan.segments]
 
     def predicted_ms(self, plan: Plan) -> float:
-        """``M + Σ Δ`` over the plan's changes."""
-        return self.model.predicted_ms(self.change_keys(plan))
+        """``M + Σ Δ`` over the plan's changes, never below the runner's per-call overhead (what an empty network
+        takes: first-order sums of many large savings can fall under it)."""
+        return max(self.overhead_ms, self.model.predicted_ms(self.change_keys(plan)))
 
     def entries(self) -> list[Entry]:
         return [Entry(o, self.latency(o.key), self.importance[o.key]) for o in self.options]
@@ -199,18 +202,19 @@ def _latency_model(ctx: StageContext, chain: Chain, changes: dict[str, Segment],
 
 def time_plans(ctx: StageContext, tables: Tables, plans: dict[str, Plan]) -> dict[str, dict[str, float]]:
     """Each plan's merged network timed between two reference timings of the unpruned one (ms): ``{name:
-    {"measured_ms", "reference_ms"}}``, ``reference_ms`` the mean of the two around it. The log is kept in the
-    stage's folder, keyed by the plans and the settings, so a resumed attempt reuses it."""
+    {"measured_ms", "reference_ms"}}``, ``reference_ms`` the mean of the two around it. A plan is timed again (up to
+    twice) when those two disagree, or stray from ``M``, by more than 10 %: its measurement is then compared with a
+    prediction made at the machine's speed during the table build. The log is kept in the stage's folder, keyed by
+    the plans and the settings, so a resumed attempt reuses it."""
     data = ctx.data()
     x = _example(ctx, tables.batch_size)
     key = {"settings": tables.settings.cache_key(), **network_key(tables.chain, x, data.mean, data.std),
            "plans": {name: plan.to_json() for name, plan in plans.items()}}
     log = ContextLog(ctx.stage_dir / "plan-latency", key)
     time_in_context(log, list(plans), network_timer(tables.chain, plans, tables.settings, x, data.mean, data.std),
-                    block=1, console=ctx.console)
-    deltas = log_deltas(log.log)
-    measured = {str(name): float(ms) for name, ms in log.log if name in plans}
-    return {k: {"measured_ms": measured[k], "reference_ms": measured[k] - deltas[k]} for k in plans}
+                    block=1, expected_ms=tables.unpruned_ms, console=ctx.console)
+    timed = best_timings(log.log, expected_ms=tables.unpruned_ms)
+    return {k: {"measured_ms": timed[k].ms, "reference_ms": timed[k].reference_ms} for k in plans}
 
 
 def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, tables: Tables, changes: int
