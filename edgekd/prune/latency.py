@@ -28,7 +28,7 @@ from edgekd.runtimes import runtime_part
 @dataclass(frozen=True)
 class LatencySettings:
     """Where and how networks are timed. ``options`` are the runner options the device profile sets (threads,
-    providers, device); ``statistic`` is the latency summary the DP uses (``p50``, ``mean``, ...)."""
+    providers, device); ``statistic`` is the latency summary the DP uses (``p50``, ``mean``, ``min``, ...)."""
 
     device: str
     runtime: str = TABLE_RUNTIMES[0]
@@ -48,9 +48,9 @@ class LatencySettings:
         return options
 
     def cache_key(self) -> dict[str, Any]:
-        """Everything a timing depends on besides the network and its input."""
+        """Everything a logged timing depends on besides the network and its input (the statistic too: a timing
+        log keeps that one summary of each timed loop)."""
         key = asdict(self)
-        key.pop("statistic")
         key["options"] = self.runner_options()
         key["libraries"] = library_versions()
         return key
