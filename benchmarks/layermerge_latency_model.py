@@ -14,6 +14,8 @@ unpruned network timed beside the plan: the error had the machine kept one speed
   (52 layers, half width).
 
 A second call with the same ``--out`` re-uses every finished stage (``edgekd run``'s cache), so it only reads.
+``--set KEY=VALUE`` adds a recipe override for every student (e.g. ``prune.latency.statistic=min``, which re-runs
+the prune stage only) and ``--name`` names the record.
 The full measurement (on a quiet machine, nothing else running; writes ``results/layermerge-latency-model.json``)::
 
     python benchmarks/layermerge_latency_model.py --device x86-cpu --out runs/layermerge-latency-model
@@ -31,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +52,10 @@ STUDENTS: dict[str, list[str]] = {
 }
 
 
-def run_args(student: str, device: str, out: Path, *, smoke: bool) -> list[str]:
-    """The ``edgekd run`` command line of one student."""
-    sets = [*STUDENTS[student], *(f"{stage}=null" for stage in AFTER_PRUNE)]
+def run_args(student: str, device: str, out: Path, *, smoke: bool, extra: Sequence[str] = ()) -> list[str]:
+    """The ``edgekd run`` command line of one student (``extra``: further ``--set`` items, e.g. the table's
+    statistic)."""
+    sets = [*STUDENTS[student], *extra, *(f"{stage}=null" for stage in AFTER_PRUNE)]
     if smoke:
         sets.append("data={name: digits}")
     args = [sys.executable, "-m", "edgekd", "run", str(RECIPE), "--device", device, "--out", str(out)]
@@ -76,10 +80,10 @@ def plan_figures(info: dict[str, Any]) -> dict[str, Any]:
             "within_tolerance": sum(e <= TOLERANCE for e in errors), "plans_total": len(plans)}
 
 
-def measure(student: str, device: str, out: Path, *, smoke: bool) -> dict[str, Any]:
+def measure(student: str, device: str, out: Path, *, smoke: bool, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or re-use) one student's pipeline up to prune and return its figures (SystemExit on a failed run)."""
     run_dir = out / student
-    args = run_args(student, device, run_dir, smoke=smoke)
+    args = run_args(student, device, run_dir, smoke=smoke, extra=extra)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     print("$", " ".join(args), flush=True)
     code = subprocess.run(args, cwd=ROOT, env=env).returncode
@@ -87,7 +91,7 @@ def measure(student: str, device: str, out: Path, *, smoke: bool) -> dict[str, A
     if code not in (0, 1) or not record.is_file():
         raise SystemExit(f"{student}: edgekd run exited {code} without a prune record ({record})")
     info = json.loads(record.read_text())["info"]
-    return {"student": student, "sets": STUDENTS[student], "run_dir": str(run_dir), **plan_figures(info)}
+    return {"student": student, "sets": [*STUDENTS[student], *extra], "run_dir": str(run_dir), **plan_figures(info)}
 
 
 def show(figures: dict[str, Any]) -> None:
@@ -108,15 +112,18 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", choices=sorted(STUDENTS), default=None,
                         help="default: both (--smoke: resnet14)")
     parser.add_argument("--smoke", action="store_true", help="edgekd run --smoke on digits; record under --out")
+    parser.add_argument("--set", dest="extra", action="append", default=[],
+                        help="a further recipe override for every student, e.g. prune.latency.statistic=min")
+    parser.add_argument("--name", default=NAME, help=f"record name (default {NAME})")
     args = parser.parse_args()
     students = args.students or (["resnet14"] if args.smoke else list(STUDENTS))
-    results = [measure(s, args.device, args.out, smoke=args.smoke) for s in students]
+    results = [measure(s, args.device, args.out, smoke=args.smoke, extra=args.extra) for s in students]
     for figures in results:
         show(figures)
     figures = {"recipe": str(RECIPE.relative_to(ROOT)), "device": args.device, "smoke": args.smoke,
                "tolerance": TOLERANCE, "students": results}
     title = "LayerMerge in-context latency model: predicted vs measured latency of every plan"
-    path = write_record(f"{NAME}-smoke" if args.smoke else NAME, title=title, figures=figures,
+    path = write_record(f"{args.name}-smoke" if args.smoke else args.name, title=title, figures=figures,
                         out_dir=args.out if args.smoke else RESULTS,
                         notes="prune stage only; measured = each plan's merged network timed after the table, "
                               "between two timings of the unpruned network")

@@ -29,6 +29,10 @@ def test_the_mobilenetv2_variant_is_the_recipe_with_its_student_and_no_stage_aft
     assert recipe.export is None and recipe.bench is None and recipe.evaluate is None and recipe.report is None
     smoke = run_args("resnet14", "x86-cpu", Path("/tmp/out"), smoke=True)
     assert smoke[-1] == "--smoke" and "data={name: digits}" in _overrides(smoke)
+    extra = run_args("mobilenetv2", "x86-cpu", Path("/tmp/out"), smoke=False, extra=["prune.latency.statistic=min"])
+    recipe = load_recipe(RECIPE, _overrides(extra))
+    assert recipe.prune is not None and recipe.prune.latency.statistic == "min"
+    assert recipe.student is not None and recipe.student.model.name == "mobilenetv2_x0_5"
 
 
 def test_plan_figures_count_the_plans_within_ten_percent() -> None:
