@@ -2,15 +2,15 @@
 (ResNet-20, -32, -56).
 
 For each network (CIFAR ResNet on 1×28×28 Fashion-MNIST, x86 CPU, ONNX Runtime fp32), built the way the prune stage
-builds it (:mod:`edgekd.prune.context`, the stage's block of changes between reference timings):
+builds it (:mod:`edgekd.prune.context`: each change timed interleaved with the unpruned network):
 
 - *entries*: candidate (segment, kernel option) entries; *changes*: the entries plus every layer's removal (the
   prune-only baseline's items), of which *timed* change the network (a layer kept as its own segment is the unpruned
   network itself and is not timed);
-- *latency table*: whole-network timings the in-context table takes (one per timed change, one of the unpruned
-  network per block), seconds to build it cold (each network merged, exported to ONNX and timed with the bench
+- *latency table*: pairs of whole-network timings the in-context table takes (one per timed change, beside the
+  unpruned network), seconds to build it cold (each network merged, exported to ONNX and timed with the bench
   statistics) and warm (a second build that finds every timing in its cache), and the unpruned network's median
-  latency and the spread of its timings during the build;
+  latency and the p10–p90 spread of its timings during the build;
 - *importance*: seconds per entry in ``proxy`` mode (BN recalibration, no gradient step) and ``finetune`` mode
   (``--steps`` SGD steps), measured on ``--sample`` entries spread over the table, and the projected total for all
   changes (per-entry mean × changes; entries are independent, so ``torchrun`` ranks or the executor divide this);
@@ -43,7 +43,6 @@ from edgekd.prune.importance import ImportanceSettings, ImportanceStore, measure
 from edgekd.prune.latency import LatencySettings
 from edgekd.prune.segments import Plan, Segment, candidate_options, drop_changes
 from edgekd.runtime import Normalize
-from edgekd.stages._prune_plans import CONTEXT_BLOCK
 from records import write_record
 
 HEADER = ("network", "layers", "entries", "changes", "timed", "timings", "latency_cold_s", "latency_warm_s",
@@ -81,13 +80,13 @@ def measure(depth: int, data: DataBundle, latency: LatencySettings, args: argpar
     unchanged = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
     plans = {k: Plan.single(chain, s) for k, s in changes.items() if k not in unchanged}
     key = {"settings": latency.cache_key(), **network_key(chain, x, data.mean, data.std)}
-    timer = network_timer(chain, plans, latency, x, data.mean, data.std)
     with tempfile.TemporaryDirectory() as tmp:
         seconds, logs = [], []
         for _ in ("cold", "warm"):
             start = time.perf_counter()
             logs.append(ContextLog(Path(tmp) / "latency", key))
-            time_in_context(logs[-1], list(plans), timer, block=CONTEXT_BLOCK, console=console)
+            with network_timer(chain, plans, latency, x, data.mean, data.std) as time_pair:
+                time_in_context(logs[-1], list(plans), time_pair, console=console)
             seconds.append(time.perf_counter() - start)
         log = logs[0]
         if logs[1].log != log.log:
@@ -143,7 +142,7 @@ def main() -> None:
     for row in rows:
         print(" | ".join(f"{row[h]:.3f}" if isinstance(row[h], float) else "-" if row[h] is None else str(row[h])
                          for h in HEADER))
-    figures = {"args": {k: str(v) for k, v in vars(args).items()}, "context_block": CONTEXT_BLOCK, "rows": rows}
+    figures = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
     if args.json is not None:
         atomic_write_json(args.json, figures)
     if args.record is not None:

@@ -3,7 +3,7 @@
 For each student, ``edgekd run pipelines/fmnist-layermerge.yaml --device DEVICE`` runs up to the prune stage (export,
 quantize, evaluate, bench and report switched off with ``--set <stage>=null``); the prune stage times every table
 entry in context (:mod:`edgekd.prune.context`), plans every method at every budget, then times each plan's merged
-network between two timings of the unpruned one. This script reads the prune stage's record (``prune/stage.json``)
+network beside the unpruned one. This script reads the prune stage's record (``prune/stage.json``)
 and writes, per student and plan, the predicted latency (``M + Σ Δ``), the measured one, their relative error, the
 cause the stage names where it is above 10 %, and the error with the prediction scaled by ``R_p / M`` (``R_p`` the
 unpruned network timed beside the plan: the error had the machine kept one speed). Students:
@@ -75,6 +75,7 @@ def plan_figures(info: dict[str, Any]) -> dict[str, Any]:
             "batch_size": info["batch_size"], "depth": info["depth"], "entries": info["entries"],
             "latency_model": info["latency_model"], "unpruned_ms": info["unpruned_measured_ms"],
             "reference_timings_ms": info["reference_timings_ms"], "reference_spread": info["reference_spread"],
+            "ratio_noise": info.get("ratio_noise"), "confirmation": info.get("confirmation"),
             "overhead_ms": info["overhead_ms"], "seconds": info.get("seconds"), "plans": plans,
             "max_abs_relative_error": max(errors, default=None),
             "within_tolerance": sum(e <= TOLERANCE for e in errors), "plans_total": len(plans)}
@@ -96,7 +97,8 @@ def measure(student: str, device: str, out: Path, *, smoke: bool, extra: Sequenc
 
 def show(figures: dict[str, Any]) -> None:
     print(f"\n{figures['student']}: unpruned {figures['unpruned_ms']:.4f} ms ({figures['statistic']}, median of "
-          f"{len(figures['reference_timings_ms'])}, spread {100 * figures['reference_spread']:.1f} %), "
+          f"{len(figures['reference_timings_ms'])}, p10–p90 spread {100 * figures['reference_spread']:.1f} %), "
+          f"confirmation {figures['confirmation']}, "
           f"{figures['within_tolerance']}/{figures['plans_total']} plans within {100 * TOLERANCE:.0f} %")
     for p in figures["plans"]:
         corrected = "—" if p["drift_corrected_error"] is None else f"{100 * p['drift_corrected_error']:+6.1f} %"
@@ -126,7 +128,7 @@ def main() -> None:
     path = write_record(f"{args.name}-smoke" if args.smoke else args.name, title=title, figures=figures,
                         out_dir=args.out if args.smoke else RESULTS,
                         notes="prune stage only; measured = each plan's merged network timed after the table, "
-                              "between two timings of the unpruned network")
+                              "interleaved with the unpruned network")
     print(f"\nrecord: {path}")
 
 

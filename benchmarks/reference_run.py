@@ -9,8 +9,10 @@ Usage::
 The record holds the wall time of this call, the compute seconds of every stage as recorded when the stage was
 computed (a stage found cached keeps the seconds of the call that computed it, from its ``stage.json``), and per
 artifact its format, precision, bytes, parameters and MACs, test and validation accuracy where the manifest has them,
-and p50/p90 latency; then the selected artifact and the split that chose it. The exit code of ``edgekd run`` is
-recorded and returned: a run that fails a budget (exit 1) is still a measurement; bad input (exit 2) writes nothing.
+and p50/p90 latency; then the selected artifact and the split that chose it, and the ablation's table where the
+recipe has one (``python benchmarks/reference_run.py benchmarks/ablation/r20.yaml ...``). The exit code of
+``edgekd run`` is recorded and returned: a run that fails a budget (exit 1) is still a measurement; bad input (exit 2)
+writes nothing.
 """
 
 from __future__ import annotations
@@ -63,10 +65,25 @@ def artifact_figures(artifact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in figures.items() if v is not None}
 
 
+def ablation_figures(run_dir: Path) -> dict[str, Any] | None:
+    """The ablation stage's table, where the run has one: per variant its test accuracy by seed, mean ± sample
+    standard deviation at the best epoch on validation and at the last epoch, the gain over no-KD and whether it
+    exceeds the spread (:func:`edgekd.distill.ablation.summarize`)."""
+    record = run_dir / "ablation" / "stage.json"
+    info = json.loads(record.read_text()).get("info", {}) if record.is_file() else {}
+    if "table" not in info:
+        return None
+    keep = ("variant", "accuracies", "mean", "std", "last_accuracies", "last_mean", "last_std", "gain", "finding")
+    return {"epochs": info["epochs"], "seeds": info["seeds"], "statistic": info["statistic"],
+            "rule": "finding: |gain| over no-kd exceeds the larger of the two rows' standard deviations",
+            "rows": [{k: row[k] for k in keep} for row in info["table"]]}
+
+
 def run_figures(run_dir: Path, wall_seconds: float, exit_code: int) -> dict[str, Any]:
     """The record's figures from a finished run directory."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
     selection = manifest.get("selection") or {}
+    ablation = ablation_figures(run_dir)
     return {
         "recipe": manifest["recipe"], "device": manifest["device"], "smoke": manifest.get("smoke", False),
         "seed": manifest.get("seed"), "overrides": manifest.get("overrides", []),
@@ -77,6 +94,7 @@ def run_figures(run_dir: Path, wall_seconds: float, exit_code: int) -> dict[str,
         "selected": manifest.get("selected"),
         "chosen_on_split": manifest.get("selected_by"),
         "selection_reason": selection.get("reason"),
+        **({"ablation": ablation} if ablation is not None else {}),
     }
 
 

@@ -4,8 +4,8 @@ from the cache without timing again."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from layermerge_cost import measure  # noqa: E402
 
 
-def test_one_timing_per_change_that_alters_the_network_plus_one_reference_per_block(monkeypatch) -> None:
-    calls: list[tuple[int, ...]] = []
+def test_one_pair_per_change_that_alters_the_network_and_nothing_timed_warm(monkeypatch) -> None:
+    opened: list[tuple[int, ...]] = []
 
-    def fake(net, example, settings):  # a latency that falls as merging and pruning remove convs
-        calls.append(tuple(example.shape))
+    @contextmanager
+    def fake_open(net, example, settings):  # a latency that falls as merging and pruning remove convs
+        opened.append(tuple(example.shape))
         ms = float(sum(isinstance(m, nn.Conv2d) for m in net.modules()))
-        return {"p50": ms, "mean": ms, "runs": 1}
+        yield lambda: ms
 
-    monkeypatch.setattr(context_mod, "measure_module", fake)
+    def fake_interleaved(calls, settings):
+        return [{"p50": call(), "mean": call(), "runs": 1} for call in calls]
+
+    monkeypatch.setattr(context_mod, "open_module", fake_open)
+    monkeypatch.setattr(context_mod, "measure_interleaved", fake_interleaved)
     data = load_dataset("digits", {}, val_fraction=0.1, seed=0)
     args = argparse.Namespace(batch_size=2, max_kernel=None, sample=3, steps=1, resolution=0.01)
     row = measure(8, data, LatencySettings(device="test-cpu"), args, console=None)
@@ -44,10 +49,10 @@ def test_one_timing_per_change_that_alters_the_network_plus_one_reference_per_bl
     droppable = sum(layer.droppable for layer in chain.layers)
     # every layer kept as its own segment is the unpruned network: one untimed entry per layer
     timed = len(options) + droppable - chain.depth
-    references = 1 + math.ceil(timed / 8)  # before the first change, after every block of 8 and after the last
     assert (row["entries"], row["changes"], row["timed"]) == (len(options), len(options) + droppable, timed)
-    assert row["timings"] == len(calls) == timed + references  # the warm build timed nothing
-    assert set(calls) == {(2, 1, 8, 8)}
+    assert row["timings"] == timed  # one pair per change, each beside the unpruned network
+    assert len(opened) == timed + 1  # every changed network, and the unpruned one once; the warm build opened none
+    assert set(opened) == {(2, 1, 8, 8)}
     convs = sum(isinstance(m, nn.Conv2d) for m in chain.module.modules())
     assert row["unpruned_ms"] == convs and row["reference_spread"] == 0.0
     for mode in ("proxy", "finetune"):

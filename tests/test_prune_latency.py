@@ -1,5 +1,5 @@
-"""Timing one network for LayerMerge: the exported network runs on the runtime, in an explicit precision, and the
-settings that change a timing change its cache key."""
+"""Timing networks for LayerMerge: the exported network runs on the runtime, in an explicit precision; networks
+timed interleaved get the calls the settings ask for; the settings that change a timing change its cache key."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from edgekd.bench.latency import INTERLEAVE_BLOCK_WARMUP
 from edgekd.errors import UserError
-from edgekd.prune.latency import LatencySettings, measure_module
+from edgekd.prune.latency import LatencySettings, measure_interleaved, measure_module
 
 FAST = dict(device="test-cpu", options={"threads": 1}, warmup=1, runs=3, max_seconds=30.0)
 
@@ -62,6 +63,27 @@ def test_the_network_runs_as_exported_warmup_plus_runs_times(runtime: str, monke
     with torch.no_grad():
         expected = net(x).numpy()
     np.testing.assert_allclose(record["output"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_interleaved_calls_are_counted_by_the_settings_and_stop_at_max_seconds() -> None:
+    counts = [0, 0]
+
+    def call(i: int):
+        def fn() -> None:
+            counts[i] += 1
+        return fn
+
+    # runs 45 in blocks of 20: three rounds, each block after its untimed calls; 2 warm-up calls of each first
+    stats = measure_interleaved([call(0), call(1)], LatencySettings(**{**FAST, "warmup": 2, "runs": 45,
+                                                                        "max_seconds": None}))
+    assert [s["runs"] for s in stats] == [60, 60]
+    assert counts == [2 + 3 * (INTERLEAVE_BLOCK_WARMUP + 20)] * 2
+    counts[:] = [0, 0]  # past max_seconds after the first round: one round only
+    stats = measure_interleaved([call(0), call(1)], LatencySettings(**{**FAST, "warmup": 2, "runs": 45,
+                                                                        "max_seconds": 0.0}))
+    assert [s["runs"] for s in stats] == [20, 20] and counts == [2 + INTERLEAVE_BLOCK_WARMUP + 20] * 2
+    stats = measure_interleaved([call(0)], LatencySettings(**{**FAST, "runs": 3}))  # a block no longer than runs
+    assert stats[0]["runs"] == 3
 
 
 def test_openvino_network_runs_in_f32(monkeypatch) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,10 +28,12 @@ from edgekd.prune import (
     candidate_options,
     drop_changes,
 )
-from edgekd.prune.context import REFERENCE, ContextModel
+from edgekd.prune.context import ContextLog, ContextModel, log_timings
+from edgekd.prune.segments import Plan, Segment
 from edgekd.report.prune import prune_section
 from edgekd.runtime import load_torch_artifact, open_runner, save_torch_artifact
-from edgekd.stages._prune_plans import Tables, error_cause, plan_all
+from edgekd.stages import _prune_plans
+from edgekd.stages._prune_plans import CONFIRM_PAIRS, Tables, TableTimings, confirm, error_cause, plan_all
 from edgekd.stages.prune import MERGED_FACTORY, Prune
 from tests.conftest import ROOT, needs_fmnist, run_cli
 
@@ -84,6 +88,11 @@ def test_check_refuses_a_device_without_a_table_runtime() -> None:
         Prune().check(_recipe(finetune={"losses": [{"name": "fitnets"}]}), only_ort, _data)
 
 
+def _saved(segment: Segment) -> float:
+    """What a change saves in :func:`_tables`' network: ``end − st − 1`` convs merged away, or the removed one."""
+    return segment.end - segment.st - 1 if segment.kept else 1
+
+
 def _tables() -> Tables:
     """resnet8 where, in context, every kept conv (merged or not) costs 1 ms, a removed layer nothing, and the rest of
     the network 0.5 ms: the unpruned network takes ``depth + 0.5`` ms and a change saves ``end − st − 1`` ms (kept)
@@ -92,9 +101,8 @@ def _tables() -> Tables:
     options = candidate_options(chain)
     unpruned = chain.depth + 0.5
     changes = {o.key: o.segment for o in options} | dict(drop_changes(chain))
-    log = [[REFERENCE, unpruned]] + [[k, unpruned - (s.end - s.st - 1 if s.kept else 1)] for k, s in changes.items()]
-    log.append([REFERENCE, unpruned])
     singles = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
+    log = [[k, unpruned - _saved(s), unpruned] for k, s in changes.items() if k not in singles]
     model = ContextModel.from_log(log, chain.depth, {k: s.end - s.st for k, s in changes.items()}, singles)
     importance = {o.key: 1.0 - 0.01 * (o.segment.end - o.segment.st) for o in options}
     importance.update({f"drop-{layer.index}": 0.9 for layer in chain.layers})
@@ -125,6 +133,53 @@ def test_plans_respect_the_budget_and_are_predicted_from_their_changes() -> None
     assert all(k[2] in (1, 3, 5, 7) for k in described["kernels"])
 
 
+def test_confirmation_times_planned_changes_again_until_a_lucky_timing_no_longer_decides(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    tables = _tables()
+    chain, unpruned = tables.chain, tables.unpruned_ms
+    changes = {o.key: o.segment for o in tables.options} | dict(drop_changes(chain))
+    singles = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
+    cfg = _recipe(budgets=[0.6], baselines=[]).prune
+    honest = plan_all(cfg, tables)[0][0]
+    # a change the honest plan does not use, whose first pair came out 3 ms too fast
+    lucky = next(k for k, s in changes.items() if s.kept and k not in singles
+                 and k not in tables.change_keys(honest.plan))
+    calls: list[str | None] = []
+
+    @contextmanager
+    def fake_timer(chain, plans, settings, example, mean, std):  # every later pair is the truth
+        def time_pair(key):
+            calls.append(key)
+            return unpruned - _saved(changes[key]), unpruned
+        yield time_pair
+
+    monkeypatch.setattr(_prune_plans, "network_timer", fake_timer)
+    ctx = SimpleNamespace(data=lambda: SimpleNamespace(mean=[0.5], std=[0.25]), console=None, log=lambda line: None)
+    log = ContextLog(tmp_path, {"net": "resnet8"})
+    for key, segment in changes.items():
+        if key not in singles:
+            log.add(key, unpruned - _saved(segment) - 3.0 * (key == lucky), unpruned)
+    timings = TableTimings(ctx, chain, tables.settings, torch.rand(1, 1, 8, 8),
+                           {k: Plan.single(chain, s) for k, s in changes.items() if k not in singles},
+                           {k: s.end - s.st for k, s in changes.items()}, singles, log)
+    fooled = dataclasses.replace(tables, model=timings.model())
+    first = plan_all(cfg, fooled)[0][0]
+    assert lucky in fooled.change_keys(first.plan)  # the lucky timing decides the plan
+    truth = 0.5 + sum(1 for s in first.plan.segments if s.kept)  # 0.5 ms plus 1 ms per kept conv
+    assert first.predicted_ms == pytest.approx(truth - 3.0)  # and its prediction is 3 ms too low
+
+    confirmed = confirm(cfg, fooled, timings)
+    assert calls.count(lucky) == CONFIRM_PAIRS - 1  # timed again, then no more
+    pairs = log_timings(log.log)
+    assert len(pairs[lucky]) == CONFIRM_PAIRS  # median of (truth − 3, truth, truth): the truth
+    assert confirmed.model.deltas[lucky] == pytest.approx(-_saved(changes[lucky]))
+    final = plan_all(cfg, confirmed)[0][0]
+    assert all(len(pairs[k]) >= CONFIRM_PAIRS for k in confirmed.change_keys(final.plan) if k not in singles)
+    assert final.predicted_ms == pytest.approx(0.5 + sum(1 for s in final.plan.segments if s.kept))  # the truth again
+    assert confirmed.confirmation["settled"] and confirmed.confirmation["rounds"] >= 1
+    assert confirmed.confirmation["confirmed"] == sum(len(p) >= CONFIRM_PAIRS for p in pairs.values())
+
+
 def test_error_cause_names_drift_overhead_noise_or_interaction() -> None:
     tables = _tables()  # M = depth + 0.5 = 7.5 ms for resnet8's 7 layers; references spread 0
     m = tables.unpruned_ms
@@ -133,7 +188,7 @@ def test_error_cause_names_drift_overhead_noise_or_interaction() -> None:
     assert "runner overhead dominates" in error_cause(0.30, 0.40, m, tables, 3)  # 0.25 of 0.40 ms
     assert "3 changes of this plan interact" in error_cause(5.0, 4.0, m, tables, 3)
     noisy = _tables()
-    noisy.model = dataclasses.replace(noisy.model, reference_spread=0.05)  # 0.375 ms of 7.5 ms per change
+    noisy.model = dataclasses.replace(noisy.model, ratio_noise=0.05)  # 0.375 ms of 7.5 ms per change
     assert "within the timing noise of its 9 changes" in error_cause(5.0, 4.0, m, noisy, 9)  # 1 ms ≤ 3 × 0.375
     assert "4 changes of this plan interact" in error_cause(5.0, 4.0, m, noisy, 4)  # 1 ms > 2 × 0.375
 
@@ -169,7 +224,8 @@ def _info(predicted: float, measured_name: str = "student-onnx-fp32") -> dict:
             "depth": 3, "base_val_accuracy": 0.9, "results": [result, {**result, "method": "prune-only",
                                                                       "artifact": "b", "measured_artifact": "b-onnx"}],
             "entries": 9, "runtime": "onnxruntime", "precision": "fp32", "batch_size": 1, "overhead_ms": 0.01,
-            "reference_timings_ms": [2.0, 1.9, 2.1], "reference_spread": 0.1, "context_block": 8,
+            "reference_timings_ms": [2.0, 1.9, 2.1], "reference_spread": 0.1, "ratio_noise": 0.02,
+            "confirmation": {"pairs": 3, "rounds": 1, "settled": True, "confirmed": 4},
             "unpruned_table_ms": 1.5, "fixed_ms": 0.5, "importance_mode": "proxy", "importance_steps": 4,
             "deployed": "0.5", "infeasible": {"merge-only-0.5": "too tight"}}
 
@@ -184,7 +240,8 @@ def test_report_section_shows_the_relative_error_and_flags_it_above_10_percent_w
     close = "\n".join(prune_section(manifest, {"prune": {"info": _info(1.08)}}, {}))
     assert "| error | cause | bench ms |" in close
     assert "| 0.5 | LayerMerge | `student` | 2 / 1 | 0.8000 | 0.8500 | 1.0800 | 1.0000 | +8.0 % |  | 0.9000 |" in close
-    assert "median of 3 timings during the table build, spread 10.0 %" in close
+    assert "median of 3 timings during the table build, p10–p90 spread 10.0 %" in close
+    assert "until each has 3 such pairs" in close and "varies by 2.0 % between pairs" in close
     assert "| — | unpruned | `student-unpruned` | 3 / 3 | 0.9000 | 0.9100 | 2.0000 | — | — |  | 2.0000 |" in close
     assert "**proxy**" in close and "`merge-only-0.5`: too tight" in close
     assert ("LayerMerge 0.8500 vs prune-only 0.8600, merge-only no plan — at least as accurate as every baseline: "

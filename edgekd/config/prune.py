@@ -32,13 +32,13 @@ else:
 
 
 class PruneLatency(Strict):
-    """How each latency-table entry (the unpruned network with that one change applied, timed in context, and the
-    unpruned network re-timed around it) is timed."""
+    """How each latency-table entry is timed: the unpruned network with that one change applied, open beside the
+    unpruned network and timed interleaved with it, in blocks of up to 20 calls of each."""
 
     batch_size: int | None = Field(None, ge=1, description="batch of a timed call; default: bench.batch_size, or 1")
-    warmup: int = Field(10, ge=0, description="untimed calls per entry")
-    runs: int = Field(50, ge=1, description="timed calls per entry")
-    max_seconds: float = Field(2.0, gt=0, description="stop timing an entry after this long")
+    warmup: int = Field(10, ge=0, description="untimed calls of each network of a pair")
+    runs: int = Field(50, ge=1, description="timed calls of each network of a pair (rounded up to whole blocks)")
+    max_seconds: float = Field(2.0, gt=0, description="stop timing a pair after this long (at least one block)")
     statistic: Literal["p50", "p90", "mean", "min"] = Field(
         "p50", description="summary of each entry's timed calls that the DP adds up (min: the fastest call, the one "
                            "other load on the machine touched least)")

@@ -7,7 +7,8 @@ and Merging", ICML 2024), usable as a library without the pipeline runner.
     unchanged = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]  # the network itself: Δ = 0
     plans = {k: Plan.single(chain, s) for k, s in changes.items() if k not in unchanged}
     log = ContextLog(cache_dir, key)                               # key: the network and the settings
-    time_in_context(log, list(plans), network_timer(chain, plans, LatencySettings(device="x86-cpu"), x, mean, std))
+    with network_timer(chain, plans, LatencySettings(device="x86-cpu"), x, mean, std) as time_pair:
+        time_in_context(log, list(plans), time_pair)               # each beside the unpruned network
     model = ContextModel.from_log(log.log, chain.depth, {k: s.end - s.st for k, s in changes.items()}, unchanged)
     importance = measure_importance(chain, [(o.key, o.segment) for o in options], data,
                                     ImportanceSettings(steps=50), ImportanceStore(dir, settings))

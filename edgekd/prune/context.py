@@ -5,18 +5,17 @@ activation, and add the entries up. A one-conv network pays costs a whole networ
 runtime's thread start-up, copies to and from the caller) and misses those its neighbours add (layout changes, cache
 reuse), so the sum of a plan's entries drifts away from the plan's latency. Here, departing from the paper, each
 change ``s`` (an option's segment, or a layer's removal for the prune-only baseline) is timed where it runs, inside
-the network (each network timed by :func:`edgekd.prune.latency.measure_module`), as a share of the network timed
-beside it::
+the network, as a share of the unpruned network timed in the same session::
 
-    ρ(s) = L(N_s) / R_s − 1,        Δ(s) = M · ρ(s)
+    ρ(s) = median_k( L_k(N_s) / R_k − 1 ),        Δ(s) = M · ρ(s)
 
 ``N`` is the unpruned network in its merged form (BN folded, normalisation inside: what is deployed), ``N_s`` is
-``N`` with only ``s`` applied (:meth:`~edgekd.prune.segments.Plan.single`), ``R_s`` the mean of the two timings of
-``N`` right before and right after the block of changes ``s`` belongs to (``N`` is re-timed between every ``block``
-changes), and ``M`` the median of all timings of ``N``. A shared machine changes speed over minutes, and a change of
-speed scales the whole network: the ratio cancels it where the absolute difference ``L(N_s) − R_s`` would carry it.
-A block whose two references disagree by more than ``tolerance`` (the speed moved inside it) is timed again, up to
-``retries`` times; a change keeps the timing whose references agree best. A plan ``P`` is predicted as::
+``N`` with only ``s`` applied (:meth:`~edgekd.prune.segments.Plan.single`). Each timing ``k`` of a change is a pair:
+``N_s`` and ``N`` open side by side and timed interleaved, in blocks of calls in a fresh order every round
+(:func:`edgekd.prune.latency.measure_interleaved`), giving ``L_k(N_s)`` and ``R_k``. A shared machine changes speed
+over seconds to minutes (a neighbour's burst, a slow mode), which scales the whole network; both networks of a pair
+see the same speeds, so their ratio cancels it where a reference timed minutes apart would not. ``M`` is the median
+of every ``R_k``. A plan ``P`` is predicted as::
 
     L̂(P) = M · (1 + Σ_{s ∈ P} ρ(s)) = M + Σ_{s ∈ P} Δ(s)
 
@@ -28,22 +27,28 @@ costs::
 
 Every plan covers layers ``1 … L`` exactly once, so ``Σ_{s ∈ P} T(s) = L · w + Σ Δ(s)``: the share ``w`` moves
 every plan's sum by the same ``L · w``, changes no choice and keeps every cost non-negative; a whole-network budget
-``B`` leaves ``B − (M − L · w)`` to the table. Cost: one timing of ``N_s`` per change, one of ``N`` per block, and
-the blocks timed again.
+``B`` leaves ``B − (M − L · w)`` to the table.
 
-The timings are a log, ``[[name, ms], ...]`` in the order they were taken (``name`` is a change's key, or
-:data:`REFERENCE`), kept in one JSON file per (network, settings, :data:`MODEL`), rewritten atomically after each
-timing: a run killed at any point resumes with a fresh reference timing (which closes the block it left open), then
-the changes not yet settled.
+Choosing the cheapest of hundreds of noisy entries picks the ones timed too fast: the optimizer's curse (Smith &
+Winkler, "The Optimizer's Curse", Management Science 2006), here a plan predicted far below its measurement when the
+savings per change are small beside the timing noise. So the changes a plan uses are timed again (:func:`pending`
+with ``repeats``) until each has several pairs, the median of which is unbiased by the choice that one timing made,
+and the plans solved again (the prune stage's confirmation rounds). Cost: one pair per change, and the repeats of
+those the plans use.
+
+The timings are a log, ``[[name, ms, reference_ms], ...]`` in the order they were taken (``name`` is a change's
+key, or :data:`REFERENCE` for the unpruned network timed against itself), kept in one JSON file per (network,
+settings, :data:`MODEL`), rewritten atomically after each pair: a run killed at any point resumes with the pairs
+still missing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,79 +59,58 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edgekd._atomic import atomic_write_json
 from edgekd.prune.graph import Chain
-from edgekd.prune.latency import LatencySettings, measure_module
+from edgekd.prune.latency import LatencySettings, measure_interleaved, open_module
 from edgekd.prune.segments import Plan
 
 #: what the timings of a log mean; part of the cache key (a change of semantics must change it)
-MODEL = "in-context-v2"
-#: the name of a timing of the unpruned network in a log
+MODEL = "in-context-v3"
+#: the name of the unpruned network timed against itself in a log (where there is no change to time beside it)
 REFERENCE = "reference"
+
+#: ``time_pair(key)``: the network with only change ``key`` (``None``: the unpruned one again) and the unpruned
+#: network, timed interleaved in one session (ms each)
+PairTimer = Callable[[str | None], tuple[float, float]]
 
 
 @dataclass(frozen=True)
 class Timing:
-    """One timing of a changed network and the timings of the unpruned one just before and after it (ms)."""
+    """One pair: a changed network and the unpruned one, timed interleaved (ms each)."""
 
     ms: float
-    before: float | None
-    after: float | None
-
-    @property
-    def reference_ms(self) -> float:
-        """``R_s``: the mean of the references present (NaN where neither is)."""
-        around = [r for r in (self.before, self.after) if r is not None]
-        return sum(around) / len(around) if around else math.nan
-
-    def disagreement(self, expected_ms: float | None = None) -> float:
-        """``|after − before| / min(before, after)``, or where ``expected_ms`` is given, the larger of that and
-        ``|R_s − expected_ms| / expected_ms``; infinite until both references exist."""
-        if self.before is None or self.after is None:
-            return math.inf
-        apart = abs(self.after - self.before) / min(self.before, self.after)
-        return apart if expected_ms is None else max(apart, abs(self.reference_ms - expected_ms) / expected_ms)
+    reference_ms: float
 
     @property
     def ratio(self) -> float:
-        """``ρ = L(N_s) / R_s − 1``."""
+        """``L(N_s) / R − 1``."""
         return self.ms / self.reference_ms - 1.0
 
 
 def log_timings(log: Sequence[Sequence[Any]]) -> dict[str, list[Timing]]:
-    """Every timing of every change in ``log``, in order, each with the reference timings nearest before and after
-    it."""
-    refs = [i for i, (name, _) in enumerate(log) if name == REFERENCE]
+    """Every pair of every change in ``log``, in order (the unpruned network against itself left out)."""
     out: dict[str, list[Timing]] = {}
-    for i, (name, ms) in enumerate(log):
-        if name == REFERENCE:
-            continue
-        before = max((r for r in refs if r < i), default=None)
-        after = min((r for r in refs if r > i), default=None)
-        out.setdefault(str(name), []).append(Timing(float(ms), None if before is None else float(log[before][1]),
-                                                    None if after is None else float(log[after][1])))
+    for name, ms, reference_ms in log:
+        if name != REFERENCE:
+            out.setdefault(str(name), []).append(Timing(float(ms), float(reference_ms)))
     return out
 
 
-def best_timings(log: Sequence[Sequence[Any]], expected_ms: float | None = None) -> dict[str, Timing]:
-    """Each change's timing whose two references agree best (:meth:`Timing.disagreement`; the latest of equals); a
-    change with no reference timing at all is left out."""
-    return {name: min(reversed(timings), key=lambda t: t.disagreement(expected_ms))
-            for name, timings in log_timings(log).items()
-            if any(t.before is not None or t.after is not None for t in timings)}
-
-
-def unsettled(log: Sequence[Sequence[Any]], changes: Sequence[str], tolerance: float, retries: int,
-              expected_ms: float | None = None) -> list[str]:
-    """The changes of ``changes`` (in order, once each) still to be timed: never timed, or timed at most
-    ``retries`` times with no timing whose references agree within ``tolerance`` (with each other, and with
-    ``expected_ms`` where given: :meth:`Timing.disagreement`)."""
-    timings = log_timings(log)
-    return [key for key in dict.fromkeys(changes) if key not in timings
-            or (len(timings[key]) <= retries and all(t.disagreement(expected_ms) > tolerance for t in timings[key]))]
+def change_ratio(timings: Sequence[Timing]) -> float:
+    """``ρ``: the median of a change's pair ratios."""
+    return statistics.median(t.ratio for t in timings)
 
 
 def reference_timings(log: Sequence[Sequence[Any]]) -> list[float]:
-    """Every timing of the unpruned network in ``log``, in order."""
-    return [float(ms) for name, ms in log if name == REFERENCE]
+    """Every timing of the unpruned network in ``log`` (the reference side of each pair), in order."""
+    return [float(reference_ms) for _, _, reference_ms in log]
+
+
+def pending(log: Sequence[Sequence[Any]], changes: Sequence[str], repeats: int = 1) -> list[str]:
+    """The pairs still to time so that every change of ``changes`` has at least ``repeats`` in ``log``, in rounds:
+    every change that lacks a pair once (in order), then those that lack another, so the repeats of a change lie
+    apart in time."""
+    counts = {key: len(timings) for key, timings in log_timings(log).items()}
+    keys = list(dict.fromkeys(changes))
+    return [key for round_ in range(repeats) for key in keys if counts.get(key, 0) + round_ < repeats]
 
 
 class ContextLog:
@@ -142,52 +126,39 @@ class ContextLog:
             if stored.get("key") == self.key:
                 self.log = [list(item) for item in stored.get("log", [])]
 
-    def add(self, name: str, ms: float) -> None:
-        self.log.append([name, float(ms)])
+    def add(self, name: str, ms: float, reference_ms: float) -> None:
+        self.log.append([name, float(ms), float(reference_ms)])
         atomic_write_json(self.path, {"key": self.key, "log": self.log})
 
 
-def time_in_context(log: ContextLog, changes: Sequence[str], time_one: Callable[[str | None], float], *,
-                    block: int = 8, tolerance: float = 0.1, retries: int = 2, expected_ms: float | None = None,
+def time_in_context(log: ContextLog, changes: Sequence[str], time_pair: PairTimer, *, repeats: int = 1,
                     console: Console | None = None) -> None:
-    """Time every change of ``changes`` not yet settled in ``log`` (:func:`unsettled`), in blocks of ``block``
-    changes with a reference timing before the first block and after every block (once, when there is nothing to
-    time and no reference yet); a block whose references disagree by more than ``tolerance`` (with each other, or
-    with ``expected_ms``: the machine ran at another speed than the one it is compared with) is timed again, up to
-    ``retries`` times. ``time_one(None)`` times the unpruned network, ``time_one(key)`` the network with only that
-    change (ms)."""
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
+    """Time every change of ``changes`` beside the unpruned network (``time_pair``) until each has ``repeats`` pairs
+    in ``log`` (:func:`pending`); where there is nothing to time and the log holds no timing yet, the unpruned
+    network once against itself (``M`` is needed by every plan)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    todo = pending(log.log, changes, repeats)
     if not todo:
-        if not reference_timings(log.log):  # nothing to change (e.g. no mergeable layer): M is still needed
-            log.add(REFERENCE, time_one(None))
+        if not log.log:
+            log.add(REFERENCE, *time_pair(None))
         return
     console = console or Console(stderr=True)
     with Progress(TextColumn("[bold]latency in context[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
                   transient=False) as progress:
-        log.add(REFERENCE, time_one(None))  # opens this session and closes a block a killed one left open
-        todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
-        task = progress.add_task("context", total=len(todo), info=f"{len(changes) - len(todo)} cached")
-        done = 0
-        while todo:
-            for key in todo[:block]:
-                ms = time_one(key)
-                log.add(key, ms)
-                done += 1
-                progress.update(task, completed=done, info=f"{key}: {ms:.4f} ms")
-            log.add(REFERENCE, time_one(None))
-            todo = unsettled(log.log, changes, tolerance, retries, expected_ms)
-            progress.update(task, total=done + len(todo))
+        task = progress.add_task("context", total=len(todo), info="")
+        for done, key in enumerate(todo, start=1):
+            ms, reference_ms = time_pair(key)
+            log.add(key, ms, reference_ms)
+            progress.update(task, completed=done, info=f"{key}: ×{ms / reference_ms:.3f}")
 
 
 @dataclass(frozen=True)
 class ContextModel:
     """The in-context latency model of one network (module docstring): ``M``, every change's ``Δ = M · ρ`` and span
-    ``end − st`` (changes that leave the network as it is have ``Δ = 0``), and the per-layer share ``w``."""
+    ``end − st`` (changes that leave the network as it is have ``Δ = 0``), the per-layer share ``w``, the spread
+    of the reference timings (``(p90 − p10) / M``) and the timing noise of a change (:attr:`ratio_noise`)."""
 
     depth: int
     reference_ms: float
@@ -195,21 +166,28 @@ class ContextModel:
     spans: dict[str, int]
     share_ms: float
     reference_spread: float
+    ratio_noise: float
 
     @classmethod
     def from_log(cls, log: Sequence[Sequence[Any]], depth: int, spans: Mapping[str, int],
                  unchanged: Sequence[str] = ()) -> ContextModel:
         """The model of ``spans``' changes from a timing log; ``unchanged`` are keys whose network is ``N``
-        itself (Δ = 0, never timed). KeyError names a change the log lacks."""
+        itself (Δ = 0, never timed). KeyError names a change the log lacks.
+
+        ``ratio_noise`` is the median, over changes timed more than once, of the sample standard deviation of
+        their pair ratios (0 where none is): how far one pair's ``ρ`` strays from another's."""
         refs = reference_timings(log)
         if not refs:
             raise ValueError("the timing log holds no timing of the unpruned network")
         reference = statistics.median(refs)
-        timed = best_timings(log)
-        deltas = {key: 0.0 if key in unchanged else reference * timed[key].ratio for key in spans}
+        timed = log_timings(log)
+        deltas = {key: 0.0 if key in unchanged else reference * change_ratio(timed[key]) for key in spans}
         need = max((-deltas[k] / spans[k] for k in spans), default=0.0)
-        spread = (max(refs) - min(refs)) / reference if reference > 0 else 0.0
-        return cls(depth, reference, deltas, dict(spans), max(reference / depth, need), spread)
+        deciles = statistics.quantiles(refs, n=10) if len(refs) > 1 else [refs[0]] * 9
+        spread = (deciles[-1] - deciles[0]) / reference if reference > 0 else 0.0
+        noises = [statistics.stdev(t.ratio for t in ts) for ts in timed.values() if len(ts) > 1]
+        return cls(depth, reference, deltas, dict(spans), max(reference / depth, need), spread,
+                   statistics.median(noises) if noises else 0.0)
 
     def cost(self, key: str) -> float:
         """``T(s) = Δ(s) + (end − st) · w`` (≥ 0 by the choice of ``w``; clamped against rounding)."""
@@ -232,17 +210,19 @@ class ContextModel:
     def describe(self, log: Sequence[Sequence[Any]]) -> dict[str, Any]:
         return {"latency_model": MODEL, "reference_ms": self.reference_ms, "reference_timings_ms":
                 reference_timings(log), "reference_spread": self.reference_spread, "share_ms": self.share_ms,
-                "fixed_ms": self.fixed_ms, "unpruned_table_ms": self.unpruned_table_ms}
+                "ratio_noise": self.ratio_noise, "fixed_ms": self.fixed_ms,
+                "unpruned_table_ms": self.unpruned_table_ms}
 
     def to_json(self) -> dict[str, Any]:
         return {"depth": self.depth, "reference_ms": self.reference_ms, "deltas": self.deltas, "spans": self.spans,
-                "share_ms": self.share_ms, "reference_spread": self.reference_spread}
+                "share_ms": self.share_ms, "reference_spread": self.reference_spread,
+                "ratio_noise": self.ratio_noise}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContextModel:
         return cls(int(data["depth"]), float(data["reference_ms"]), {k: float(v) for k, v in data["deltas"].items()},
                    {k: int(v) for k, v in data["spans"].items()}, float(data["share_ms"]),
-                   float(data["reference_spread"]))
+                   float(data["reference_spread"]), float(data["ratio_noise"]))
 
 
 def network_key(chain: Chain, example: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> dict[str, Any]:
@@ -253,17 +233,29 @@ def network_key(chain: Chain, example: torch.Tensor, mean: Sequence[float], std:
             "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
 
 
+@contextmanager
 def network_timer(chain: Chain, plans: Mapping[str, Plan], settings: LatencySettings, example: torch.Tensor,
-                  mean: Sequence[float], std: Sequence[float]) -> Callable[[str | None], float]:
-    """``time_one`` for :func:`time_in_context`: ``None`` times the unpruned network, a key the network of
-    ``plans[key]``, each merged (:func:`~edgekd.prune.apply.build_merged`), with the normalisation inside, exported
-    and timed on ``settings``' runtime (ms, ``settings.statistic``)."""
+                  mean: Sequence[float], std: Sequence[float]) -> Iterator[PairTimer]:
+    """``time_pair`` for :func:`time_in_context`, the unpruned network open from the first pair to the end of the
+    context: ``time_pair(key)`` opens the network of ``plans[key]`` (``None``: the unpruned one again), merged
+    (:func:`~edgekd.prune.apply.build_merged`), with the normalisation inside, exported to ``settings``' runtime,
+    and times it interleaved with the unpruned one (:func:`~edgekd.prune.latency.measure_interleaved`; ms,
+    ``settings.statistic`` of each)."""
     from edgekd.prune.apply import build_merged
     from edgekd.runtime import deployable
 
-    def time_one(key: str | None) -> float:
-        plan = Plan.unpruned(chain) if key is None else plans[key]
-        net = deployable(build_merged(chain, plan), mean, std)
-        return float(measure_module(net, example, settings)[settings.statistic])
+    def network(key: str | None) -> torch.nn.Module:
+        return deployable(build_merged(chain, Plan.unpruned(chain) if key is None else plans[key]), mean, std)
 
-    return time_one
+    with ExitStack() as stack:
+        reference: list[Callable[[], object]] = []  # opened at the first pair: a build found in the cache opens nothing
+
+        def time_pair(key: str | None) -> tuple[float, float]:
+            if not reference:
+                reference.append(stack.enter_context(open_module(network(None), example, settings)))
+            with open_module(network(key), example, settings) as changed:
+                ms, reference_ms = (float(s[settings.statistic]) for s in
+                                    measure_interleaved([changed, reference[0]], settings))
+            return ms, reference_ms
+
+        yield time_pair

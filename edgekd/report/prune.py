@@ -92,16 +92,18 @@ def prune_section(manifest: dict[str, Any], records: dict[str, dict[str, Any]], 
     importance = (f"importance by fine-tuning {info['importance_steps']} steps per entry (the paper)"
                   if mode == "finetune" else f"importance by the cheap **proxy** (BN statistics re-estimated on "
                   f"{info['importance_steps']} batches, no fine-tuning; not the paper's method)")
+    confirmation = info.get("confirmation") or {}
     lines = [
         "## Depth compression (LayerMerge)", "",
         (f"LayerMerge (Kim et al., ICML 2024) beside merge-only depth compression and layer pruning only, at the same "
          f"budgets. Latency table: {info['entries']} entries timed in context on {info['runtime']}/"
          f"{info['precision']} (batch {info['batch_size']}, {stat}): each is the unpruned network with only that "
-         f"change applied, minus the unpruned network re-timed around it (every {info.get('context_block', '—')} "
-         "changes), "
-         f"and a plan is predicted as the unpruned latency plus its changes; {importance}. The unpruned student "
-         f"measured {info['unpruned_measured_ms']:.4f} ms (median of {len(info.get('reference_timings_ms', []))} "
-         f"timings during the table build, spread {100 * info.get('reference_spread', 0.0):.1f} %; per-call overhead "
+         "change applied, timed interleaved with the unpruned network, as a share of it; the changes the plans use "
+         f"are timed again until each has {confirmation.get('pairs', 1)} such pairs (their median counts), and a plan "
+         f"is predicted as the unpruned latency plus its changes; {importance}. The unpruned student measured "
+         f"{info['unpruned_measured_ms']:.4f} ms (median of {len(info.get('reference_timings_ms', []))} timings "
+         f"during the table build, p10–p90 spread {100 * info.get('reference_spread', 0.0):.1f} %; a change's share "
+         f"varies by {100 * info.get('ratio_noise', 0.0):.1f} % between pairs; per-call overhead "
          f"{info['overhead_ms']:.4f} ms). The deployed `student` is LayerMerge at budget {info['deployed']}."), "",
         (f"Accuracy on the test split; \"measured\" is the plan's network timed by the prune stage after the table "
          f"({stat}, ms), \"error\" the prediction's relative error against it (flagged above "

@@ -2,23 +2,24 @@
 
 Latency accounting (one place, so the DP, the budgets and the report agree) follows the in-context model of
 :mod:`edgekd.prune.context`: every change a plan can make (an option's segment; a layer's removal for the prune-only
-baseline) is timed inside the unpruned network, as ``Δ(s) = M · (L(N_s) / R_s − 1)`` with the reference ``N``
-re-timed between blocks of changes (a block timed again when the machine's speed moved inside it); a plan's predicted
-latency is ``M + Σ Δ`` (``M`` the median of the reference timings; never below the runner's per-call overhead), and
-the DP adds the non-negative costs ``T(s) = Δ(s) + (end − st) · w``, so a whole-network budget ``B`` (ms, or a
-fraction of ``M``) leaves ``B − (M − L · w)`` to the table. The prune-only knapsack keeps layer ``j`` at the cost
-``−Δ(drop j)`` (clamped at 0 where noise makes a removal look slower).
+baseline) is timed inside the unpruned network, interleaved with the unpruned network itself, as
+``Δ(s) = M · median(L(N_s) / R − 1)``; a plan's predicted latency is ``M + Σ Δ`` (``M`` the median of the unpruned
+network's timings; never below the runner's per-call overhead), and the DP adds the non-negative costs
+``T(s) = Δ(s) + (end − st) · w``, so a whole-network budget ``B`` (ms, or a fraction of ``M``) leaves
+``B − (M − L · w)`` to the table. The prune-only knapsack keeps layer ``j`` at the cost ``−Δ(drop j)`` (clamped at 0
+where noise makes a removal look slower). The changes the plans use are then timed again until each has
+:data:`CONFIRM_PAIRS` pairs, and every plan solved again, for up to :data:`CONFIRM_ROUNDS` rounds (:func:`confirm`:
+the optimizer's curse).
 
-After planning, every distinct plan's merged network is timed the same way (each between two reference timings,
-again where those stray from ``M``), so
+After planning, every distinct plan's merged network is timed the same way (one pair beside the unpruned one), so
 the stage records, per plan, the predicted and the measured latency and their relative error, with the reason where
-it is above :data:`ERROR_FLAG` and one can be named (:func:`error_cause`).
-"""
+it is above :data:`ERROR_FLAG` and one can be named (:func:`error_cause`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,12 +51,13 @@ from edgekd.prune import (
     solve_merge_only,
 )
 from edgekd.prune.context import (
-    REFERENCE,
     ContextLog,
     ContextModel,
-    best_timings,
+    log_timings,
     network_key,
     network_timer,
+    pending,
+    reference_timings,
     time_in_context,
 )
 from edgekd.prune.importance import BASE as BASE_KEY
@@ -64,8 +66,10 @@ from edgekd.runtime import Normalize
 
 #: where the in-context timing logs of a run are cached (one per network and settings)
 LATENCY_CACHE = ("cache", "latency")
-#: changes timed between two reference timings of the unpruned network
-CONTEXT_BLOCK = 8
+#: a change a plan uses is timed until it has this many pairs; its Δ is their median
+CONFIRM_PAIRS = 3
+#: at most this many rounds of timing the planned changes again and solving again
+CONFIRM_ROUNDS = 5
 #: predicted vs measured: a relative error above this is flagged, with its cause where one can be named
 ERROR_FLAG = 0.10
 
@@ -84,6 +88,7 @@ class Tables:
     importance: dict[str, float]
     base_accuracy: float
     importance_settings: ImportanceSettings
+    confirmation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unpruned_ms(self) -> float:
@@ -132,7 +137,8 @@ class Tables:
                 "runner_options": s.runner_options(), "depth": self.chain.depth, "entries": len(self.options),
                 "overhead_ms": self.overhead_ms, "unpruned_measured_ms": self.unpruned_ms,
                 "reference_timings_ms": self.reference_timings_ms, "reference_spread": m.reference_spread,
-                "latency_model": m.describe([])["latency_model"], "context_block": CONTEXT_BLOCK,
+                "ratio_noise": m.ratio_noise, "latency_model": m.describe([])["latency_model"],
+                "confirmation": self.confirmation,
                 "share_ms": m.share_ms, "unpruned_table_ms": self.unpruned_table_ms, "fixed_ms": self.fixed_ms,
                 "importance_mode": self.importance_settings.mode, "importance_steps": self.importance_settings.steps,
                 "base_val_accuracy": self.base_accuracy,
@@ -147,15 +153,56 @@ def _changes(chain: Chain, options: list[Option], cfg: PruneConfig) -> dict[str,
     return changes
 
 
+@dataclass
+class TableTimings:
+    """The timing log of one network's changes and how to add pairs to it (:mod:`edgekd.prune.context`)."""
+
+    ctx: StageContext
+    chain: Chain
+    settings: LatencySettings
+    example: torch.Tensor
+    plans: dict[str, Plan]  # every change that is timed, as the network with only that change
+    spans: dict[str, int]
+    unchanged: list[str]  # changes that leave the network as it is (Δ = 0, never timed)
+    log: ContextLog
+
+    def time(self, keys: list[str], repeats: int = 1) -> None:
+        data = self.ctx.data()
+        with network_timer(self.chain, self.plans, self.settings, self.example, data.mean, data.std) as time_pair:
+            time_in_context(self.log, keys, time_pair, repeats=repeats, console=self.ctx.console)
+
+    def model(self) -> ContextModel:
+        return ContextModel.from_log(self.log.log, self.chain.depth, self.spans, self.unchanged)
+
+
 def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: LatencySettings,
             importance: ImportanceSettings, batch_size: int) -> Tables:
-    """Analyse ``net`` (the plain unpruned student) and measure its tables on the device."""
+    """Analyse ``net`` (the plain unpruned student) and measure its tables on the device: every change timed, the
+    importance of every option, then the planned changes confirmed (:func:`confirm`). The model, its reference
+    timings and the runner's per-call overhead (an empty network) are kept in the stage's folder once confirmed, so
+    a resumed attempt reuses them and its plans, and the checkpoints of their fine-tuning, stay the same; the timing
+    log itself is cached by network and settings."""
     data = ctx.data()
     normalize = Normalize(data.mean, data.std)
     chain = analyse(net, normalize(data.val.x[:1]))
     options = candidate_options(chain, max_kernel=cfg.max_kernel)
     changes = _changes(chain, options, cfg)
-    model, refs, overhead = _latency_model(ctx, chain, changes, settings, batch_size)
+    x = _example(ctx, batch_size)
+    unchanged = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
+    timings = TableTimings(ctx, chain, settings, x, {k: Plan.single(chain, s) for k, s in changes.items()
+                                                     if k not in unchanged},
+                           {k: s.end - s.st for k, s in changes.items()}, unchanged,
+                           ContextLog(ctx.run_dir.joinpath(*LATENCY_CACHE),
+                                      {"settings": settings.cache_key(), **network_key(chain, x, data.mean, data.std)}))
+    path = ctx.stage_dir / "latency-model.json"
+    stored = read_json(path)
+    if stored is None:
+        timings.time(list(timings.plans))
+        model, refs, confirmation = timings.model(), reference_timings(timings.log.log), {}
+        overhead = float(measure_module(nn.Identity(), torch.rand(*x.shape), settings)[settings.statistic])
+    else:
+        model, refs = ContextModel.from_json(stored["model"]), list(stored["reference_timings_ms"])
+        overhead, confirmation = stored["overhead_ms"], stored["confirmation"]
     store = ImportanceStore(ctx.stage_dir / "importance", importance)
     imp_changes = [(o.key, o.segment) for o in options]
     if "prune-only" in cfg.baselines:
@@ -164,8 +211,44 @@ def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: Laten
                                 executor=Executor(ctx.recipe.execution))
     base = store.get(BASE_KEY)
     assert base is not None
-    return Tables(chain, options, settings, batch_size, model, overhead, refs, scores, float(base["accuracy"]),
-                  importance)
+    tables = Tables(chain, options, settings, batch_size, model, overhead, refs, scores, float(base["accuracy"]),
+                    importance, confirmation)
+    if stored is None:
+        tables = confirm(cfg, tables, timings, smoke=ctx.smoke)
+        atomic_write_json(path, {"model": tables.model.to_json(), "reference_timings_ms": tables.reference_timings_ms,
+                                 "overhead_ms": overhead, "confirmation": tables.confirmation})
+    m = tables.model
+    ctx.log(f"unpruned student: {m.reference_ms:.4f} ms on {settings.runtime}/{settings.precision} "
+            f"({settings.statistic}, median of {len(tables.reference_timings_ms)} timings, p10–p90 spread "
+            f"{100 * m.reference_spread:.1f} %); a change's ratio varies by {100 * m.ratio_noise:.1f} % between "
+            f"pairs; per-call overhead {overhead:.4f} ms")
+    return tables
+
+
+def confirm(cfg: PruneConfig, tables: Tables, timings: TableTimings, *, smoke: bool = False) -> Tables:
+    """Plan every method at every budget, time the changes the plans use again until each has
+    :data:`CONFIRM_PAIRS` pairs (its Δ their median), and plan again, until no plan uses a change with fewer, or for
+    :data:`CONFIRM_ROUNDS` rounds. Picking the cheapest of many noisy entries favours those timed too fast (the
+    optimizer's curse: Smith & Winkler, Management Science 2006): a plan's prediction then falls below its
+    measurement by the sum of its changes' noise. Records ``{"pairs", "rounds", "settled", "confirmed"}``:
+    ``settled`` when the last plans need no more pairs, ``confirmed`` the changes with :data:`CONFIRM_PAIRS` pairs."""
+    todo: list[str] = []
+    rounds = 0
+    while True:
+        results, _ = plan_all(cfg, tables, smoke=smoke)
+        keys = [k for r in results for k in tables.change_keys(r.plan) if k in timings.plans]
+        todo = pending(timings.log.log, keys, CONFIRM_PAIRS)
+        if not todo or rounds == CONFIRM_ROUNDS:
+            break
+        rounds += 1
+        timings.ctx.log(f"confirming the planned changes, round {rounds}: {len(set(todo))} change(s), "
+                        f"{len(todo)} pair(s)")
+        timings.time(keys, CONFIRM_PAIRS)
+        tables = dataclasses.replace(tables, model=timings.model(),
+                                     reference_timings_ms=reference_timings(timings.log.log))
+    confirmed = sum(len(ts) >= CONFIRM_PAIRS for ts in log_timings(timings.log.log).values())
+    return dataclasses.replace(tables, confirmation={"pairs": CONFIRM_PAIRS, "rounds": rounds, "settled": not todo,
+                                                     "confirmed": confirmed})
 
 
 def _example(ctx: StageContext, batch_size: int) -> torch.Tensor:
@@ -173,48 +256,19 @@ def _example(ctx: StageContext, batch_size: int) -> torch.Tensor:
     return data.val.x[torch.arange(batch_size) % len(data.val)]
 
 
-def _latency_model(ctx: StageContext, chain: Chain, changes: dict[str, Segment], settings: LatencySettings,
-                   batch_size: int) -> tuple[ContextModel, list[float], float]:
-    """The in-context model, the reference timings it rests on and the runner's per-call overhead (an empty
-    network), built once per attempt (a resumed stage reuses them, so that its plans, and the checkpoints of their
-    fine-tuning, stay the same); the timing log itself is cached by network and settings."""
-    path = ctx.stage_dir / "latency-model.json"
-    stored = read_json(path)
-    if stored is not None:
-        return ContextModel.from_json(stored["model"]), list(stored["reference_timings_ms"]), stored["overhead_ms"]
-    data = ctx.data()
-    x = _example(ctx, batch_size)
-    log = ContextLog(ctx.run_dir.joinpath(*LATENCY_CACHE),
-                     {"settings": settings.cache_key(), **network_key(chain, x, data.mean, data.std)})
-    unchanged = [k for k, s in changes.items() if s.kept and s.end - s.st == 1]
-    plans = {k: Plan.single(chain, s) for k, s in changes.items() if k not in unchanged}
-    time_in_context(log, list(plans), network_timer(chain, plans, settings, x, data.mean, data.std),
-                    block=CONTEXT_BLOCK, console=ctx.console)
-    model = ContextModel.from_log(log.log, chain.depth, {k: s.end - s.st for k, s in changes.items()}, unchanged)
-    refs = [float(ms) for name, ms in log.log if name == REFERENCE]
-    overhead = float(measure_module(nn.Identity(), torch.rand(*x.shape), settings)[settings.statistic])
-    atomic_write_json(path, {"model": model.to_json(), "reference_timings_ms": refs, "overhead_ms": overhead})
-    ctx.log(f"unpruned student: {model.reference_ms:.4f} ms on {settings.runtime}/{settings.precision} "
-            f"({settings.statistic}, median of {len(refs)} timings spread {100 * model.reference_spread:.1f} %); "
-            f"per-call overhead {overhead:.4f} ms")
-    return model, refs, overhead
-
-
 def time_plans(ctx: StageContext, tables: Tables, plans: dict[str, Plan]) -> dict[str, dict[str, float]]:
-    """Each plan's merged network timed between two reference timings of the unpruned one (ms): ``{name:
-    {"measured_ms", "reference_ms"}}``, ``reference_ms`` the mean of the two around it. A plan is timed again (up to
-    twice) when those two disagree, or stray from ``M``, by more than 10 %: its measurement is then compared with a
-    prediction made at the machine's speed during the table build. The log is kept in the stage's folder, keyed by
-    the plans and the settings, so a resumed attempt reuses it."""
+    """Each plan's merged network timed beside the unpruned one, one pair as for the table's changes (ms): ``{name:
+    {"measured_ms", "reference_ms"}}``, ``reference_ms`` the unpruned network in the same session. The log is kept
+    in the stage's folder, keyed by the plans and the settings, so a resumed attempt reuses it."""
     data = ctx.data()
     x = _example(ctx, tables.batch_size)
     key = {"settings": tables.settings.cache_key(), **network_key(tables.chain, x, data.mean, data.std),
            "plans": {name: plan.to_json() for name, plan in plans.items()}}
     log = ContextLog(ctx.stage_dir / "plan-latency", key)
-    time_in_context(log, list(plans), network_timer(tables.chain, plans, tables.settings, x, data.mean, data.std),
-                    block=1, expected_ms=tables.unpruned_ms, console=ctx.console)
-    timed = best_timings(log.log, expected_ms=tables.unpruned_ms)
-    return {k: {"measured_ms": timed[k].ms, "reference_ms": timed[k].reference_ms} for k in plans}
+    with network_timer(tables.chain, plans, tables.settings, x, data.mean, data.std) as time_pair:
+        time_in_context(log, list(plans), time_pair, console=ctx.console)
+    timed = log_timings(log.log)
+    return {k: {"measured_ms": timed[k][0].ms, "reference_ms": timed[k][0].reference_ms} for k in plans}
 
 
 def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, tables: Tables, changes: int
@@ -231,11 +285,11 @@ def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, ta
     if tables.overhead_ms > 0.5 * measured_ms:
         return (f"runner overhead dominates: an empty network takes {tables.overhead_ms:.4f} ms of the "
                 f"{measured_ms:.4f} ms")
-    noise_ms = math.sqrt(max(1, changes)) * tables.model.reference_spread * tables.unpruned_ms
+    noise_ms = math.sqrt(max(1, changes)) * tables.model.ratio_noise * tables.unpruned_ms
     if abs(predicted_ms - measured_ms) <= noise_ms:
-        return (f"within the timing noise of its {changes} changes: the unpruned network's own timings spread "
-                f"{100 * tables.model.reference_spread:.0f} %, √{changes} × that is {noise_ms:.4f} ms (the DP "
-                "favours changes timed too fast, so the noise leans towards predictions below the measurement)")
+        return (f"within the timing noise of its {changes} changes: a change's ratio varies by "
+                f"{100 * tables.model.ratio_noise:.1f} % of the unpruned latency between pairs, √{changes} × that is "
+                f"{noise_ms:.4f} ms")
     return (f"the {changes} changes of this plan interact: each was timed alone in the unpruned network, "
             "and their sum misses what they do together")
 
