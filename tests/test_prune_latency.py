@@ -113,3 +113,20 @@ def test_openvino_precision_is_always_explicit() -> None:
         LatencySettings(device="d", runtime="onnxruntime", precision="fp16").runner_options()
     with pytest.raises(UserError, match="not supported"):
         LatencySettings(device="d", runtime="tensorrt").runner_options()
+
+
+def test_onnxruntime_table_sessions_do_not_spin(tmp_path) -> None:
+    from edgekd.export.onnx import torchscript_onnx_export
+    from edgekd.runtime import open_runner
+
+    options = LatencySettings(**FAST).runner_options()
+    assert options["spinning"] is False  # two sessions timed interleaved would spin against each other
+    net, x = _net()
+    path = tmp_path / "net.onnx"
+    torchscript_onnx_export(net.eval(), x, path, opset=17, dynamic_batch=False)
+    entry = "session.intra_op.allow_spinning"
+    with open_runner("onnxruntime", path, **options) as runner:
+        assert runner.session.get_session_options().get_session_config_entry(entry) == "0"
+    with open_runner("onnxruntime", path, threads=1) as runner:  # any other session: ONNX Runtime's default
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            runner.session.get_session_options().get_session_config_entry(entry)

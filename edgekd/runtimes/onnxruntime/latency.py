@@ -9,10 +9,12 @@ from edgekd.errors import UserError
 
 
 def table_options(precision: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The runner options of a table entry; ONNX Runtime entries are timed in fp32 only."""
+    """The runner options of a table entry; ONNX Runtime entries are timed in fp32 only, with idle threads sleeping
+    (``spinning`` off): an entry is timed interleaved with the unpruned network, and two sessions' spinning threads
+    would take turns stealing each other's cores."""
     if precision != "fp32":
         raise UserError(f"LayerMerge latency table: onnxruntime entries are timed in fp32, not {precision}")
-    return dict(options)
+    return {**options, "spinning": False}
 
 
 def entry_artifact(onnx_path: Path, folder: Path) -> Path:

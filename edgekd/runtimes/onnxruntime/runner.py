@@ -53,24 +53,26 @@ def graph_precision(path: Path) -> str:
     return "f32"
 
 
-@register_runtime("onnxruntime", options=("providers", "provider_options"))
+@register_runtime("onnxruntime", options=("providers", "provider_options", "spinning"))
 class OrtRunner(Runner):
     """ONNX Runtime with ``graph_optimization_level=ORT_ENABLE_ALL`` and ``intra_op_num_threads=threads``.
 
     Options: ``providers`` (list, priority order, short or full names; default ``["CPUExecutionProvider"]``) and
     ``provider_options`` (provider name → its option dict, e.g. ``{"TensorrtExecutionProvider":
-    {"trt_fp16_enable": "1"}}``).
+    {"trt_fp16_enable": "1"}}``), and ``spinning`` (default true: idle intra-op threads spin, ONNX Runtime's
+    default; false for sessions timed interleaved with another).
     """
 
     def _load(self, providers: Sequence[str] = ("CPUExecutionProvider",),
-              provider_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+              provider_options: Mapping[str, Mapping[str, Any]] | None = None, spinning: bool = True) -> None:
         self._providers = resolve_providers(providers)
         per_provider = {PROVIDER_ALIASES.get(k.lower(), k): dict(v) for k, v in (provider_options or {}).items()}
         stray = sorted(set(per_provider) - set(self._providers))
         if stray:
             raise UserError(f"{self.path}: provider_options given for {', '.join(stray)}, which is not in providers")
         try:
-            self.session = create_session(self.path, self.threads, self._providers, per_provider)
+            self.session = create_session(self.path, self.threads, self._providers, per_provider,
+                                          spinning=spinning)
         except LoadError as exc:
             raise UserError(f"{self.path}: {exc}") from exc
         node = self.session.get_inputs()[0]

@@ -29,23 +29,26 @@ def _first_line(exc):
 
 
 def create_session(path, threads=None, providers=("CPUExecutionProvider",), provider_options=None,
-                   profile_prefix=None):
+                   profile_prefix=None, spinning=True):
     """An ``InferenceSession`` on ``path`` with ``ORT_ENABLE_ALL``, ``intra_op_num_threads=threads`` (0: ONNX
     Runtime's default) and exactly ``providers`` (full names, priority order; ``provider_options``: name → options).
+    ``spinning=False`` makes idle intra-op threads sleep at once instead of spinning
+    (``session.intra_op.allow_spinning``): two sessions timed interleaved would otherwise spin against each other.
 
     ONNX Runtime silently falls back to the CPU provider when a requested one fails to start; this raises
     :class:`LoadError` instead, so a measured number is never from the wrong provider. ``profile_prefix`` turns on
     ONNX Runtime's own per-node profiling. A model listing nodes kept in float (:data:`FLOAT_NODES_KEY`) is opened
     again with :data:`KEEP_FLOAT` disabled, so ONNX Runtime computes those nodes in float; a profiled session is
     opened only once that is known, so it writes a single profile."""
-    session = _session(path, threads, providers, provider_options, None, ())
+    session = _session(path, threads, providers, provider_options, None, (), spinning)
     keep_float = FLOAT_NODES_KEY in session.get_modelmeta().custom_metadata_map
     if not keep_float and not profile_prefix:
         return session
-    return _session(path, threads, providers, provider_options, profile_prefix, KEEP_FLOAT if keep_float else ())
+    return _session(path, threads, providers, provider_options, profile_prefix, KEEP_FLOAT if keep_float else (),
+                    spinning)
 
 
-def _session(path, threads, providers, provider_options, profile_prefix, disabled):
+def _session(path, threads, providers, provider_options, profile_prefix, disabled, spinning):
     """:func:`create_session` with the graph transformers ``disabled``."""
     import onnxruntime as ort
 
@@ -55,6 +58,8 @@ def _session(path, threads, providers, provider_options, profile_prefix, disable
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
