@@ -79,6 +79,22 @@ def frontier_series(records: list[dict[str, Any]]) -> list[Series]:
     return series
 
 
+def target_gaps(series: list[Series]) -> list[dict[str, Any]]:
+    """Per target and series, the most accurate point measured within the target's minutes and how far it stands
+    from the target's accuracy (percentage points; ≥ 0 where it meets it); ``None`` figures where no point of the
+    series is that fast."""
+    rows = []
+    for target in TARGETS:
+        for s in series:
+            within = [p for p in s.points if p.minutes <= target.minutes]
+            best = max(within, key=lambda p: p.accuracy, default=None)
+            rows.append({"target": target.label, "record": s.record,
+                         "wall_minutes": None if best is None else best.minutes,
+                         "test_accuracy": None if best is None else best.accuracy,
+                         "gap_points": None if best is None else round(100 * (best.accuracy - target.accuracy), 2)})
+    return rows
+
+
 def anchors(records: list[dict[str, Any]]) -> list[Mark]:
     """The distinct anchors of the frontier records, in the records' order."""
     marks: list[Mark] = []

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from frontier_plot import frontier_series, frontier_svg
+from frontier_plot import frontier_series, frontier_svg, target_gaps
 from records import RESULTS, ROOT, read_records
 
 PAGE = ROOT / "docs" / "results.md"
@@ -151,7 +151,13 @@ def frontier_section(records: list[dict[str, Any]]) -> list[str]:
             "Test accuracy of the artifact each run chose on validation, against the wall minutes of that run from "
             f"scratch; each series is one frontier record ({sources}), each point labelled with its budget. The "
             "diamond is the anchor the records name; each star is a target, met by a point on or above its dotted "
-            "line and left of the star.", ""]
+            "line and left of the star. How far each record's best point within a target's minutes stands from it "
+            "(percentage points of test accuracy):", "",
+            *table(["target", "record", "wall minutes", "test accuracy", "gap (points)"],
+                   [[g["target"], f"[{g['record']}](#{g['record']})"]
+                    + (["—", "—", "no point this fast"] if g["gap_points"] is None else
+                       [cell(g["wall_minutes"]), cell(g["test_accuracy"]), f"{g['gap_points']:+.2f}"])
+                    for g in target_gaps(series)]), ""]
 
 
 def page(records: list[dict[str, Any]]) -> str:

@@ -142,3 +142,16 @@ def test_check_fails_when_the_figure_is_stale(tmp_path: Path) -> None:
     figure.unlink()
     missing = subprocess.run([*script, "--check"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "frontier.svg is out of date" in missing.stderr
+
+
+def test_the_page_says_how_far_each_record_stands_from_each_target(tmp_path: Path) -> None:
+    gaps = frontier_plot.target_gaps(frontier_plot.frontier_series([DEPLOY, FM]))
+    by = {(g["target"], g["record"]): g for g in gaps}
+    # by hand: 93.45 % at 37.52 min is 0.05 below 93.5 %; within 90 min it is still the deploy record's best point
+    assert by[("target 93.5 % in 45 min", "frontier-deploy")]["gap_points"] == -0.05
+    assert by[("target 94.0 % in 90 min", "frontier-deploy")]["gap_points"] == -0.55
+    assert by[("target 94.0 % in 90 min", "frontier-fm")]["gap_points"] == -0.09  # 93.91 % at 84.2 min
+    assert by[("target 93.5 % in 45 min", "frontier-fm")]["gap_points"] is None  # no fm point within 45 min
+    text = results_page.outputs([DEPLOY, FM], tmp_path / "results.md")[tmp_path / "results.md"]
+    assert "| target 93.5 % in 45 min | [frontier-deploy](#frontier-deploy) | 37.52 | 0.9345 | -0.05 |" in text
+    assert "| target 93.5 % in 45 min | [frontier-fm](#frontier-fm) | — | — | no point this fast |" in text
