@@ -187,6 +187,7 @@ def test_error_cause_names_drift_overhead_noise_or_interaction() -> None:
     assert "machine's speed moved" in error_cause(5.0, 4.0, 1.2 * m, tables, 3)
     assert "runner overhead dominates" in error_cause(0.30, 0.40, m, tables, 3)  # 0.25 of 0.40 ms
     assert "3 changes of this plan interact" in error_cause(5.0, 4.0, m, tables, 3)
+    assert "the same network timed in another session" in error_cause(5.0, 4.0, m, tables, 1)  # nothing to interact
     noisy = _tables()
     noisy.model = dataclasses.replace(noisy.model, ratio_noise=0.05)  # 0.375 ms of 7.5 ms per change
     assert "within the timing noise of its 9 changes" in error_cause(5.0, 4.0, m, noisy, 9)  # 1 ms ≤ 3 × 0.375

@@ -290,6 +290,9 @@ def error_cause(predicted_ms: float, measured_ms: float, reference_ms: float, ta
         return (f"within the timing noise of its {changes} changes: a change's ratio varies by "
                 f"{100 * tables.model.ratio_noise:.1f} % of the unpruned latency between pairs, √{changes} × that is "
                 f"{noise_ms:.4f} ms")
+    if changes <= 1:
+        return ("the same network timed in another session: the table timed this very change, so the two differ "
+                "only by how fast each session of the runtime ran")
     return (f"the {changes} changes of this plan interact: each was timed alone in the unpruned network, "
             "and their sum misses what they do together")
 
