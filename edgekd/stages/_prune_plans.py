@@ -51,6 +51,7 @@ from edgekd.prune import (
     solve_merge_only,
 )
 from edgekd.prune.context import (
+    MODEL,
     ContextLog,
     ContextModel,
     log_timings,
@@ -196,6 +197,8 @@ def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: Laten
                                       {"settings": settings.cache_key(), **network_key(chain, x, data.mean, data.std)}))
     path = ctx.stage_dir / "latency-model.json"
     stored = read_json(path)
+    if stored is not None and stored.get("latency_model") != MODEL:  # an attempt begun under another model
+        stored = None
     if stored is None:
         timings.time(list(timings.plans))
         model, refs, confirmation = timings.model(), reference_timings(timings.log.log), {}
@@ -215,8 +218,9 @@ def measure(ctx: StageContext, cfg: PruneConfig, net: nn.Module, settings: Laten
                     importance, confirmation)
     if stored is None:
         tables = confirm(cfg, tables, timings, smoke=ctx.smoke)
-        atomic_write_json(path, {"model": tables.model.to_json(), "reference_timings_ms": tables.reference_timings_ms,
-                                 "overhead_ms": overhead, "confirmation": tables.confirmation})
+        atomic_write_json(path, {"latency_model": MODEL, "model": tables.model.to_json(),
+                                 "reference_timings_ms": tables.reference_timings_ms, "overhead_ms": overhead,
+                                 "confirmation": tables.confirmation})
     m = tables.model
     ctx.log(f"unpruned student: {m.reference_ms:.4f} ms on {settings.runtime}/{settings.precision} "
             f"({settings.statistic}, median of {len(tables.reference_timings_ms)} timings, p10–p90 spread "
@@ -232,7 +236,6 @@ def confirm(cfg: PruneConfig, tables: Tables, timings: TableTimings, *, smoke: b
     optimizer's curse: Smith & Winkler, Management Science 2006): a plan's prediction then falls below its
     measurement by the sum of its changes' noise. Records ``{"pairs", "rounds", "settled", "confirmed"}``:
     ``settled`` when the last plans need no more pairs, ``confirmed`` the changes with :data:`CONFIRM_PAIRS` pairs."""
-    todo: list[str] = []
     rounds = 0
     while True:
         results, _ = plan_all(cfg, tables, smoke=smoke)
